@@ -1,0 +1,128 @@
+"""The Python API: ``load`` and ``loads`` give a ``CompiledNetwork``, checked and shape-inferred.
+
+    >>> net = archdsl.loads("network n(classes = 10) : [1, 28, 28] = flatten; linear classes")
+    >>> net.output_shape, net.params
+    ((10,), 7850)
+    >>> module = net.build()          # a plain torch.nn.Module
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from archdsl import ir
+from archdsl.program import Program, load_program, read_source
+from archdsl.resolve import Limits, resolve_network
+from archdsl.source import Source
+
+
+@dataclass(frozen=True)
+class CompiledNetwork:
+    """A network resolved at concrete parameters: its IR, shapes and costs, and a way to build it."""
+
+    ir: ir.Network
+    program: Program
+
+    @property
+    def name(self) -> str:
+        return self.ir.name
+
+    @property
+    def input_shape(self) -> ir.Shape:
+        return self.ir.input_shape
+
+    @property
+    def output_shape(self) -> ir.Shape:
+        return self.ir.output_shape
+
+    @property
+    def params(self) -> int:
+        return self.ir.params
+
+    @property
+    def macs(self) -> int:
+        return self.ir.macs
+
+    @property
+    def param_values(self) -> dict[str, ir.Value]:
+        return dict(self.ir.params_bound)
+
+    @property
+    def source_path(self) -> str | None:
+        path = self.program.main.path
+        return None if path.startswith("<") else path
+
+    @property
+    def source_text(self) -> str:
+        return self.program.main.text
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved graph's structure: equal for equal networks, whatever the file."""
+        text = ir.format_network(self.ir)
+        structure = "\n".join(line.split("  # ")[0] for line in text.splitlines())
+        return hashlib.sha256(structure.encode()).hexdigest()
+
+    def layers(self):
+        """Every layer node in execution order."""
+        return ir.layers(self.ir.body)
+
+    def summary(self, depth: int | None = None) -> str:
+        """A plain-text table: one row per layer (or per block, down to ``depth``), with totals."""
+        from archdsl.summary import render_text
+
+        return render_text(self.ir, depth)
+
+    def text(self) -> str:
+        """The IR's stable text form, one node per line."""
+        return ir.format_network(self.ir)
+
+    def build(self, init: str = "default", seed: int | None = None):
+        """The ``torch.nn.Module`` (imports torch)."""
+        from archdsl.torch_backend import build
+
+        return build(self.ir, init=init, seed=seed)
+
+    def __repr__(self) -> str:
+        shape = ir.format_shape
+        return (f"<CompiledNetwork {self.name}: {shape(self.input_shape)} -> {shape(self.output_shape)}, "
+                f"{self.params:,} params, {self.macs:,} MACs>")
+
+
+def compile_program(
+    program: Program,
+    network: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    limits: Limits | None = None,
+    **params: ir.Value,
+) -> CompiledNetwork:
+    return CompiledNetwork(resolve_network(program, network, params, input_shape, limits), program)
+
+
+def load(
+    path: str | Path,
+    network: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    limits: Limits | None = None,
+    **params: ir.Value,
+) -> CompiledNetwork:
+    """Compile the spec at ``path``; keyword arguments set network parameters.
+
+    >>> archdsl.load("specs/vgg16.arch", in_channels=3, classes=1000).params
+    138357544
+    """
+    return compile_program(load_program(read_source(path)), network, input_shape, limits, **params)
+
+
+def loads(
+    text: str,
+    network: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    path: str = "<string>",
+    limits: Limits | None = None,
+    **params: ir.Value,
+) -> CompiledNetwork:
+    """Compile spec text; ``path`` names it in messages (and roots its imports when it is a file path)."""
+    return compile_program(load_program(Source(path, text)), network, input_shape, limits, **params)

@@ -1,0 +1,277 @@
+"""The typed IR: frozen pydantic nodes, each with the span it came from.
+
+Two layers of nodes:
+
+* the syntax tree (``Module`` and below), what the parser makes of one file: block and network
+  definitions whose bodies still hold expressions, calls, repeats and conditions;
+* the resolved graph (``Network`` and below), what ``resolve`` makes of a network at given
+  parameters: every call expanded, every layer named uniquely, with validated arguments, input and
+  output shapes, parameter and MAC counts.
+
+Backends (torch, Graphviz, summaries) read the resolved graph only. Nodes never change; a pass
+returns new ones.
+
+``format_network`` prints a resolved graph one node per line, the stable text form of golden tests::
+
+    %vgg_0.conv_0 : conv3x3(out=64) -> 64x224x224  # specs/vgg11.arch:4:20
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict
+
+from archdsl.source import Span
+
+Shape = tuple[int, ...]
+Value = Union[bool, int, float]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    span: Span
+
+
+# -- expressions ---------------------------------------------------------------------------------
+
+
+class Number(Node):
+    value: Union[int, float]
+
+
+class Var(Node):
+    name: str
+
+
+class InputDim(Node):
+    """``in.c``, ``in.h``, ``in.w``: a size of the tensor entering the current block."""
+
+    dim: str
+
+
+class UnOp(Node):
+    op: Literal["-", "+", "not"]
+    operand: Expr
+
+
+class BinOp(Node):
+    op: Literal["+", "-", "*", "/", "//", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
+    left: Expr
+    right: Expr
+
+
+class Func(Node):
+    """``min(a, b)``, ``max(a, b)``."""
+
+    name: str
+    args: tuple[Expr, ...]
+
+
+Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func]
+
+
+# -- items ---------------------------------------------------------------------------------------
+
+
+class Arg(Node):
+    """One argument of a call: positional when ``name`` is None."""
+
+    name: Union[str, None]
+    value: Expr
+
+
+class Call(Node):
+    """A layer (``conv3x3 64``) or block call (``vgg(2, 64)``); resolution decides which by name."""
+
+    name: str
+    name_span: Span
+    args: tuple[Arg, ...]
+
+
+class Group(Node):
+    """``< a; b >``: a sequence used as one item."""
+
+    items: tuple[Item, ...]
+
+
+class Repeat(Node):
+    count: Expr
+    item: Item
+
+
+class Branch(Node):
+    """``concat [ A | B ]`` or ``add [ A | B ]``: each branch is a sequence of items."""
+
+    op: Literal["concat", "add"]
+    branches: tuple[tuple[Item, ...], ...]
+
+
+class Cond(Node):
+    """``if TEST then A else B``, decided when the block is instantiated."""
+
+    test: Expr
+    then: Item
+    otherwise: Item
+
+
+Item = Union[Call, Group, Repeat, Branch, Cond]
+
+
+# -- definitions ---------------------------------------------------------------------------------
+
+
+class Param(Node):
+    name: str
+    default: Union[Expr, None]
+
+
+class BlockDef(Node):
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Item, ...]
+
+
+class NetworkDef(Node):
+    name: str
+    params: tuple[Param, ...]
+    input: tuple[Expr, ...]
+    output: Union[tuple[Expr, ...], None]
+    output_span: Union[Span, None]
+    body: tuple[Item, ...]
+
+
+class Import(Node):
+    path: str
+
+
+class Module(Node):
+    """One parsed file."""
+
+    imports: tuple[Import, ...]
+    blocks: tuple[BlockDef, ...]
+    networks: tuple[NetworkDef, ...]
+
+
+# -- the resolved graph --------------------------------------------------------------------------
+
+
+class GraphNode(BaseModel):
+    """What every resolved node has: a unique dotted path (the torch submodule path), shapes, costs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str
+    in_shape: Shape
+    out_shape: Shape
+    params: int
+    macs: int
+    span: Span
+
+
+class Layer(GraphNode):
+    op: Literal["layer"] = "layer"
+    kind: str
+    spelling: str
+    args: dict[str, Value]
+
+
+class Block(GraphNode):
+    op: Literal["block"] = "block"
+    block: str
+    call: str
+    body: tuple[Resolved, ...]
+
+
+class Join(GraphNode):
+    """A resolved ``concat`` or ``add``: branches run on the same input, then join."""
+
+    op: Literal["concat", "add"]
+    branches: tuple[tuple[Resolved, ...], ...]
+
+
+Resolved = Union[Layer, Block, Join]
+
+
+class Network(BaseModel):
+    """A network resolved at concrete parameters and input shape."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    params_bound: dict[str, Value]
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    macs: int
+    body: tuple[Resolved, ...]
+    span: Span
+
+
+for _model in (UnOp, BinOp, Func, Arg, Call, Group, Repeat, Branch, Cond, Param, BlockDef, NetworkDef, Block, Join):
+    _model.model_rebuild()
+
+
+def children(node: Resolved) -> tuple[Resolved, ...]:
+    """The nodes directly inside a block or join (in order); a layer has none."""
+    if isinstance(node, Block):
+        return node.body
+    if isinstance(node, Join):
+        return tuple(child for branch in node.branches for child in branch)
+    return ()
+
+
+def walk(nodes: tuple[Resolved, ...]):
+    """Every resolved node, depth first in execution order, without recursion."""
+    stack = list(reversed(nodes))
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
+
+
+def layers(nodes: tuple[Resolved, ...]):
+    """Every layer, in execution order."""
+    return (node for node in walk(nodes) if isinstance(node, Layer))
+
+
+def format_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def format_args(args: dict[str, Value]) -> str:
+    return ", ".join(f"{k}={_format_value(v)}" for k, v in args.items())
+
+
+def _format_value(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def format_network(network: Network) -> str:
+    """The stable text form: one node per line, blocks and branches indented."""
+    lines = [f"network {network.name}({format_args(network.params_bound)}) : {format_shape(network.input_shape)}"]
+    # Entries are (indent, node) or (indent, "| bN") headers; an explicit stack keeps deep graphs safe.
+    stack: list[tuple[int, Resolved | str]] = [(1, node) for node in reversed(network.body)]
+    while stack:
+        indent, node = stack.pop()
+        pad = "  " * indent
+        if isinstance(node, str):
+            lines.append(pad + node)
+            continue
+        where = f"  # {node.span}"
+        if isinstance(node, Layer):
+            lines.append(f"{pad}%{node.path} : {node.spelling}({format_args(node.args)}) -> {format_shape(node.out_shape)}{where}")
+        elif isinstance(node, Block):
+            lines.append(f"{pad}%{node.path} = {node.call} -> {format_shape(node.out_shape)}{where}")
+            stack.extend((indent + 1, child) for child in reversed(node.body))
+        else:
+            lines.append(f"{pad}%{node.path} = {node.op} -> {format_shape(node.out_shape)}{where}")
+            for index in reversed(range(len(node.branches))):
+                stack.extend((indent + 2, child) for child in reversed(node.branches[index]))
+                stack.append((indent + 1, f"| b{index}"))
+    lines.append(f"  -> {format_shape(network.output_shape)}  params={network.params} macs={network.macs}")
+    return "\n".join(lines)

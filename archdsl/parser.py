@@ -1,0 +1,245 @@
+"""Text to syntax tree: Lark (LALR, positions on) with a transformer that builds ``ir`` nodes.
+
+The transformer runs inside the LALR parser (no parse tree, no recursion), so deeply nested input
+costs no Python stack. Lark's exceptions become ``ParseError`` with the place and a readable list
+of what was expected.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from archdsl import ir
+from archdsl.errors import ArchError, ParseError
+from archdsl.source import Source, Span
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# How terminals read in "expected ..." lists.
+_TERMINAL_WORDS = {
+    "NAME": "a name",
+    "CALLNAME": "a block call",
+    "NUMBER": "a number",
+    "STRING": 'a "quoted path"',
+    "SEMICOLON": "';'",
+    "COMMA": "','",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LESSTHAN": "'<'",
+    "MORETHAN": "'>'",
+    "VBAR": "'|'",
+    "EQUAL": "'='",
+    "COLON": "':'",
+    "DOT": "'.'",
+    "__ANON_0": "'->'",
+    "SUM_OP": "'+' or '-'",
+    "PROD_OP": "an operator",
+    "CMP_OP": "a comparison",
+    "$END": "the end of the file",
+}
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        GRAMMAR.read_text(),
+        parser="lalr",
+        strict=True,  # no conflict or terminal collision is resolved silently
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+    )
+
+
+def parse(source: Source) -> ir.Module:
+    """Parse one file's text into its syntax tree.
+
+    >>> parse(Source("x.arch", "network n : [1, 28, 28] = flatten; linear 10"))   # doctest: +SKIP
+    """
+    try:
+        tree = _lark().parse(source.text)
+    except UnexpectedInput as err:
+        raise _parse_error(source, err) from None
+    try:
+        return _ToIR(source).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, ArchError):
+            raise err.orig_exc from None
+        raise
+
+
+def _span_in(source: Source, meta_or_token) -> Span:
+    return Span(
+        source=source,
+        line=meta_or_token.line,
+        column=meta_or_token.column,
+        end_line=meta_or_token.end_line,
+        end_column=meta_or_token.end_column,
+    )
+
+
+def _words(expected: set[str]) -> str:
+    names = sorted({_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected if not t.startswith("_")})
+    if len(names) > 6:
+        names = names[:6] + ["..."]
+    return ", ".join(names)
+
+
+def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
+    line, column = err.line, err.column
+    if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
+        # Point just past the last non-blank character: that is where something is missing.
+        text = source.text.rstrip()
+        line = text.count("\n") + 1
+        column = len(text) - (text.rfind("\n") + 1) + 1
+        expected = getattr(err, "expected", None) or getattr(err, "accepts", None) or set()
+        return ParseError(
+            f"unexpected end of file; expected {_words(set(expected))}",
+            source.span(line, max(column, 1)),
+            hint=_eof_hint(source.text),
+        )
+    if isinstance(err, UnexpectedCharacters):
+        char = source.text[err.pos_in_stream] if err.pos_in_stream < len(source.text) else "?"
+        hint = None
+        if char in "{}":
+            hint = "groups are written < ... >, branches [ A | B ]"
+        elif char == "'":
+            hint = 'import paths take double quotes: import "blocks.arch"'
+        return ParseError(f"unexpected character {char!r}", source.span(line, column), hint=hint)
+    assert isinstance(err, UnexpectedToken)
+    token = err.token
+    expected = set(err.accepts or err.expected)
+    found = f"'{token}'" if token.type != "NAME" else f"name '{token}'"
+    hint = None
+    if "SEMICOLON" in expected and token.type in {"NAME", "CALLNAME", "LESSTHAN", "REPEAT", "CONCAT", "ADD", "IF"}:
+        hint = "items of a sequence are separated by ';'"
+    elif token.type == "MORETHAN" and "MORETHAN" not in expected:
+        hint = "'>' closes a group opened with '<'; is a '<' missing, or is this a comparison outside an if?"
+    elif token.type == "EQUAL" and "EQUAL" not in expected:
+        hint = "keyword arguments are written name=value after the layer's name"
+    end_column = getattr(token, "end_column", None) or column + max(1, len(str(token)))
+    return ParseError(
+        f"unexpected {found}; expected {_words(expected)}",
+        source.span(line, column, line, end_column),
+        hint=hint,
+    )
+
+
+def _eof_hint(text: str) -> str | None:
+    opened = {"<": ">", "[": "]", "(": ")"}
+    depth = {k: 0 for k in opened}
+    for char in text:
+        if char in opened:
+            depth[char] += 1
+        elif char in opened.values():
+            for k, v in opened.items():
+                if v == char:
+                    depth[k] -= 1
+    for k, v in opened.items():
+        if depth[k] > 0:
+            return f"an '{k}' is never closed with '{v}'"
+    return None
+
+
+@v_args(inline=True, meta=True)
+class _ToIR(Transformer_NonRecursive):
+    """One method per grammar rule or alias, named as the rule is.
+
+    Lark builds the parse tree without recursion and this transformer walks it without recursion,
+    so ten thousand nested groups cost no Python stack.
+    """
+
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta_or_token) -> Span:
+        return _span_in(self.source, meta_or_token)
+
+    def start(self, meta, *decls):
+        return ir.Module(
+            span=self._span(meta) if not meta.empty else self.source.span(1, 1),
+            imports=tuple(d for d in decls if isinstance(d, ir.Import)),
+            blocks=tuple(d for d in decls if isinstance(d, ir.BlockDef)),
+            networks=tuple(d for d in decls if isinstance(d, ir.NetworkDef)),
+        )
+
+    def import_(self, meta, path: Token):
+        return ir.Import(span=self._span(meta), path=str(path)[1:-1])
+
+    def block(self, meta, name: Token, params, body):
+        return ir.BlockDef(span=self._span(name), name=str(name), params=params or (), body=body)
+
+    def network(self, meta, name: Token, params, input_shape, output_shape, body):
+        return ir.NetworkDef(
+            span=self._span(name),
+            name=str(name),
+            params=params or (),
+            input=input_shape[0],
+            output=output_shape[0] if output_shape else None,
+            output_span=output_shape[1] if output_shape else None,
+            body=body,
+        )
+
+    def params(self, meta, *params):
+        return params
+
+    def param(self, meta, name: Token, default):
+        return ir.Param(span=self._span(name), name=str(name), default=default)
+
+    def shape(self, meta, *dims):
+        return (dims, self._span(meta))
+
+    def body(self, meta, *items):
+        return items
+
+    def call(self, meta, name: Token, *args):
+        args = tuple(a if isinstance(a, ir.Arg) else ir.Arg(span=a.span, name=None, value=a) for a in args if a is not None)
+        return ir.Call(span=self._span(meta), name=str(name), name_span=self._span(name), args=args)
+
+    def kwarg(self, meta, name: Token, value):
+        return ir.Arg(span=self._span(meta), name=str(name), value=value)
+
+    def group(self, meta, items):
+        return ir.Group(span=self._span(meta), items=items)
+
+    def repeat(self, meta, count, item):
+        return ir.Repeat(span=self._span(meta), count=count, item=item)
+
+    def branch(self, meta, op: Token, *bodies):
+        return ir.Branch(span=self._span(op), op=str(op), branches=bodies)
+
+    def cond(self, meta, test, then, otherwise):
+        return ir.Cond(span=self._span(meta), test=test, then=then, otherwise=otherwise)
+
+    def number(self, meta, token: Token):
+        text = str(token)
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        return ir.Number(span=self._span(token), value=value)
+
+    def var(self, meta, token: Token):
+        return ir.Var(span=self._span(token), name=str(token))
+
+    def input_dim(self, meta, dim: Token):
+        return ir.InputDim(span=self._span(meta), dim=str(dim))
+
+    def func(self, meta, name: Token, *args):
+        return ir.Func(span=self._span(meta), name=str(name), args=args)
+
+    def binop(self, meta, left, op: Token, right):
+        return ir.BinOp(span=self._span(meta), op=str(op), left=left, right=right)
+
+    compare = binop
+    boolop = binop
+
+    def unop(self, meta, op: Token, operand):
+        return ir.UnOp(span=self._span(meta), op=str(op), operand=operand)
+
+    def not_(self, meta, operand):
+        return ir.UnOp(span=self._span(meta), op="not", operand=operand)

@@ -1,0 +1,538 @@
+"""From a program and parameter values to the resolved graph of one network.
+
+Resolution binds block parameters, evaluates expressions, expands block calls, repeats and
+conditions, names every node uniquely, and infers shapes as it goes: a block may read the shape
+entering it (``in.c``), so expansion and shape inference are one walk. Sizes are plain integers,
+counted against ``Limits`` before anything is built.
+
+    block vgg(n, c) = repeat n <conv3x3 c; relu>; maxpool2
+    network v : [1, 32, 32] = vgg(2, 8)     # -> vgg_0.conv_0, vgg_0.relu_0, ..., vgg_0.maxpool_0
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+from archdsl import ir
+from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
+from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
+from archdsl.program import Program
+from archdsl.shapes import LayerError, join, show
+from archdsl.source import Span
+
+_TRUTH = {"true": True, "false": False}
+_FUNCS = {"min": min, "max": max}
+
+
+def _default_max_params() -> int:
+    """Parameters whose fp32 weights would fill the machine's memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 16 * 2**30
+    return memory // 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that hold before anything is expanded or allocated."""
+
+    max_layers: int = 200_000
+    max_depth: int = 100
+    max_params: int = field(default_factory=_default_max_params)
+
+
+@dataclass
+class _Scope:
+    """What a block body sees: its parameters, the shape entering it, and the names taken so far."""
+
+    env: dict[str, ir.Value]
+    in_shape: ir.Shape
+    prefix: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def name(self, base: str) -> tuple[str, str]:
+        index = self.counts.get(base, 0)
+        self.counts[base] = index + 1
+        name = f"{base}_{index}"
+        return name, f"{self.prefix}{name}"
+
+    def inner(self, prefix: str, env: dict[str, ir.Value] | None = None, in_shape: ir.Shape | None = None) -> _Scope:
+        return _Scope(env if env is not None else self.env, in_shape if in_shape is not None else self.in_shape, prefix)
+
+
+class _Resolver:
+    def __init__(self, program: Program, limits: Limits) -> None:
+        self.program = program
+        self.limits = limits
+        self.layers = 0
+        self.params = 0
+        self.active: list[str] = []  # blocks being instantiated, for recursion errors
+
+    # -- expressions --------------------------------------------------------------------------------
+
+    def evaluate(self, expr: ir.Expr, scope: _Scope, depth: int = 0) -> ir.Value:
+        if depth > self.limits.max_depth:
+            raise LimitError(f"expression nested more than {self.limits.max_depth} deep", expr.span)
+        if isinstance(expr, ir.Number):
+            return expr.value
+        if isinstance(expr, ir.Var):
+            return self._lookup_var(expr, scope)
+        if isinstance(expr, ir.InputDim):
+            return self._input_dim(expr, scope)
+        if isinstance(expr, ir.UnOp):
+            value = self.evaluate(expr.operand, scope, depth + 1)
+            if expr.op == "not":
+                return not value
+            return -value if expr.op == "-" else value
+        if isinstance(expr, ir.Func):
+            values = [self.evaluate(a, scope, depth + 1) for a in expr.args]
+            if expr.name not in _FUNCS:
+                raise ResolveError(f"unknown function '{expr.name}'", expr.span, hint="expressions may call min(...) and max(...)")
+            return _FUNCS[expr.name](values)
+        assert isinstance(expr, ir.BinOp)
+        left = self.evaluate(expr.left, scope, depth + 1)
+        if expr.op == "and":
+            return bool(left) and bool(self.evaluate(expr.right, scope, depth + 1))
+        if expr.op == "or":
+            return bool(left) or bool(self.evaluate(expr.right, scope, depth + 1))
+        right = self.evaluate(expr.right, scope, depth + 1)
+        return _arith(expr, left, right)
+
+    def _lookup_var(self, expr: ir.Var, scope: _Scope) -> ir.Value:
+        if expr.name in scope.env:
+            return scope.env[expr.name]
+        if expr.name in _TRUTH:
+            return _TRUTH[expr.name]
+        if lookup(expr.name) is not None or expr.name in self.program.blocks:
+            hint = f"'{expr.name}' is a layer; is a ';' missing before it?"
+        else:
+            close = _closest(expr.name, scope.env)
+            hint = f"did you mean '{close}'?" if close else _known_names(scope.env)
+        raise ResolveError(f"unknown name '{expr.name}'", expr.span, hint=hint)
+
+    def _input_dim(self, expr: ir.InputDim, scope: _Scope) -> int:
+        dims = {"c": 0, "h": 1, "w": 2}
+        if expr.dim not in dims:
+            raise ResolveError(f"unknown input size 'in.{expr.dim}'", expr.span, hint="the sizes of a block's input are in.c, in.h and in.w")
+        index = dims[expr.dim]
+        if index >= len(scope.in_shape):
+            raise ShapeError(f"in.{expr.dim} is undefined: the input here is the vector {show(scope.in_shape)}", expr.span)
+        return scope.in_shape[index]
+
+    # -- sequences ----------------------------------------------------------------------------------
+
+    def items(self, items: tuple[ir.Item, ...], scope: _Scope, shape: ir.Shape, depth: int) -> tuple[list[ir.Resolved], ir.Shape]:
+        """Resolve a sequence, threading the shape through it."""
+        if depth > self.limits.max_depth:
+            raise LimitError(
+                f"nesting deeper than {self.limits.max_depth} levels (groups, repeats, branches and block calls)",
+                items[0].span if items else None,
+                hint="flatten the spec; no real network nests this deep",
+            )
+        out: list[ir.Resolved] = []
+        for item in items:
+            shape = self.item(item, scope, shape, depth, out)
+        return out, shape
+
+    def item(self, item: ir.Item, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
+        if isinstance(item, ir.Call):
+            node = self.call(item, scope, shape, depth)
+            out.append(node)
+            return node.out_shape
+        if isinstance(item, ir.Group):
+            nodes, shape = self.items(item.items, scope, shape, depth + 1)
+            out.extend(nodes)
+            return shape
+        if isinstance(item, ir.Repeat):
+            return self.repeat(item, scope, shape, depth, out)
+        if isinstance(item, ir.Cond):
+            chosen = item.then if self.evaluate(item.test, scope) else item.otherwise
+            nodes, shape = self.items((chosen,), scope, shape, depth + 1)
+            out.extend(nodes)
+            return shape
+        assert isinstance(item, ir.Branch)
+        node = self.branch(item, scope, shape, depth)
+        out.append(node)
+        return node.out_shape
+
+    def repeat(self, item: ir.Repeat, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
+        count = self.evaluate(item.count, scope)
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ResolveError(f"repeat count must be a whole number, not {count!r}", item.count.span,
+                               hint="use // for integer division" if isinstance(count, float) else None)
+        if count < 0:
+            raise ResolveError(f"repeat count must not be negative, but it is {count}", item.count.span)
+        if self.layers + count > self.limits.max_layers:
+            raise LimitError(
+                f"repeat {count} would expand to more than {self.limits.max_layers:,} layers",
+                item.count.span,
+                hint="archdsl refuses specs this large before expanding them",
+            )
+        for _ in range(count):
+            before = self.layers
+            nodes, shape = self.items((item.item,), scope, shape, depth + 1)
+            out.extend(nodes)
+            per_repeat = self.layers - before
+            if self.layers + per_repeat * (count - 1) > self.limits.max_layers:
+                raise LimitError(
+                    f"repeat {count} of {per_repeat} layers each would expand to more than {self.limits.max_layers:,} layers",
+                    item.count.span,
+                    hint="archdsl refuses specs this large before expanding them",
+                )
+        return shape
+
+    def branch(self, item: ir.Branch, scope: _Scope, shape: ir.Shape, depth: int) -> ir.Join:
+        name, path = scope.name(item.op)
+        branches, shapes = [], []
+        for index, body in enumerate(item.branches):
+            inner = scope.inner(f"{path}.b{index}.")
+            nodes, out_shape = self.items(body, inner, shape, depth + 1)
+            branches.append(tuple(nodes))
+            shapes.append(out_shape)
+        out_shape, problem = join(item.op, shapes)
+        if problem:
+            notes = tuple(
+                (f"branch {i + 1} gives {show(s)}", body[0].span) for i, (s, body) in enumerate(zip(shapes, item.branches))
+            )
+            hint = "give the branches the same output channels" if item.op == "add" else "give the branches the same stride and padding"
+            if item.op == "add" and shapes[0][1:] != shapes[-1][1:]:
+                hint = "the branches downsample differently: give the shortcut the same stride (conv1x1 C s=...)"
+            raise ShapeError(problem, item.span, hint=hint, notes=notes)
+        return ir.Join(
+            op=item.op, name=name, path=path, in_shape=shape, out_shape=out_shape,
+            params=sum(n.params for b in branches for n in b), macs=sum(n.macs for b in branches for n in b),
+            span=item.span, branches=tuple(branches),
+        )
+
+    # -- calls --------------------------------------------------------------------------------------
+
+    def call(self, call: ir.Call, scope: _Scope, shape: ir.Shape, depth: int) -> ir.Resolved:
+        block = self.program.blocks.get(call.name)
+        if block is not None:
+            return self.instantiate(block, call, scope, shape, depth)
+        found = lookup(call.name)
+        if found is None:
+            close = suggest(call.name, tuple(self.program.blocks))
+            raise ResolveError(
+                f"unknown layer or block '{call.name}'",
+                call.name_span,
+                hint=f"did you mean '{close}'?" if close else "see `archdsl layers` for the layer kinds",
+            )
+        kind, preset = found
+        return self.layer(kind, preset, call, scope, shape)
+
+    def layer(self, kind: LayerKind, preset: dict, call: ir.Call, scope: _Scope, shape: ir.Shape) -> ir.Layer:
+        args, arg_spans = self.bind_layer_args(kind, preset, call, scope)
+        try:
+            kind.validate(args)
+            out_shape = kind.infer(args, shape)
+        except LayerError as err:
+            where = arg_spans.get(err.arg, call.span)
+            message = f"{call.name}: {err.message}" if not err.message.startswith(call.name) else err.message
+            raise ShapeError(f"{message} (input {show(shape)})" if err.arg is None else message, where, hint=err.hint) from None
+        params = kind.params(args, shape)
+        self.layers += 1
+        self.params += params
+        if self.layers > self.limits.max_layers:
+            raise LimitError(f"the network has more than {self.limits.max_layers:,} layers", call.span)
+        if self.params > self.limits.max_params:
+            raise LimitError(
+                f"the network needs more than {self.limits.max_params:,} parameters "
+                f"({self.params * 4 / 2**30:.1f} GiB of fp32 weights) by this layer",
+                call.span,
+                hint="raise the limit with --max-params if this is intended",
+            )
+        name, path = scope.name(kind.key)
+        return ir.Layer(
+            kind=kind.key, spelling=call.name, args=args, name=name, path=path,
+            in_shape=shape, out_shape=out_shape, params=params, macs=kind.macs(args, shape, out_shape), span=call.span,
+        )
+
+    def bind_layer_args(self, kind: LayerKind, preset: dict, call: ir.Call, scope: _Scope) -> tuple[dict, dict[str, Span]]:
+        specs = {spec.name: spec for spec in kind.args}
+        fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
+        values: dict[str, ir.Value] = dict(fixed)
+        spans: dict[str, Span] = {}
+        slots = [spec.name for spec in kind.args if spec.name not in fixed]
+        position = 0
+        for arg in call.args:
+            if arg.name is None:
+                if position >= len(slots):
+                    raise ResolveError(
+                        f"{call.name} takes {_count(len(slots), 'positional argument')}, but more were given",
+                        arg.span, hint=_signature(call.name, kind, fixed),
+                    )
+                name = slots[position]
+                position += 1
+            else:
+                name = arg.name
+                if name in fixed:
+                    raise ResolveError(f"{call.name} already sets {name}={fixed[name]}", arg.span,
+                                       hint=f"write {kind.key} ... {name}=... to choose it yourself")
+                if name not in specs:
+                    close = _closest(name, specs)
+                    raise ResolveError(f"{call.name} has no argument '{name}'", arg.span,
+                                       hint=f"did you mean '{close}'?" if close else _signature(call.name, kind, fixed))
+            if name in spans:
+                raise ResolveError(f"{call.name}: argument '{name}' given twice", arg.span)
+            values[name] = _coerce(specs[name], self.evaluate(arg.value, scope), arg.span, call.name)
+            spans[name] = arg.span
+        for spec in kind.args:
+            if spec.name in values:
+                continue
+            if isinstance(preset.get(spec.name), Default):
+                values[spec.name] = preset[spec.name].value
+            elif spec.default is REQUIRED:
+                raise ResolveError(f"{call.name} needs its argument '{spec.name}' ({spec.doc})", call.span,
+                                   hint=_signature(call.name, kind, fixed))
+            else:
+                values[spec.name] = spec.default
+        try:
+            kind.finish(call.name, values)
+        except LayerError as err:
+            raise ResolveError(err.message, spans.get(err.arg, call.span), hint=err.hint) from None
+        return {spec.name: values[spec.name] for spec in kind.args}, spans
+
+    def instantiate(self, block: ir.BlockDef, call: ir.Call, scope: _Scope, shape: ir.Shape, depth: int) -> ir.Block:
+        if block.name in self.active:
+            chain = " -> ".join((*self.active[self.active.index(block.name):], block.name))
+            raise ResolveError(f"block '{block.name}' calls itself: {chain}", call.name_span,
+                               hint="blocks cannot recurse; use repeat N ... for repetition")
+        name, path = scope.name(block.name)
+        inner = _Scope({}, shape, f"{path}.")
+        inner.env = self.bind_block_args(block, call, scope, inner)
+        call_text = f"{block.name}({', '.join(_show_value(inner.env[p.name]) for p in block.params)})"
+        self.active.append(block.name)
+        try:
+            nodes, out_shape = self.items(block.body, inner, shape, depth + 1)
+        except ArchError as err:
+            raise err.with_note(f"{call_text} instantiated here", call.span) from None
+        finally:
+            self.active.pop()
+        return ir.Block(
+            block=block.name, call=call_text, body=tuple(nodes), name=name, path=path,
+            in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
+            macs=sum(n.macs for n in nodes), span=call.span,
+        )
+
+    def bind_block_args(self, block: ir.BlockDef, call: ir.Call, caller: _Scope, inner: _Scope) -> dict[str, ir.Value]:
+        names = [p.name for p in block.params]
+        given: dict[str, tuple[ir.Value, Span]] = {}
+        position = 0
+        for arg in call.args:
+            if arg.name is None:
+                if position >= len(names):
+                    raise ResolveError(
+                        f"block {block.name} takes {_count(len(names), 'argument')}, but more were given",
+                        arg.span, hint=f"block {block.name}({', '.join(names)}) is defined at {block.span}",
+                    )
+                name = names[position]
+                position += 1
+            elif arg.name not in names:
+                close = _closest(arg.name, names)
+                raise ResolveError(f"block {block.name} has no parameter '{arg.name}'", arg.span,
+                                   hint=f"did you mean '{close}'?" if close else f"its parameters are ({', '.join(names)})")
+            else:
+                name = arg.name
+            if name in given:
+                raise ResolveError(f"block {block.name}: parameter '{name}' given twice", arg.span)
+            given[name] = (self.evaluate(arg.value, caller), arg.span)
+        env: dict[str, ir.Value] = {}
+        for param in block.params:
+            if param.name in given:
+                env[param.name] = given[param.name][0]
+            elif param.default is not None:
+                inner.env = env
+                env[param.name] = self.evaluate(param.default, inner)
+            else:
+                raise ResolveError(f"block {block.name} needs its parameter '{param.name}'", call.span,
+                                   hint=f"block {block.name}({', '.join(names)}) is defined at {block.span}")
+        return env
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _arith(expr: ir.BinOp, left: ir.Value, right: ir.Value) -> ir.Value:
+    op = expr.op
+    try:
+        if op == "+":
+            return left + right
+        if op == "-":
+            return left - right
+        if op == "*":
+            return left * right
+        if op == "/":
+            return left / right
+        if op == "//":
+            return left // right
+        if op == "%":
+            return left % right
+        return {"==": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+                ">": left > right, ">=": left >= right}[op]
+    except ZeroDivisionError:
+        raise ResolveError("division by zero", expr.span) from None
+    except OverflowError:
+        raise ResolveError("number too large", expr.span) from None
+
+
+def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
+    name = f"{layer} {spec.name}"
+    if spec.type is bool:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        raise ResolveError(f"{name} must be true or false (1 or 0), not {_show_value(value)}", span)
+    if spec.type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            hint = "use // for integer division" if isinstance(value, float) and value == int(value) else None
+            raise ResolveError(f"{name} must be a whole number, not {_show_value(value)}", span, hint=hint)
+    elif spec.type is float:
+        if isinstance(value, bool):
+            raise ResolveError(f"{name} must be a number, not {_show_value(value)}", span)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ResolveError(f"{name} must be finite, not {value}", span)
+    if spec.check is not None:
+        problem = spec.check(value)
+        if problem:
+            raise ResolveError(f"{name} {problem}, but it is {_show_value(value)}", span)
+    return value
+
+
+def _show_value(value: ir.Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _closest(name: str, names) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _known_names(env: dict) -> str | None:
+    return f"the names here are {', '.join(sorted(env))}" if env else "no parameters are in scope here"
+
+
+def _signature(name: str, kind: LayerKind, fixed: dict) -> str:
+    parts = []
+    for spec in kind.args:
+        if spec.name in fixed:
+            continue
+        parts.append(spec.name if spec.default is REQUIRED else f"{spec.name}={_show_value(spec.default) if spec.default is not None else '…'}")
+    return f"usage: {name} {' '.join(parts)}".rstrip()
+
+
+def parse_value(text: str) -> ir.Value:
+    """A value given on the command line: ``3``, ``0.5``, ``true``."""
+    lowered = text.strip().lower()
+    if lowered in _TRUTH:
+        return _TRUTH[lowered]
+    try:
+        return int(lowered)
+    except ValueError:
+        pass
+    try:
+        return float(lowered)
+    except ValueError:
+        raise UsageError(f"'{text}' is not a number", hint="parameter values are integers, decimals, true or false") from None
+
+
+def resolve_network(
+    program: Program,
+    network: str | None = None,
+    params: dict[str, ir.Value] | None = None,
+    input_shape: ir.Shape | None = None,
+    limits: Limits | None = None,
+) -> ir.Network:
+    """Resolve one network of a program at the given parameters (defaults for the rest).
+
+    >>> resolve_network(load_program(Source("x.arch", "network n : [1, 28, 28] = flatten; fc 10")))   # doctest: +SKIP
+    """
+    definition = choose_network(program, network)
+    resolver = _Resolver(program, limits or Limits())
+    scope = _Scope({}, (), "")
+    env = _bind_network_params(resolver, definition, dict(params or {}), scope)
+    scope.env = env
+    if input_shape is None:
+        input_shape = tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input)
+    elif any(not isinstance(d, int) or d <= 0 for d in input_shape):
+        raise UsageError(f"input sizes must be positive whole numbers, not {show(input_shape)}")
+    scope.in_shape = input_shape
+    nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
+    if definition.output is not None:
+        expected = tuple(_shape_dim(resolver, e, scope, "output") for e in definition.output)
+        if expected != out_shape:
+            hint = None
+            if len(out_shape) == 3 and len(expected) == 1:
+                hint = "end the network with 'gap; flatten' or 'flatten; linear N'"
+            raise ShapeError(
+                f"network {definition.name} outputs {show(out_shape)}, but its declaration says [{', '.join(map(str, expected))}]",
+                definition.output_span, hint=hint,
+            )
+    return ir.Network(
+        name=definition.name, params_bound=env, input_shape=input_shape, output_shape=out_shape,
+        params=sum(n.params for n in nodes), macs=sum(n.macs for n in nodes), body=tuple(nodes), span=definition.span,
+    )
+
+
+def choose_network(program: Program, network: str | None) -> ir.NetworkDef:
+    names = list(program.networks)
+    if network is not None:
+        if network not in program.networks:
+            close = _closest(network, names)
+            raise UsageError(
+                f"no network '{network}' in the spec",
+                file=program.main.path,
+                hint=f"did you mean '{close}'?" if close else f"its networks: {', '.join(names) or 'none'}",
+            )
+        return program.networks[network]
+    if len(names) == 1:
+        return program.networks[names[0]]
+    if not names:
+        raise ResolveError("the spec defines no network", file=program.main.path,
+                           hint="add one: network NAME : [C, H, W] = ...")
+    raise UsageError(f"the spec defines several networks ({', '.join(names)})", file=program.main.path,
+                     hint="choose one with --network NAME")
+
+
+def _bind_network_params(resolver: _Resolver, definition: ir.NetworkDef, given: dict, scope: _Scope) -> dict[str, ir.Value]:
+    names = [p.name for p in definition.params]
+    for name in given:
+        if name not in names:
+            close = _closest(name, names)
+            raise UsageError(
+                f"network {definition.name} has no parameter '{name}'",
+                file=definition.span.file,
+                hint=f"did you mean '{close}'?" if close else f"its parameters: {', '.join(names) or 'none'}",
+            )
+    env: dict[str, ir.Value] = {}
+    for param in definition.params:
+        if param.name in given:
+            env[param.name] = given[param.name]
+        elif param.default is not None:
+            scope.env = env
+            env[param.name] = resolver.evaluate(param.default, scope)
+        else:
+            raise UsageError(f"network {definition.name} needs a value for its parameter '{param.name}'",
+                             file=definition.span.file, hint=f"pass --param {param.name}=VALUE")
+    return env
+
+
+def _shape_dim(resolver: _Resolver, expr: ir.Expr, scope: _Scope, what: str) -> int:
+    value = resolver.evaluate(expr, scope)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ShapeError(f"{what} sizes must be positive whole numbers, not {_show_value(value)}", expr.span)
+    return value
+

@@ -1,0 +1,428 @@
+"""Finding, downloading and reading labelled image sets into memory as uint8 arrays.
+
+``--data`` names a known set (``fashion-mnist``, ``mnist``: the standard IDX files), a folder in the
+ImageFolder layout (``PATH/train/CLASS/*.png`` and ``PATH/test/CLASS/*.png``) or an ``.npz`` file
+(``x_train``, ``y_train``, ``x_test``, ``y_test``; images (N, H, W) or (N, H, W, C), uint8).
+Known sets are looked for in ``--data-dir``, then ``$ARCHDSL_DATA``, then ``~/.cache/archdsl``
+(each as ``ROOT/NAME/``, torchvision's ``ROOT/FashionMNIST/raw/``, or ``ROOT/`` itself) and
+downloaded, checksum-verified, into the first of those roots when absent.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from archdsl.errors import UsageError
+
+SPLIT_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and std of the training images, in pixel units (0..255)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, images: np.ndarray) -> Normalization:
+        """Exact integer sums over chunks: no float64 copy of the whole set, the same bits every time."""
+        total = np.zeros(images.shape[1], dtype=np.int64)
+        squares = np.zeros(images.shape[1], dtype=np.int64)
+        for start in range(0, len(images), 4096):
+            chunk = images[start : start + 4096].astype(np.int64)
+            total += chunk.sum(axis=(0, 2, 3))
+            squares += (chunk * chunk).sum(axis=(0, 2, 3))
+        count = max(1, images.size // images.shape[1])
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+        return cls(tuple(float(m) for m in mean), tuple(max(float(s), 1.0) for s in std))
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[float]]) -> Normalization:
+        return cls(tuple(data["mean"]), tuple(data["std"]))
+
+
+@dataclass(frozen=True)
+class KnownSet:
+    name: str
+    title: str
+    torchvision_folder: str
+    classes: tuple[str, ...]
+    mirrors: tuple[str, ...]
+    sha256: dict[str, str]  # of the official .gz files, keyed like SPLIT_FILES
+
+
+KNOWN_SETS = {
+    "fashion-mnist": KnownSet(
+        name="fashion-mnist",
+        title="Fashion-MNIST",
+        torchvision_folder="FashionMNIST",
+        classes=(
+            "t-shirt", "trouser", "pullover", "dress", "coat",
+            "sandal", "shirt", "sneaker", "bag", "ankle boot",
+        ),
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
+        sha256={
+            "train_images": "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+            "train_labels": "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+            "test_images": "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+            "test_labels": "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+        },
+    ),
+    "mnist": KnownSet(
+        name="mnist",
+        title="MNIST",
+        torchvision_folder="MNIST",
+        classes=tuple(str(digit) for digit in range(10)),
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+        sha256={
+            "train_images": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train_labels": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "test_images": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "test_labels": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+    ),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A labelled image set in memory: uint8 images (N, C, H, W) and int64 labels (N,) per split."""
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: tuple[str, ...]
+    source: str  # where it was read from, for messages
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        _, channels, height, width = self.train_images.shape
+        return channels, height, width
+
+    def limited(self, limit: int | None) -> ImageData:
+        """The first ``limit`` examples of each split (quick trials, tests)."""
+        if limit is None:
+            return self
+        return ImageData(
+            name=self.name,
+            train_images=self.train_images[:limit],
+            train_labels=self.train_labels[:limit],
+            test_images=self.test_images[:limit],
+            test_labels=self.test_labels[:limit],
+            classes=self.classes,
+            source=self.source,
+        )
+
+
+def load(data: str, data_dir: str | None, channels: int) -> ImageData:
+    """Read the data set that ``--data`` names. ``channels`` (1 or 3) is what image files become."""
+    if data in KNOWN_SETS:
+        return _load_known(KNOWN_SETS[data], data_dir)
+    path = Path(data)
+    if path.suffix == ".npz":
+        return load_npz(path)
+    if path.is_dir():
+        return load_image_folder(path, channels)
+    raise UsageError(
+        f"no data set {data!r}: it is neither a known set nor an existing folder or .npz file",
+        hint=f"use --data {' or --data '.join(KNOWN_SETS)}, a folder with train/ and test/, or a .npz file",
+    )
+
+
+def default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "archdsl"
+
+
+def search_roots(data_dir: str | None) -> list[Path]:
+    """--data-dir, then $ARCHDSL_DATA, then the cache folder; the first is where downloads go."""
+    roots = []
+    if data_dir is not None:
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise UsageError(f"--data-dir {data_dir}: no such folder")
+        roots.append(root)
+    if os.environ.get("ARCHDSL_DATA"):
+        roots.append(Path(os.environ["ARCHDSL_DATA"]))
+    roots.append(default_cache())
+    return roots
+
+
+def find_known(known: KnownSet, roots: list[Path]) -> dict[str, Path] | None:
+    """The four IDX files of ``known`` in the first folder that has them all (.gz or not).
+
+    A folder that has some of the files but not all is a broken download or copy: it is an error
+    rather than a reason to look further, since the user most likely meant that folder.
+    """
+    for root in roots:
+        for folder in (root / known.name, root / known.torchvision_folder / "raw", root):
+            found = {key: _idx_file(folder, stem) for key, stem in SPLIT_FILES.items()}
+            present = {key: path for key, path in found.items() if path is not None}
+            if len(present) == len(SPLIT_FILES):
+                return present
+            if present:
+                missing = [SPLIT_FILES[key] + ".gz" for key in SPLIT_FILES if key not in present]
+                raise UsageError(
+                    f"{known.title} in {folder} is incomplete: {', '.join(missing)} missing",
+                    file=str(folder),
+                    hint="copy the missing files there, or delete the folder to download the set again",
+                )
+    return None
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _load_known(known: KnownSet, data_dir: str | None) -> ImageData:
+    roots = search_roots(data_dir)
+    files = find_known(known, roots)
+    if files is None:
+        files = download(known, roots[0] / known.name)
+    train_images, train_labels = _read_idx_pair(files["train_images"], files["train_labels"])
+    test_images, test_labels = _read_idx_pair(files["test_images"], files["test_labels"])
+    for labels, path in ((train_labels, files["train_labels"]), (test_labels, files["test_labels"])):
+        if labels.size and int(labels.max()) >= len(known.classes):
+            raise UsageError(
+                f"label {int(labels.max())} in a {known.title} file, which has {len(known.classes)} classes",
+                file=str(path),
+            )
+    return ImageData(
+        name=known.name,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        classes=known.classes,
+        source=str(files["train_images"].parent),
+    )
+
+
+def download(known: KnownSet, folder: Path, mirrors: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Fetch the four .gz files of ``known`` into ``folder``, each checked against its sha256.
+
+    Each file is tried on every mirror in turn; a file lands under its final name only once its
+    checksum matched, so an interrupted download leaves nothing that looks complete.
+    """
+    mirrors = known.mirrors if mirrors is None else mirrors
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create {folder}: {err.strerror or err}", file=str(folder)) from None
+    files = {}
+    for key, stem in SPLIT_FILES.items():
+        target = folder / (stem + ".gz")
+        failures = []
+        for mirror in mirrors:
+            url = mirror + target.name
+            print(f"archdsl: downloading {url}", file=sys.stderr)
+            failure = _fetch_verified(url, target, known.sha256[key])
+            if failure is None:
+                break
+            failures.append(f"{url}: {failure}")
+        else:
+            raise UsageError(
+                f"{known.title} is not on this machine and could not be downloaded:\n  "
+                + "\n  ".join(failures),
+                hint=f"put the four IDX files in {folder}, or pass --data-dir where they are",
+            )
+        files[key] = target
+    return files
+
+
+def _fetch_verified(url: str, target: Path, sha256: str) -> str | None:
+    """Download ``url`` to ``target``; None on success, else why it failed."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            tmp.unlink(missing_ok=True)
+            return f"checksum mismatch (sha256 {digest.hexdigest()}, expected {sha256})"
+        os.replace(tmp, target)
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        tmp.unlink(missing_ok=True)
+        return str(getattr(err, "reason", None) or err)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzip-compressed or not) of unsigned bytes as a numpy array."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:
+        raise UsageError(f"cannot read {path.name}: {err}", file=str(path),
+                         hint="the file is damaged; delete it and download it again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise UsageError(f"{path.name} is not an IDX file (bad magic number)", file=str(path))
+    if raw[2] != 0x08:
+        raise UsageError(f"{path.name} holds IDX type 0x{raw[2]:02x}; only unsigned bytes (0x08) are read",
+                         file=str(path))
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise UsageError(f"{path.name} is truncated (incomplete header)", file=str(path))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        raise UsageError(
+            f"{path.name} has {len(raw)} bytes, but its header {'x'.join(map(str, dims))} needs {expected}",
+            file=str(path), hint="the file is damaged; delete it and download it again",
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3:
+        raise UsageError(f"{images_path.name} should hold images (3 dimensions), it has {images.ndim}",
+                         file=str(images_path))
+    if labels.ndim != 1:
+        raise UsageError(f"{labels_path.name} should hold labels (1 dimension), it has {labels.ndim}",
+                         file=str(labels_path))
+    if len(images) != len(labels):
+        raise UsageError(
+            f"{images_path.name} has {len(images)} images but {labels_path.name} has {len(labels)} labels",
+            file=str(images_path),
+        )
+    return images[:, None, :, :], labels.astype(np.int64)
+
+
+def load_npz(path: Path) -> ImageData:
+    """``x_train``, ``y_train``, ``x_test``, ``y_test`` (Keras' layout); optional ``classes``."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file", file=str(path)) from None
+    except (OSError, ValueError, zlib.error) as err:
+        raise UsageError(f"cannot read {path.name} as .npz: {err}", file=str(path)) from None
+    missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in arrays]
+    if missing:
+        raise UsageError(f"{path.name} lacks the arrays {', '.join(missing)}", file=str(path),
+                         hint="an .npz data set holds x_train, y_train, x_test and y_test")
+    images = {}
+    for key in ("x_train", "x_test"):
+        x = arrays[key]
+        if x.dtype != np.uint8:
+            raise UsageError(f"{key} in {path.name} is {x.dtype}, not uint8", file=str(path),
+                             hint="store pixels as uint8 in 0..255")
+        if x.ndim == 3:
+            x = x[:, None]
+        elif x.ndim == 4:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        else:
+            raise UsageError(f"{key} in {path.name} has shape {x.shape}; expected (N, H, W) or (N, H, W, C)",
+                             file=str(path))
+        images[key] = x
+    if images["x_train"].shape[1:] != images["x_test"].shape[1:]:
+        raise UsageError(f"x_train and x_test in {path.name} differ in image shape", file=str(path))
+    labels = {}
+    for key, x_key in (("y_train", "x_train"), ("y_test", "x_test")):
+        y = arrays[key]
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(images[x_key]):
+            raise UsageError(f"{key} in {path.name} must be integers, one per image of {x_key}", file=str(path))
+        if y.size and y.min() < 0:
+            raise UsageError(f"{key} in {path.name} has a negative label", file=str(path))
+        labels[key] = y.astype(np.int64)
+    count = int(max(labels["y_train"].max(initial=-1), labels["y_test"].max(initial=-1))) + 1
+    classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else tuple(map(str, range(count)))
+    if len(classes) < count:
+        raise UsageError(f"{path.name} names {len(classes)} classes but has label {count - 1}", file=str(path))
+    return ImageData(path.stem, images["x_train"], labels["y_train"], images["x_test"], labels["y_test"],
+                     classes, str(path))
+
+
+def load_image_folder(root: Path, channels: int) -> ImageData:
+    """``ROOT/train/CLASS/IMAGE`` and ``ROOT/test/CLASS/IMAGE`` (or ``val/``), as torchvision's ImageFolder.
+
+    Every image must have the same size; images become grayscale for one channel, RGB for three.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise UsageError(f"image folders give 1 or 3 channels; the network expects {channels}")
+    train_dir = root / "train"
+    test_dir = next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
+    if not train_dir.is_dir() or test_dir is None:
+        raise UsageError(
+            f"{root} is not a data folder: it needs train/ and test/ (or val/) subfolders",
+            file=str(root), hint="lay it out as ROOT/train/CLASS/*.png and ROOT/test/CLASS/*.png",
+        )
+    classes = tuple(sorted(entry.name for entry in train_dir.iterdir() if entry.is_dir()))
+    if not classes:
+        raise UsageError(f"{train_dir} has no class folders", file=str(train_dir),
+                         hint="put each class's images in a folder of its own: train/CLASS/*.png")
+    mode = "L" if channels == 1 else "RGB"
+    splits = []
+    first_size: tuple[Path, tuple[int, int]] | None = None
+    for split_dir in (train_dir, test_dir):
+        unknown = sorted(e.name for e in split_dir.iterdir() if e.is_dir() and e.name not in classes)
+        if unknown:
+            raise UsageError(f"{split_dir} has classes that train/ lacks: {', '.join(unknown)}",
+                             file=str(split_dir))
+        pixels, labels = [], []
+        for label, name in enumerate(classes):
+            class_dir = split_dir / name
+            files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+                if class_dir.is_dir() else []
+            for file in files:
+                try:
+                    with Image.open(file) as image:
+                        array = np.asarray(image.convert(mode), dtype=np.uint8)
+                except (UnidentifiedImageError, OSError) as err:
+                    raise UsageError(f"cannot read image {file.name}: {err}", file=str(file)) from None
+                if first_size is None:
+                    first_size = (file, array.shape[:2])
+                elif array.shape[:2] != first_size[1]:
+                    raise UsageError(
+                        f"images differ in size: {file} is {array.shape[1]}x{array.shape[0]}, "
+                        f"{first_size[0]} is {first_size[1][1]}x{first_size[1][0]}",
+                        file=str(file), hint="resize the images to one size first",
+                    )
+                pixels.append(array)
+                labels.append(label)
+        if not pixels:
+            raise UsageError(f"{split_dir} holds no images", file=str(split_dir),
+                             hint=f"image files end in {', '.join(IMAGE_SUFFIXES)}")
+        stacked = np.stack(pixels)
+        stacked = stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
+        splits.append((np.ascontiguousarray(stacked), np.asarray(labels, dtype=np.int64)))
+    (train_x, train_y), (test_x, test_y) = splits
+    return ImageData(root.name, train_x, train_y, test_x, test_y, classes, str(root))

@@ -1,0 +1,113 @@
+"""The options of a training run, checked once, and their JSON form in the run folder.
+
+No torch here: the CLI builds and checks options before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from archdsl.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DEVICES = ("auto", "cuda", "cpu")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+INITS = ("default", "d2l")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that decides what a run computes. Defaults follow the book's ``train_ch6``.
+
+    ``amp="auto"`` means bf16 autocast on CUDA and fp32 on the CPU; ``channels_last=None`` means
+    on for CUDA, off for the CPU. ``warmup`` is in epochs (fractions allowed; ``None``: 30% of the
+    epochs for one-cycle, none otherwise). ``limit`` keeps the
+    first N examples of each split, for quick trials. ``out`` is the run folder (default
+    ``runs/NETWORK-TIMESTAMP``).
+    """
+
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: float | None = None
+    label_smoothing: float = 0.0
+    clip_grad: float | None = None
+    resize: int | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    seed: int = 0
+    init: str = "default"
+    limit: int | None = None
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        _at_least("--epochs", self.epochs, 1)
+        _at_least("--batch-size", self.batch_size, 1)
+        _positive("--lr", self.lr)
+        _choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _choice("--schedule", self.schedule, SCHEDULES)
+        _choice("--device", self.device, DEVICES)
+        _choice("--amp", self.amp, AMP_MODES)
+        _choice("--init", self.init, INITS)
+        if not 0.0 <= self.momentum < 1.0:
+            raise UsageError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0.0:
+            raise UsageError(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if self.warmup is not None and not 0.0 <= self.warmup <= self.epochs:
+            raise UsageError(
+                f"--warmup must be between 0 and the number of epochs ({self.epochs}), got {self.warmup}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.clip_grad is not None:
+            _positive("--clip-grad", self.clip_grad)
+        if self.resize is not None:
+            _at_least("--resize", self.resize, 1)
+        if self.limit is not None:
+            _at_least("--limit", self.limit, 1)
+        if self.seed < 0:
+            raise UsageError(f"--seed must not be negative, got {self.seed}")
+
+    def replace(self, **changes: Any) -> TrainOptions:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, file: str) -> TrainOptions:
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown options {', '.join(unknown)} in the run folder",
+                file=file,
+                hint="the run was made by another version of archdsl; start a new run",
+            )
+        return cls(**data)
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise UsageError(f"{name} must be at least {low}, got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0.0:
+        raise UsageError(f"{name} must be positive, got {value}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -1,0 +1,78 @@
+"""Static shape arithmetic: the rules that convolution, pooling and the joins share.
+
+Shapes leave the batch out: ``(C, H, W)`` for images, ``(N,)`` for vectors. Every rule here works on
+plain integers; nothing is allocated or run. A rule that cannot apply raises ``LayerError`` with a
+message a person can act on; ``resolve`` attaches the place.
+"""
+
+from __future__ import annotations
+
+from archdsl.ir import Shape
+
+
+class LayerError(Exception):
+    """Raised by shape and argument rules; ``resolve`` turns it into an ArchError at the layer's span.
+
+    ``arg`` names the argument at fault, so the caret can point at it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, arg: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.arg = arg
+
+
+def show(shape: Shape) -> str:
+    """``64×56×56``: how shapes read in messages."""
+    return "×".join(str(d) for d in shape)
+
+
+def require_rank(shape: Shape, rank: int, kind: str, what: str) -> Shape:
+    if len(shape) != rank:
+        hint = None
+        if rank == 3 and len(shape) == 1:
+            hint = f"{kind} must come before 'flatten'"
+        raise LayerError(f"{kind} takes {what}, but its input is {show(shape)}", hint=hint)
+    return shape
+
+
+def pooled_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    """PyTorch's output size for a window: floor((size + 2p - d(k-1) - 1) / s) + 1."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def spatial(kind: str, hw: tuple[int, int], k: int, s: int, p: int, d: int) -> tuple[int, int]:
+    """The H×W after a window of size k, stride s, padding p, dilation d; an error below 1×1."""
+    reach = d * (k - 1) + 1
+    padded = (hw[0] + 2 * p, hw[1] + 2 * p)
+    if min(padded) < reach:
+        window = f"{k}×{k}" + (f" (dilated to {reach}×{reach})" if d != 1 else "")
+        raise LayerError(
+            f"{kind} window {window} is larger than its padded input {padded[0]}×{padded[1]}"
+            f" (input {hw[0]}×{hw[1]}, padding {p})",
+            hint="the spatial size has fallen below 1: use a larger input, more padding, or fewer downsampling layers",
+        )
+    return pooled_size(hw[0], k, s, p, d), pooled_size(hw[1], k, s, p, d)
+
+
+def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
+    """The shape after ``concat`` or ``add`` of branch outputs, or the reason they do not join.
+
+    Returns ``(shape, None)`` when they join and ``(first, message)`` when they do not.
+    """
+    first = shapes[0]
+    if op == "add":
+        for index, shape in enumerate(shapes[1:], start=2):
+            if shape != first:
+                return first, f"add needs equal shapes, but branch 1 gives {show(first)} and branch {index} gives {show(shape)}"
+        return first, None
+    for index, shape in enumerate(shapes[1:], start=2):
+        if len(shape) != len(first):
+            return first, f"concat joins on channels, but branch 1 gives {show(first)} and branch {index} gives {show(shape)}"
+        if shape[1:] != first[1:]:
+            return first, (
+                f"concat joins on channels and needs equal H×W, but branch 1 gives {show(first)}"
+                f" and branch {index} gives {show(shape)}"
+            )
+    return (sum(s[0] for s in shapes), *first[1:]), None

@@ -1,0 +1,102 @@
+"""Source text, spans inside it, and the rendering of a diagnostic with its line and a caret.
+
+A diagnostic reads like a compiler's::
+
+    specs/vgg.arch:3:11: error: unknown layer 'conv3x'
+        3 | block b = conv3x 64
+          |           ^^^^^^
+      hint: did you mean 'conv3x3'?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A file's path (as the user named it) and its whole text."""
+
+    path: str
+    text: str
+
+    @classmethod
+    def read(cls, path: str | Path) -> Source:
+        data = Path(path).read_bytes()
+        return cls(str(path), data.decode("utf-8"))
+
+    def line_text(self, line: int) -> str:
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    def span(self, line: int, column: int, end_line: int | None = None, end_column: int | None = None) -> Span:
+        return Span(
+            source=self,
+            line=line,
+            column=column,
+            end_line=end_line if end_line is not None else line,
+            end_column=end_column if end_column is not None else column + 1,
+        )
+
+
+class Span(BaseModel):
+    """Where a node came from: 1-based line and column, end exclusive.
+
+    It serialises as ``file``, ``line`` and ``column``; the text stays behind.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    source: Source = Field(exclude=True, repr=False)
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    @property
+    def file(self) -> str:
+        return self.source.path
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+    def model_dump_location(self) -> str:
+        return str(self)
+
+
+def render_excerpt(span: Span) -> str:
+    """The source line under the span, with carets under the culprit."""
+    text = span.source.line_text(span.line).expandtabs(1).rstrip("\n")
+    number = str(span.line)
+    gutter = " " * len(number)
+    width = span.end_column - span.column if span.end_line == span.line else len(text) - span.column + 1
+    width = max(1, min(width, max(1, len(text) - span.column + 1)))
+    return f"    {number} | {text}\n    {gutter} | {' ' * (span.column - 1)}{'^' * width}"
+
+
+def render_diagnostic(
+    severity: str,
+    message: str,
+    span: Span | None,
+    hint: str | None = None,
+    notes: tuple[tuple[str, Span | None], ...] = (),
+    fallback_file: str | None = None,
+) -> str:
+    """``FILE:LINE:COL: error: MESSAGE``, the line, a caret, then the hint and any notes."""
+    if span is not None:
+        parts = [f"{span}: {severity}: {message}", render_excerpt(span)]
+    elif fallback_file:
+        parts = [f"{fallback_file}: {severity}: {message}"]
+    else:
+        parts = [f"archdsl: {severity}: {message}"]
+    if hint:
+        parts.append(f"  hint: {hint}")
+    for note, where in notes:
+        if where is None:
+            parts.append(f"  note: {note}")
+        else:
+            parts.append(f"{where}: note: {note}\n{render_excerpt(where)}")
+    return "\n".join(parts)

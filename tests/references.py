@@ -1,0 +1,321 @@
+"""Hand-written PyTorch reference models: the oracle for the compiler's torch backend.
+
+Each network follows the PyTorch code of Dive into Deep Learning (d2l.ai, "Modern Convolutional
+Neural Networks" and LeNet), with two deliberate differences that change no computation:
+
+* no Lazy modules: every in_channels / in_features is written out or computed, so a model is
+  complete on construction and can be compared before any forward pass;
+* submodules are registered in the order the forward pass uses them (d2l registers a residual's
+  ``bn1``/``bn2`` last), so ``list(model.state_dict().values())`` lists tensors in forward order
+  and the compiler's modules can be checked by copying weights over positionally.
+
+Each factory takes ``in_channels`` and ``classes`` and is meant for the input size given in
+``REFERENCES``; the flattened sizes before the first Linear depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def lenet(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """LeNet-5 with sigmoids and average pooling, on 28x28 inputs."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        # 28 -> pool 14 -> conv 10 -> pool 5
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, classes),
+    )  # fmt: skip
+
+
+def _classifier(in_features: int, classes: int) -> list[nn.Module]:
+    """The fully connected head shared by AlexNet and VGG."""
+    return [
+        nn.Flatten(),
+        nn.Linear(in_features, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+        nn.Linear(4096, classes),
+    ]  # fmt: skip
+
+
+def alexnet(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """AlexNet as d2l trains it on Fashion-MNIST upsampled to 224x224."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        # 224 -> conv 54 -> pool 26 -> pool 12 -> pool 5
+        *_classifier(256 * 5 * 5, classes),
+    )  # fmt: skip
+
+
+def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
+    """``num_convs`` 3x3 convolutions with ReLU, then a 2x2 max pool halving the resolution."""
+    layers: list[nn.Module] = []
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.ReLU()]
+        in_channels = out_channels
+    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+def vgg(
+    arch: Sequence[tuple[int, int]], in_channels: int = 1, classes: int = 10
+) -> nn.Sequential:
+    """VGG on 224x224 inputs; ``arch`` lists (num_convs, out_channels) per block."""
+    blocks = []
+    for num_convs, out_channels in arch:
+        blocks.append(vgg_block(num_convs, in_channels, out_channels))
+        in_channels = out_channels
+    side = 224 // 2 ** len(arch)
+    return nn.Sequential(*blocks, *_classifier(in_channels * side * side, classes))
+
+
+vgg11 = partial(vgg, ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)))
+vgg16 = partial(vgg, ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)))
+vgg19 = partial(vgg, ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)))
+
+
+def nin_block(
+    in_channels: int, out_channels: int, kernel_size: int, strides: int, padding: int
+) -> nn.Sequential:
+    """One spatial convolution followed by two 1x1 convolutions (per-pixel MLPs), all with ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
+    )  # fmt: skip
+
+
+def nin(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """Network in Network on 224x224 inputs: no Linear, the last block has one channel per class."""
+    return nn.Sequential(
+        nin_block(in_channels, 96, kernel_size=11, strides=4, padding=0),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(96, 256, kernel_size=5, strides=1, padding=2),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(256, 384, kernel_size=3, strides=1, padding=1),
+        nn.MaxPool2d(3, stride=2),
+        nn.Dropout(0.5),
+        nin_block(384, classes, kernel_size=3, strides=1, padding=1),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+    )
+
+
+class Inception(nn.Module):
+    """Four parallel branches concatenated on channels; ``c2`` and ``c3`` are (reduce, out) pairs.
+
+    Branches: 1x1 | 1x1, 3x3 | 1x1, 5x5 | 3x3 max pool, 1x1; every convolution is followed by ReLU.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        c1: int,
+        c2: tuple[int, int],
+        c3: tuple[int, int],
+        c4: int,
+    ) -> None:
+        super().__init__()
+        self.b1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
+        self.b2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
+        self.b2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
+        self.b3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
+        self.b3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
+        self.b4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        self.b4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b1 = F.relu(self.b1_1(x))
+        b2 = F.relu(self.b2_2(F.relu(self.b2_1(x))))
+        b3 = F.relu(self.b3_2(F.relu(self.b3_1(x))))
+        b4 = F.relu(self.b4_2(self.b4_1(x)))
+        return torch.cat((b1, b2, b3, b4), dim=1)
+
+
+def googlenet(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """GoogLeNet as d2l's five stages b1..b5 plus a Linear, on 96x96 inputs.
+
+    The Inception input widths are those of Table 1 in Szegedy et al. (2014).
+    """
+    b1 = nn.Sequential(
+        nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )  # fmt: skip
+    b2 = nn.Sequential(
+        nn.Conv2d(64, 64, kernel_size=1), nn.ReLU(),
+        nn.Conv2d(64, 192, kernel_size=3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )  # fmt: skip
+    b3 = nn.Sequential(
+        Inception(192, 64, (96, 128), (16, 32), 32),
+        Inception(256, 128, (128, 192), (32, 96), 64),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
+    b4 = nn.Sequential(
+        Inception(480, 192, (96, 208), (16, 48), 64),
+        Inception(512, 160, (112, 224), (24, 64), 64),
+        Inception(512, 128, (128, 256), (24, 64), 64),
+        Inception(512, 112, (144, 288), (32, 64), 64),
+        Inception(528, 256, (160, 320), (32, 128), 128),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )
+    b5 = nn.Sequential(
+        Inception(832, 256, (160, 320), (32, 128), 128),
+        Inception(832, 384, (192, 384), (48, 128), 128),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+    )
+    return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, classes))
+
+
+def _stem(in_channels: int) -> nn.Sequential:
+    """The first stage of ResNet and DenseNet: 7x7/2 convolution, BN, ReLU, 3x3/2 max pool."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
+        nn.BatchNorm2d(64), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+    )  # fmt: skip
+
+
+class Residual(nn.Module):
+    """Two 3x3 conv-BN layers plus the input; a strided 1x1 convolution (no BN) projects the
+    shortcut when ``use_1x1conv`` is set."""
+
+    def __init__(
+        self, in_channels: int, num_channels: int, use_1x1conv: bool = False, strides: int = 1
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, num_channels, kernel_size=3, padding=1, stride=strides)
+        self.bn1 = nn.BatchNorm2d(num_channels)
+        self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
+        self.bn2 = nn.BatchNorm2d(num_channels)
+        self.conv3 = (
+            nn.Conv2d(in_channels, num_channels, kernel_size=1, stride=strides)
+            if use_1x1conv
+            else None
+        )
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3 is not None:
+            X = self.conv3(X)
+        Y += X
+        return F.relu(Y)
+
+
+def resnet_block(
+    in_channels: int, num_residuals: int, num_channels: int, first_block: bool = False
+) -> nn.Sequential:
+    """A ResNet stage; all but the first stage halve the resolution in their first residual."""
+    blk = []
+    for i in range(num_residuals):
+        if i == 0 and not first_block:
+            blk.append(Residual(in_channels, num_channels, use_1x1conv=True, strides=2))
+        else:
+            blk.append(Residual(in_channels, num_channels))
+        in_channels = num_channels
+    return nn.Sequential(*blk)
+
+
+def resnet18(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """ResNet-18 on 96x96 inputs: the stem, four stages of two residuals, global pool, Linear."""
+    arch = ((2, 64), (2, 128), (2, 256), (2, 512))
+    stages = []
+    channels = 64
+    for i, (num_residuals, num_channels) in enumerate(arch):
+        stages.append(resnet_block(channels, num_residuals, num_channels, first_block=i == 0))
+        channels = num_channels
+    return nn.Sequential(
+        _stem(in_channels),
+        *stages,
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+        nn.Linear(channels, classes),
+    )
+
+
+def conv_block(in_channels: int, num_channels: int) -> nn.Sequential:
+    """DenseNet's pre-activation unit: BN, ReLU, 3x3 convolution."""
+    return nn.Sequential(
+        nn.BatchNorm2d(in_channels), nn.ReLU(),
+        nn.Conv2d(in_channels, num_channels, kernel_size=3, padding=1),
+    )  # fmt: skip
+
+
+class DenseBlock(nn.Module):
+    """``num_convs`` conv blocks, each fed the input concatenated with all earlier outputs."""
+
+    def __init__(self, num_convs: int, in_channels: int, num_channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            *(conv_block(in_channels + i * num_channels, num_channels) for i in range(num_convs))
+        )
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        for blk in self.net:
+            Y = blk(X)
+            X = torch.cat((X, Y), dim=1)
+        return X
+
+
+def transition_block(in_channels: int, num_channels: int) -> nn.Sequential:
+    """BN, ReLU, 1x1 convolution to ``num_channels``, then a 2x2 average pool."""
+    return nn.Sequential(
+        nn.BatchNorm2d(in_channels), nn.ReLU(),
+        nn.Conv2d(in_channels, num_channels, kernel_size=1),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+    )  # fmt: skip
+
+
+def densenet(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
+    """DenseNet on 96x96 inputs: four dense blocks of four conv blocks, growth rate 32."""
+    num_channels, growth_rate, arch = 64, 32, (4, 4, 4, 4)
+    layers: list[nn.Module] = [_stem(in_channels)]
+    for i, num_convs in enumerate(arch):
+        layers.append(DenseBlock(num_convs, num_channels, growth_rate))
+        num_channels += num_convs * growth_rate
+        if i != len(arch) - 1:
+            layers.append(transition_block(num_channels, num_channels // 2))
+            num_channels //= 2
+    return nn.Sequential(
+        *layers,
+        nn.BatchNorm2d(num_channels),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+        nn.Linear(num_channels, classes),
+    )
+
+
+Factory = Callable[..., nn.Module]
+
+# spec file stem -> (factory, input (C, H, W) at in_channels=1)
+REFERENCES: dict[str, tuple[Factory, tuple[int, int, int]]] = {
+    "lenet": (lenet, (1, 28, 28)),
+    "alexnet": (alexnet, (1, 224, 224)),
+    "vgg11": (vgg11, (1, 224, 224)),
+    "vgg16": (vgg16, (1, 224, 224)),
+    "vgg19": (vgg19, (1, 224, 224)),
+    "nin": (nin, (1, 224, 224)),
+    "googlenet": (googlenet, (1, 96, 96)),
+    "resnet18": (resnet18, (1, 96, 96)),
+    "densenet": (densenet, (1, 96, 96)),
+}
