@@ -493,3 +493,19 @@ class LocalResponseNorm(LayerKind):
 
     def label(self, args):
         return f"lrn {args['size']}"
+
+
+def describe_kinds() -> str:
+    """The reference of every layer kind: usage, aliases, sugar and what it does (``archdsl layers``)."""
+    lines = []
+    for key, kind in REGISTRY.items():
+        parts = [key]
+        for spec in kind.args:
+            if spec.default is REQUIRED:
+                parts.append(spec.name.upper())
+            else:
+                default = "…" if spec.default is None else ("true" if spec.default is True else spec.default)
+                parts.append(f"{spec.name}={default}")
+        aliases = f"  (alias {', '.join(kind.aliases)})" if kind.aliases else ""
+        lines.append(f"{' '.join(str(p) for p in parts):44} {kind.family:15} {kind.doc}{aliases}")
+    return "\n".join(lines)

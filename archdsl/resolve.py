@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
-from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
+from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest  # noqa: F401 (lookup is re-exported)
 from archdsl.program import Program
 from archdsl.shapes import LayerError, join, show
 from archdsl.source import Span
@@ -215,12 +215,7 @@ class _Resolver:
             return self.instantiate(block, call, scope, shape, depth)
         found = lookup(call.name)
         if found is None:
-            close = suggest(call.name, tuple(self.program.blocks))
-            raise ResolveError(
-                f"unknown layer or block '{call.name}'",
-                call.name_span,
-                hint=f"did you mean '{close}'?" if close else "see `archdsl layers` for the layer kinds",
-            )
+            raise unknown_call(call, self.program)
         kind, preset = found
         return self.layer(kind, preset, call, scope, shape)
 
@@ -354,6 +349,16 @@ class _Resolver:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def unknown_call(call: ir.Call, program: Program) -> ResolveError:
+    """The error for a name that is neither a block of the program nor a layer kind."""
+    close = suggest(call.name, tuple(program.blocks))
+    return ResolveError(
+        f"unknown layer or block '{call.name}'",
+        call.name_span,
+        hint=f"did you mean '{close}'?" if close else "`archdsl layers` lists the layer kinds",
+    )
 
 
 def _arith(expr: ir.BinOp, left: ir.Value, right: ir.Value) -> ir.Value:

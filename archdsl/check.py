@@ -1,0 +1,48 @@
+"""``archdsl check``: every network of a spec at its defaults, and every block's names.
+
+A block is only fully checked where a network instantiates it (its shapes depend on its
+arguments); on its own, each name it calls must still be a block or a layer kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archdsl import ir
+from archdsl.program import Program, load_program, read_source
+from archdsl.resolve import lookup, resolve_network, unknown_call
+
+
+def check_block_names(program: Program) -> None:
+    """Raise for the first call, in any block, of a name that is neither a block nor a layer."""
+    for block in program.blocks.values():
+        stack: list[ir.Item] = list(block.body)
+        while stack:
+            item = stack.pop()
+            if isinstance(item, ir.Call):
+                if item.name not in program.blocks and lookup(item.name) is None:
+                    raise unknown_call(item, program)
+            elif isinstance(item, ir.Group):
+                stack.extend(item.items)
+            elif isinstance(item, ir.Repeat):
+                stack.append(item.item)
+            elif isinstance(item, ir.Cond):
+                stack.extend((item.then, item.otherwise))
+            else:
+                stack.extend(i for branch in item.branches for i in branch)
+
+
+def check_file(path: Path) -> str:
+    """Check one spec; the one-line report when it is fine, an ArchError when it is not."""
+    program = load_program(read_source(path))
+    check_block_names(program)
+    reports = []
+    for name, definition in program.networks.items():
+        missing = [p.name for p in definition.params if p.default is None]
+        if missing:
+            reports.append(f"{name} (not instantiated: {', '.join(missing)} have no default)")
+            continue
+        network = resolve_network(program, name)
+        reports.append(f"{name} {ir.format_shape(network.input_shape)} -> {ir.format_shape(network.output_shape)}")
+    what = "; ".join(reports) if reports else f"{len(program.blocks)} blocks, no network"
+    return f"{path}: ok: {what}"

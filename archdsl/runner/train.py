@@ -1,0 +1,439 @@
+"""The training loop: ``start`` a run, ``resume`` a killed or finished one, ``evaluate`` a checkpoint.
+
+    net = archdsl.load("specs/lenet.arch")
+    result = start(net, TrainOptions(epochs=10, lr=0.9, data_dir="../shared/datasets"))
+    result.final.test_acc
+
+Everything the book's ``train_ch6`` does (SGD on cross-entropy, train and test accuracy each
+epoch, examples per second) with the data already on the device, no per-batch host sync, and
+on CUDA bf16 autocast, channels_last, fused optimisers and optionally torch.compile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import torch
+import torch.nn.functional as F
+
+from archdsl.errors import BackendError, UsageError
+from archdsl.runner import checkpoint, datasets, distributed, runfolder
+from archdsl.runner.batches import DeviceData
+from archdsl.runner.datasets import ImageData, Normalization
+from archdsl.runner.distributed import Context
+from archdsl.runner.optim import Schedule, build_optimizer
+from archdsl.runner.options import TrainOptions
+from archdsl.runner.plot import write_curves
+from archdsl.runner.progress import Reporter, reporter
+from archdsl.runner.runfolder import EpochMetrics, RunInfo, SpecArgs
+
+
+class Network(Protocol):
+    """What the runner needs of ``archdsl.CompiledNetwork``."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    param_values: dict[str, int | float]
+    source_path: str | None
+    source_text: str
+
+    def build(self, init: str = "default", seed: int | None = None) -> torch.nn.Module: ...
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    history: tuple[EpochMetrics, ...]
+    device: str
+    world_size: int
+
+    @property
+    def final(self) -> EpochMetrics:
+        return self.history[-1]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run_dir: Path
+    epoch: int
+    test_loss: float
+    test_acc: float
+    examples: int
+
+    def line(self) -> str:
+        return (f"test_loss {self.test_loss:.4f}  test_acc {self.test_acc:.4f}  "
+                f"({self.examples} examples, checkpoint of epoch {self.epoch})")
+
+
+def start(net: Network, options: TrainOptions, *, spec: SpecArgs | None = None,
+          stream: TextIO | None = None) -> RunResult:
+    """Train ``net`` from scratch into a new run folder (``options.out``, or runs/NAME-TIME)."""
+    spec = spec if spec is not None else SpecArgs(path=net.source_path)
+    return _train(net, options, spec, None, stream)
+
+
+def resume(net: Network, run_dir: Path, *, epochs: int | None = None, device: str | None = None,
+           data_dir: str | None = None, stream: TextIO | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its last finished epoch, with the options it was started with.
+
+    Only ``epochs`` (to train further), ``device`` and ``data_dir`` may change.
+    """
+    info = runfolder.read(Path(run_dir))
+    changes = {"epochs": epochs, "device": device, "data_dir": data_dir}
+    options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
+    return _train(net, options, info.spec, info, stream)
+
+
+def read_run(run_dir: Path) -> RunInfo:
+    """run.json of a run folder: what a resume needs to load the same network again."""
+    return runfolder.read(Path(run_dir))
+
+
+def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir: str | None = None,
+             data: str | None = None) -> EvalResult:
+    """Test loss and accuracy of the last checkpoint in ``run_dir``, on the run's test data."""
+    info = runfolder.read(Path(run_dir))
+    changes = {"device": device, "data_dir": data_dir, "data": data}
+    options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
+    latest = checkpoint.latest(info.folder)
+    if latest is None:
+        raise UsageError(f"{info.folder} has no checkpoint yet: no epoch of the run has finished",
+                         file=str(info.folder))
+    context = distributed.setup(options.device)
+    try:
+        model = _build(net, options, context)
+        checkpoint.load_weights(model, latest, spec=checkpoint.spec_hash(net), trained_from=info.trained_from())
+        image_data = _load_data(net, options)
+        device_data = _device_data(image_data, options, context, net, info.normalization)
+        loss, correct, count = _evaluate(model, device_data, options, context)
+    finally:
+        distributed.teardown(context)
+    return EvalResult(info.folder, latest.epoch, loss / max(count, 1), correct / max(count, 1), count)
+
+
+def _train(net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
+           stream: TextIO | None) -> RunResult:
+    context = distributed.setup(options.device)
+    try:
+        return _Trainer(net, options, spec, info, context, stream).run()
+    finally:
+        distributed.teardown(context)
+
+
+class _Trainer:
+    def __init__(self, net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
+                 context: Context, stream: TextIO | None) -> None:
+        if options.batch_size % context.world_size:
+            raise UsageError(f"--batch-size {options.batch_size} does not divide among "
+                             f"{context.world_size} processes", hint="--batch-size is the global batch")
+        self.net, self.options, self.spec, self.info, self.context = net, options, spec, info, context
+        self.spec_hash = checkpoint.spec_hash(net)
+        self.amp = _autocast_dtype(options, context)
+        if context.is_cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        self.stream = stream
+
+    def run(self) -> RunResult:
+        options, context = self.options, self.context
+        # Everything that can refuse the run (spec, data, folder) comes before anything is written.
+        resumed = self._resume_state()
+        image_data = _load_data(self.net, options)
+        normalization = self.info.normalization if self.info else Normalization.of(image_data.train_images)
+        run_dir = self.info.folder if self.info else Path(options.out or runfolder.default_folder(self.net.name))
+        if self.info is None and context.is_main:
+            runfolder.create(run_dir, self.net.source_text, self._record(image_data, normalization))
+        data = _device_data(image_data, options, context, self.net, normalization)
+
+        model = _build(self.net, options, context)
+        forward = _wrap(model, options, context)
+        optimizer = build_optimizer(model, options, context.device)
+        scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        steps = data.steps_per_epoch(options.batch_size, context.world_size)
+        schedule = Schedule.of(options, steps)
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
+
+        history: list[EpochMetrics] = []
+        step, first_epoch = 0, 1
+        if resumed is not None:
+            latest, state = resumed
+            checkpoint.load_weights(model, latest, spec=self.spec_hash, trained_from=self.info.trained_from())
+            optimizer.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            history = [EpochMetrics(**row) for row in state["history"]]
+            step, first_epoch = int(state["step"]), int(state["epoch"]) + 1
+
+        report = reporter(options.epochs, main=context.is_main, stream=self.stream)
+        if resumed is not None:
+            report.message(f"resuming {run_dir} after epoch {first_epoch - 1}")
+        try:
+            for epoch in range(first_epoch, options.epochs + 1):
+                began = time.perf_counter()
+                with _compile_errors(options.compile):
+                    train_loss, train_acc, examples, train_seconds, lr, step = self._train_epoch(
+                        epoch, step, forward, optimizer, scaler, schedule, criterion, data, report)
+                test_loss, test_correct, test_count = _evaluate(model, data, options, context)
+                row = EpochMetrics(
+                    epoch=epoch, train_loss=train_loss, train_acc=train_acc,
+                    test_loss=test_loss / max(test_count, 1), test_acc=test_correct / max(test_count, 1),
+                    examples_per_s=examples / max(train_seconds, 1e-9),
+                    seconds=time.perf_counter() - began, lr=lr,
+                )
+                history.append(row)
+                if context.is_main:
+                    state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict() if scaler is not None else {},
+                             "history": [asdict(r) for r in history]}
+                    checkpoint.save(run_dir, model, state, spec=self.spec_hash, network=self.net.name)
+                    runfolder.write_metrics(run_dir, history)
+                    write_curves(run_dir, history, f"{self.net.name} on {image_data.name}")
+                report.end_epoch(row)
+            final = history[-1]
+            report.message(f"loss {final.train_loss:.3f}, train acc {final.train_acc:.3f}, "
+                           f"test acc {final.test_acc:.3f}")
+            report.message(f"{final.examples_per_s:.1f} examples/sec on {context.device}; run folder {run_dir}")
+        finally:
+            report.close()
+        distributed.barrier(context)
+        return RunResult(run_dir, tuple(history), str(context.device), context.world_size)
+
+    def _resume_state(self) -> tuple[checkpoint.Checkpoint, dict[str, Any]] | None:
+        if self.info is None:
+            return None
+        latest = checkpoint.latest(self.info.folder)
+        if latest is None:
+            return None  # killed during the first epoch: start over in the same folder
+        state = checkpoint.load_state(latest, spec=self.spec_hash, trained_from=self.info.trained_from())
+        if int(state["epoch"]) >= self.options.epochs:
+            raise UsageError(
+                f"the run in {self.info.folder} has finished all {int(state['epoch'])} epochs",
+                file=str(self.info.folder),
+                hint=f"pass --epochs N with N > {int(state['epoch'])} to train it further",
+            )
+        return latest, state
+
+    def _train_epoch(self, epoch, step, forward, optimizer, scaler, schedule, criterion,
+                     data: DeviceData, report: Reporter) -> tuple[float, float, int, float, float, int]:
+        options, context = self.options, self.context
+        device = context.device
+        forward.train()
+        # Dropout and other random layers draw from the global generator: seed it per epoch and rank.
+        torch.manual_seed(_derived_seed(options.seed, epoch, "layers", context.rank))
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        seen, lr = 0, options.lr
+        report.start_epoch(epoch, data.steps_per_epoch(options.batch_size, context.world_size))
+        started = time.perf_counter()
+        batches = data.train_batches(_derived_seed(options.seed, epoch, "order"), options.batch_size,
+                                     context.rank, context.world_size)
+        for done, (images, labels) in enumerate(batches, start=1):
+            lr = schedule.apply(optimizer, step)
+            step += 1
+            x = data.preprocess(images)
+            with _autocast(device, self.amp):
+                logits = forward(x)
+                loss = criterion(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if options.clip_grad is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(forward.parameters(), options.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if options.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(forward.parameters(), options.clip_grad)
+                optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss.detach().float() * len(labels)
+                correct += (logits.argmax(dim=1) == labels).sum()
+            seen += len(labels)
+            report.step(done, seen * context.world_size,
+                        lambda: (loss_sum.item() / seen, correct.item() / seen))
+        totals = torch.stack([loss_sum.double(), correct.double(),
+                              torch.tensor(float(seen), dtype=torch.float64, device=device)])
+        loss_total, correct_total, count = distributed.all_sum(context, totals).tolist()  # waits for the device
+        seconds = time.perf_counter() - started
+        count = max(count, 1.0)
+        return loss_total / count, correct_total / count, int(count), seconds, lr, step
+
+    def _record(self, data: ImageData, normalization: Normalization) -> dict[str, Any]:
+        net, context = self.net, self.context
+        return {
+            "network": net.name,
+            "spec": runfolder.spec_record(self.spec),
+            "spec_hash": self.spec_hash,
+            "param_values": net.param_values,
+            "input_shape": list(net.input_shape),
+            "output_shape": list(net.output_shape),
+            "params": net.params,
+            "macs": net.macs,
+            "options": self.options.to_json(),
+            "normalization": normalization.to_json(),
+            "data": {
+                "name": data.name,
+                "source": data.source,
+                "train_examples": len(data.train_labels),
+                "test_examples": len(data.test_labels),
+                "image_shape": list(data.image_shape),
+                "classes": list(data.classes),
+            },
+            "environment": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "device": str(context.device),
+                "device_name": torch.cuda.get_device_name(context.device) if context.is_cuda else platform.processor(),
+                "world_size": context.world_size,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        }
+
+
+def _evaluate(model: torch.nn.Module, data: DeviceData, options: TrainOptions,
+              context: Context) -> tuple[float, float, int]:
+    """Summed test loss (plain cross-entropy), correct count and count over all ranks."""
+    amp = _autocast_dtype(options, context)
+    model.eval()
+    loss_sum = torch.zeros((), device=context.device, dtype=torch.float64)
+    correct = torch.zeros((), device=context.device, dtype=torch.float64)
+    count = 0
+    with torch.no_grad():
+        for images, labels in data.test_batches(options.batch_size, context.rank, context.world_size):
+            with _autocast(context.device, amp):
+                logits = model(data.preprocess(images))
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+            correct += (logits.argmax(dim=1) == labels).sum().double()
+            count += len(labels)
+    totals = torch.stack([loss_sum, correct, torch.tensor(float(count), dtype=torch.float64, device=context.device)])
+    loss_total, correct_total, count_total = distributed.all_sum(context, totals).tolist()
+    return loss_total, correct_total, int(count_total)
+
+
+def _load_data(net: Network, options: TrainOptions) -> ImageData:
+    _check_classifier(net)
+    data = datasets.load(options.data, options.data_dir, channels=net.input_shape[0]).limited(options.limit)
+    check_contract(net, data, options.resize)
+    return data
+
+
+def _device_data(data: ImageData, options: TrainOptions, context: Context, net: Network,
+                 normalization: Normalization) -> DeviceData:
+    return DeviceData(data, context.device, size=(net.input_shape[1], net.input_shape[2]),
+                      normalization=normalization, channels_last=_channels_last(options, context))
+
+
+def _check_classifier(net: Network) -> None:
+    if len(net.input_shape) != 3:
+        raise UsageError(
+            f"network '{net.name}' takes input {_shape(net.input_shape)}; training needs images, C x H x W",
+            file=net.source_path)
+    if len(net.output_shape) != 1:
+        raise UsageError(
+            f"network '{net.name}' outputs {_shape(net.output_shape)}; training needs one score per class",
+            file=net.source_path, hint="end the network with a linear layer to the number of classes")
+
+
+def check_contract(net: Network, data: ImageData, resize: int | None) -> None:
+    """The network's declared input is the contract: the data (resized or not) must match it."""
+    channels, height, width = net.input_shape
+    data_channels, data_height, data_width = data.image_shape
+    expects = f"network '{net.name}' expects {channels}x{height}x{width} images"
+    if data_channels != channels:
+        raise UsageError(
+            f"the {expects}, but {data.name} has {data_channels}-channel images ({_shape(data.image_shape)})",
+            file=net.source_path,
+            hint=f"declare the network's input with {data_channels} channel(s), or use data with {channels}",
+        )
+    if resize is not None and (resize, resize) != (height, width):
+        raise UsageError(
+            f"--resize {resize} makes {data_channels}x{resize}x{resize} images, but the {expects}",
+            file=net.source_path,
+            hint=f"pass --resize {height}" if height == width else "declare a square input to use --resize",
+        )
+    if resize is None and (data_height, data_width) != (height, width):
+        raise UsageError(
+            f"the {expects}, but {data.name}'s images are {_shape(data.image_shape)}",
+            file=net.source_path,
+            hint=(f"pass --resize {height} to resize them on the device" if height == width
+                  else f"declare the input as [{data_channels}, {data_height}, {data_width}]"),
+        )
+    classes = net.output_shape[0]
+    if len(data.classes) > classes:
+        raise UsageError(
+            f"{data.name} has {len(data.classes)} classes, but network '{net.name}' outputs {classes} scores",
+            file=net.source_path, hint=f"make the last layer output {len(data.classes)} scores",
+        )
+
+
+def _build(net: Network, options: TrainOptions, context: Context) -> torch.nn.Module:
+    model = net.build(init=options.init, seed=options.seed)
+    memory_format = torch.channels_last if _channels_last(options, context) else torch.preserve_format
+    return model.to(context.device, memory_format=memory_format)
+
+
+def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> torch.nn.Module:
+    """DistributedDataParallel under torchrun, then torch.compile when asked for."""
+    forward = model
+    if context.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [context.device.index] if context.is_cuda else None
+        forward = DistributedDataParallel(model, device_ids=device_ids)
+    if options.compile:
+        forward = torch.compile(forward)
+    return forward
+
+
+def _channels_last(options: TrainOptions, context: Context) -> bool:
+    return context.is_cuda if options.channels_last is None else options.channels_last
+
+
+def _autocast_dtype(options: TrainOptions, context: Context) -> torch.dtype | None:
+    if options.amp in ("bf16", "fp16") and not context.is_cuda:
+        raise UsageError(f"--amp {options.amp} needs a CUDA device; on the CPU archdsl trains in fp32",
+                         hint="drop --amp, or pass --amp off")
+    if not context.is_cuda or options.amp == "off":
+        return None
+    return torch.float16 if options.amp == "fp16" else torch.bfloat16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _compile_errors(enabled: bool) -> Iterator[None]:
+    """torch.compile fails at the first call, deep inside dynamo or inductor: say so in one line."""
+    try:
+        yield
+    except Exception as err:
+        if enabled and type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise BackendError(f"torch.compile failed: {first_line}", hint="run without --compile") from None
+        raise
+
+
+def _derived_seed(seed: int, epoch: int, stream: str, rank: int = 0) -> int:
+    """A 63-bit seed for one random stream of one epoch, independent of the others."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:{stream}:{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(dim) for dim in shape)

@@ -1,0 +1,137 @@
+"""The per-layer summary of a resolved network: rows, totals, and their text and JSON forms.
+
+Rows go down to ``depth`` levels of blocks and branches (all the way when None); a block or branch
+at the limit is one row with its call, output shape and the sums of what it holds.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+from archdsl import ir
+
+BYTES_PER_VALUE = 4  # fp32
+
+LEGEND = (
+    "MACs: multiply-accumulates of convolution and linear weights for one sample (torchvision's convention; "
+    "bias, normalisation, pooling and activations are left out). Memory: fp32; activations are the outputs of "
+    "every layer in one sample's forward pass."
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    path: str
+    op: str
+    what: str
+    in_shape: ir.Shape
+    out_shape: ir.Shape
+    params: int
+    macs: int
+    location: str
+    header: bool = False  # an expanded block or branch, whose contents follow as rows of their own
+
+    def as_json(self) -> dict:
+        return {
+            "path": self.path, "op": self.op, "kind": self.what, "in": list(self.in_shape),
+            "out": list(self.out_shape), "params": self.params, "macs": self.macs, "location": self.location,
+        }
+
+
+def describe(node: ir.Resolved) -> str:
+    """``conv3x3(out=64)`` for a layer (arguments that differ from the kind's defaults), the call for a block."""
+    if isinstance(node, ir.Layer):
+        from archdsl.layers import lookup
+
+        found = lookup(node.spelling)
+        preset = found[1] if found else {}
+        defaults = {spec.name: spec.default for spec in found[0].args} if found else {}
+        shown = {k: v for k, v in node.args.items() if k not in preset and defaults.get(k) != v}
+        return f"{node.spelling}({ir.format_args(shown)})" if shown else node.spelling
+    if isinstance(node, ir.Block):
+        return node.call
+    return node.op
+
+
+def rows(network: ir.Network, depth: int | None = None, headers: bool = False) -> list[Row]:
+    """One row per node down to ``depth`` (a block or branch at the limit is one row), in execution order.
+
+    Without ``headers`` the rows partition the network: their params and MACs add up to the totals.
+    """
+    out: list[Row] = []
+    stack: list[tuple[int, ir.Resolved]] = [(1, node) for node in reversed(network.body)]
+    while stack:
+        level, node = stack.pop()
+        inside = ir.children(node)
+        expand = bool(inside) and (depth is None or level < depth)
+        if headers or not expand:
+            out.append(Row(node.path, node.op, describe(node), node.in_shape, node.out_shape,
+                           node.params, node.macs, str(node.span), header=expand))
+        if expand:
+            stack.extend((level + 1, child) for child in reversed(inside))
+    return out
+
+
+def activation_values(network: ir.Network) -> int:
+    return sum(math.prod(layer.out_shape) for layer in ir.layers(network.body))
+
+
+def as_json(network: ir.Network, depth: int | None = None) -> dict:
+    return {
+        "network": network.name,
+        "parameters": dict(network.params_bound),
+        "input": list(network.input_shape),
+        "output": list(network.output_shape),
+        "params": network.params,
+        "macs": network.macs,
+        "param_bytes": network.params * BYTES_PER_VALUE,
+        "activation_bytes": activation_values(network) * BYTES_PER_VALUE,
+        "layers": [row.as_json() for row in rows(network, depth)],
+        "legend": LEGEND,
+    }
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def table(network: ir.Network, depth: int | None = None):
+    """The summary as a rich ``Table`` with a caption of totals."""
+    from rich.table import Table
+
+    title = f"{network.name}({ir.format_args(network.params_bound)}) : {ir.format_shape(network.input_shape)}"
+    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    grid.add_column("layer", no_wrap=True)
+    grid.add_column("kind")
+    grid.add_column("output", justify="right", no_wrap=True)
+    grid.add_column("params", justify="right")
+    grid.add_column("MACs", justify="right")
+    for row in rows(network, depth, headers=True):
+        style = "bold" if row.header else None
+        grid.add_row(row.path, row.what, ir.format_shape(row.out_shape),
+                     "" if row.header else f"{row.params:,}", "" if row.header else f"{row.macs:,}", style=style)
+    return grid
+
+
+def totals(network: ir.Network) -> str:
+    return (
+        f"output {ir.format_shape(network.output_shape)}   params {network.params:,}   MACs {network.macs:,}\n"
+        f"parameter memory {_bytes(network.params * BYTES_PER_VALUE)}   "
+        f"activation memory {_bytes(activation_values(network) * BYTES_PER_VALUE)} per sample\n{LEGEND}"
+    )
+
+
+def render_text(network: ir.Network, depth: int | None = None, width: int = 110) -> str:
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, color_system=None, highlight=False)
+    console.print(table(network, depth))
+    console.print(totals(network))
+    return buffer.getvalue()

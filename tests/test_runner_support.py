@@ -1,0 +1,58 @@
+"""Networks for the runner's tests, shaped like ``archdsl.CompiledNetwork`` (no tests here).
+
+The runner takes any object with the compiled network's attributes; these small torch models let
+its tests run without the compiler, fast, on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION_DIR = REPO.parent / "shared" / "datasets" / "fashion-mnist"
+DATA_ROOT = FASHION_DIR.parent
+
+
+def small_cnn(channels: int, classes: int, width: int) -> nn.Module:
+    """conv-relu-pool twice, then a linear classifier: the small ReLU CNN of the issue's checks."""
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.LazyLinear(classes),
+    )
+
+
+def tiny_mlp(channels: int, classes: int, size: int) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(channels * size * size, 32), nn.ReLU(),
+                         nn.Dropout(0.1), nn.Linear(32, classes))
+
+
+@dataclass
+class FakeNetwork:
+    """A stand-in for archdsl.CompiledNetwork around a torch model factory."""
+
+    name: str = "cnn"
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    output_shape: tuple[int, ...] = (10,)
+    kind: str = "cnn"
+    width: int = 16
+    source_text: str = "network cnn : [1, 28, 28] = ...\n"
+    source_path: str | None = "specs/cnn.arch"
+    param_values: dict = field(default_factory=dict)
+    params: int = 0
+    macs: int = 0
+
+    def build(self, init: str = "default", seed: int | None = None) -> nn.Module:
+        if seed is not None:
+            torch.manual_seed(seed)
+        channels, size = self.input_shape[0], self.input_shape[1]
+        if self.kind == "cnn":
+            model = small_cnn(channels, self.output_shape[0], self.width)
+        else:
+            model = tiny_mlp(channels, self.output_shape[0], size)
+        model(torch.zeros(1, *self.input_shape))  # materialise lazy layers
+        return model
