@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from archdsl import ir
-from archdsl.program import Program, load_program, read_source
+from archdsl.program import Program, load_program, paused_gc, read_source
 from archdsl.resolve import lookup, resolve_network, unknown_call
 
 
@@ -34,8 +34,13 @@ def check_block_names(program: Program) -> None:
 
 def check_file(path: Path) -> str:
     """Check one spec; the one-line report when it is fine, an ArchError when it is not."""
-    program = load_program(read_source(path))
-    check_block_names(program)
+    with paused_gc():
+        program = load_program(read_source(path))
+        check_block_names(program)
+        return _check_networks(path, program)
+
+
+def _check_networks(path: Path, program: Program) -> str:
     reports = []
     for name, definition in program.networks.items():
         missing = [p.name for p in definition.params if p.default is None]

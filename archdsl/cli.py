@@ -123,9 +123,10 @@ def compile_command(
     else:
         from rich.console import Console
 
-        console = Console(highlight=False)
+        # A pipe or file gets the whole table; rich would otherwise squeeze it into 80 columns.
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
         console.print(summary.table(net.ir, depth))
-        console.print(summary.totals(net.ir))
+        console.print(summary.totals(net.ir), width=min(console.width, 110))
 
 
 @app.command("check")

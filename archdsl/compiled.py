@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archdsl import ir
-from archdsl.program import Program, load_program, read_source
+from archdsl.program import Program, load_program, paused_gc, read_source
 from archdsl.resolve import Limits, resolve_network
 from archdsl.source import Source
 
@@ -113,7 +113,8 @@ def load(
     >>> archdsl.load("specs/vgg16.arch", in_channels=3, classes=1000).params
     138357544
     """
-    return compile_program(load_program(read_source(path)), network, input_shape, limits, **params)
+    with paused_gc():
+        return compile_program(load_program(read_source(path)), network, input_shape, limits, **params)
 
 
 def loads(
@@ -125,4 +126,5 @@ def loads(
     **params: ir.Value,
 ) -> CompiledNetwork:
     """Compile spec text; ``path`` names it in messages (and roots its imports when it is a file path)."""
-    return compile_program(load_program(Source(path, text)), network, input_shape, limits, **params)
+    with paused_gc():
+        return compile_program(load_program(Source(path, text)), network, input_shape, limits, **params)

@@ -11,6 +11,11 @@ Two layers of nodes:
 Backends (torch, Graphviz, summaries) read the resolved graph only. Nodes never change; a pass
 returns new ones.
 
+Passes create nodes with ``model_construct``: their values come from the parser and from the rules
+of ``resolve`` and ``layers``, which already guarantee the types, and validating them again would
+double the front end's time and its start-up (schemas are built on first use, ``defer_build``).
+``validate`` checks a whole resolved graph against the schema; the tests run it on every spec.
+
 ``format_network`` prints a resolved graph one node per line, the stable text form of golden tests::
 
     %vgg_0.conv_0 : conv3x3(out=64) -> 64x224x224  # specs/vgg11.arch:4:20
@@ -29,7 +34,7 @@ Value = Union[bool, int, float]
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     span: Span
 
@@ -160,7 +165,7 @@ class Module(Node):
 class GraphNode(BaseModel):
     """What every resolved node has: a unique dotted path (the torch submodule path), shapes, costs."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     path: str
@@ -198,7 +203,7 @@ Resolved = Union[Layer, Block, Join]
 class Network(BaseModel):
     """A network resolved at concrete parameters and input shape."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     params_bound: dict[str, Value]
@@ -208,10 +213,6 @@ class Network(BaseModel):
     macs: int
     body: tuple[Resolved, ...]
     span: Span
-
-
-for _model in (UnOp, BinOp, Func, Arg, Call, Group, Repeat, Branch, Cond, Param, BlockDef, NetworkDef, Block, Join):
-    _model.model_rebuild()
 
 
 def children(node: Resolved) -> tuple[Resolved, ...]:
@@ -235,6 +236,13 @@ def walk(nodes: tuple[Resolved, ...]):
 def layers(nodes: tuple[Resolved, ...]):
     """Every layer, in execution order."""
     return (node for node in walk(nodes) if isinstance(node, Layer))
+
+
+def validate(network: Network) -> None:
+    """Check every node of a resolved graph against its pydantic schema (raises ValidationError)."""
+    Network.model_validate(dict(network))
+    for node in walk(network.body):
+        type(node).model_validate(dict(node))
 
 
 def format_shape(shape: Shape) -> str:

@@ -75,7 +75,7 @@ def parse(source: Source) -> ir.Module:
 
 
 def _span_in(source: Source, meta_or_token) -> Span:
-    return Span(
+    return Span.model_construct(
         source=source,
         line=meta_or_token.line,
         column=meta_or_token.column,
@@ -163,7 +163,7 @@ class _ToIR(Transformer_NonRecursive):
         return _span_in(self.source, meta_or_token)
 
     def start(self, meta, *decls):
-        return ir.Module(
+        return ir.Module.model_construct(
             span=self._span(meta) if not meta.empty else self.source.span(1, 1),
             imports=tuple(d for d in decls if isinstance(d, ir.Import)),
             blocks=tuple(d for d in decls if isinstance(d, ir.BlockDef)),
@@ -171,13 +171,13 @@ class _ToIR(Transformer_NonRecursive):
         )
 
     def import_(self, meta, path: Token):
-        return ir.Import(span=self._span(meta), path=str(path)[1:-1])
+        return ir.Import.model_construct(span=self._span(meta), path=str(path)[1:-1])
 
     def block(self, meta, name: Token, params, body):
-        return ir.BlockDef(span=self._span(name), name=str(name), params=params or (), body=body)
+        return ir.BlockDef.model_construct(span=self._span(name), name=str(name), params=params or (), body=body)
 
     def network(self, meta, name: Token, params, input_shape, output_shape, body):
-        return ir.NetworkDef(
+        return ir.NetworkDef.model_construct(
             span=self._span(name),
             name=str(name),
             params=params or (),
@@ -191,7 +191,7 @@ class _ToIR(Transformer_NonRecursive):
         return params
 
     def param(self, meta, name: Token, default):
-        return ir.Param(span=self._span(name), name=str(name), default=default)
+        return ir.Param.model_construct(span=self._span(name), name=str(name), default=default)
 
     def shape(self, meta, *dims):
         return (dims, self._span(meta))
@@ -200,46 +200,46 @@ class _ToIR(Transformer_NonRecursive):
         return items
 
     def call(self, meta, name: Token, *args):
-        args = tuple(a if isinstance(a, ir.Arg) else ir.Arg(span=a.span, name=None, value=a) for a in args if a is not None)
-        return ir.Call(span=self._span(meta), name=str(name), name_span=self._span(name), args=args)
+        args = tuple(a if isinstance(a, ir.Arg) else ir.Arg.model_construct(span=a.span, name=None, value=a) for a in args if a is not None)
+        return ir.Call.model_construct(span=self._span(meta), name=str(name), name_span=self._span(name), args=args)
 
     def kwarg(self, meta, name: Token, value):
-        return ir.Arg(span=self._span(meta), name=str(name), value=value)
+        return ir.Arg.model_construct(span=self._span(meta), name=str(name), value=value)
 
     def group(self, meta, items):
-        return ir.Group(span=self._span(meta), items=items)
+        return ir.Group.model_construct(span=self._span(meta), items=items)
 
     def repeat(self, meta, count, item):
-        return ir.Repeat(span=self._span(meta), count=count, item=item)
+        return ir.Repeat.model_construct(span=self._span(meta), count=count, item=item)
 
     def branch(self, meta, op: Token, *bodies):
-        return ir.Branch(span=self._span(op), op=str(op), branches=bodies)
+        return ir.Branch.model_construct(span=self._span(op), op=str(op), branches=bodies)
 
     def cond(self, meta, test, then, otherwise):
-        return ir.Cond(span=self._span(meta), test=test, then=then, otherwise=otherwise)
+        return ir.Cond.model_construct(span=self._span(meta), test=test, then=then, otherwise=otherwise)
 
     def number(self, meta, token: Token):
         text = str(token)
         value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ir.Number(span=self._span(token), value=value)
+        return ir.Number.model_construct(span=self._span(token), value=value)
 
     def var(self, meta, token: Token):
-        return ir.Var(span=self._span(token), name=str(token))
+        return ir.Var.model_construct(span=self._span(token), name=str(token))
 
     def input_dim(self, meta, dim: Token):
-        return ir.InputDim(span=self._span(meta), dim=str(dim))
+        return ir.InputDim.model_construct(span=self._span(meta), dim=str(dim))
 
     def func(self, meta, name: Token, *args):
-        return ir.Func(span=self._span(meta), name=str(name), args=args)
+        return ir.Func.model_construct(span=self._span(meta), name=str(name), args=args)
 
     def binop(self, meta, left, op: Token, right):
-        return ir.BinOp(span=self._span(meta), op=str(op), left=left, right=right)
+        return ir.BinOp.model_construct(span=self._span(meta), op=str(op), left=left, right=right)
 
     compare = binop
     boolop = binop
 
     def unop(self, meta, op: Token, operand):
-        return ir.UnOp(span=self._span(meta), op=str(op), operand=operand)
+        return ir.UnOp.model_construct(span=self._span(meta), op=str(op), operand=operand)
 
     def not_(self, meta, operand):
-        return ir.UnOp(span=self._span(meta), op="not", operand=operand)
+        return ir.UnOp.model_construct(span=self._span(meta), op="not", operand=operand)

@@ -201,7 +201,7 @@ class _Resolver:
             if item.op == "add" and shapes[0][1:] != shapes[-1][1:]:
                 hint = "the branches downsample differently: give the shortcut the same stride (conv1x1 C s=...)"
             raise ShapeError(problem, item.span, hint=hint, notes=notes)
-        return ir.Join(
+        return ir.Join.model_construct(
             op=item.op, name=name, path=path, in_shape=shape, out_shape=out_shape,
             params=sum(n.params for b in branches for n in b), macs=sum(n.macs for b in branches for n in b),
             span=item.span, branches=tuple(branches),
@@ -241,7 +241,7 @@ class _Resolver:
                 hint="raise the limit with --max-params if this is intended",
             )
         name, path = scope.name(kind.key)
-        return ir.Layer(
+        return ir.Layer.model_construct(
             kind=kind.key, spelling=call.name, args=args, name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=params, macs=kind.macs(args, shape, out_shape), span=call.span,
         )
@@ -307,7 +307,7 @@ class _Resolver:
             raise err.with_note(f"{call_text} instantiated here", call.span) from None
         finally:
             self.active.pop()
-        return ir.Block(
+        return ir.Block.model_construct(
             block=block.name, call=call_text, body=tuple(nodes), name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
             macs=sum(n.macs for n in nodes), span=call.span,
@@ -486,7 +486,7 @@ def resolve_network(
                 f"network {definition.name} outputs {show(out_shape)}, but its declaration says [{', '.join(map(str, expected))}]",
                 definition.output_span, hint=hint,
             )
-    return ir.Network(
+    return ir.Network.model_construct(
         name=definition.name, params_bound=env, input_shape=input_shape, output_shape=out_shape,
         params=sum(n.params for n in nodes), macs=sum(n.macs for n in nodes), body=tuple(nodes), span=definition.span,
     )

@@ -33,7 +33,7 @@ class Source:
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def span(self, line: int, column: int, end_line: int | None = None, end_column: int | None = None) -> Span:
-        return Span(
+        return Span.model_construct(
             source=self,
             line=line,
             column=column,
@@ -48,7 +48,7 @@ class Span(BaseModel):
     It serialises as ``file``, ``line`` and ``column``; the text stays behind.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     source: Source = Field(exclude=True, repr=False)
     line: int

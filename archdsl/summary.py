@@ -108,10 +108,10 @@ def table(network: ir.Network, depth: int | None = None):
     title = f"{network.name}({ir.format_args(network.params_bound)}) : {ir.format_shape(network.input_shape)}"
     grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     grid.add_column("layer", no_wrap=True)
-    grid.add_column("kind")
+    grid.add_column("kind", overflow="fold")
     grid.add_column("output", justify="right", no_wrap=True)
-    grid.add_column("params", justify="right")
-    grid.add_column("MACs", justify="right")
+    grid.add_column("params", justify="right", no_wrap=True)
+    grid.add_column("MACs", justify="right", no_wrap=True)
     for row in rows(network, depth, headers=True):
         style = "bold" if row.header else None
         grid.add_row(row.path, row.what, ir.format_shape(row.out_shape),
@@ -127,11 +127,11 @@ def totals(network: ir.Network) -> str:
     )
 
 
-def render_text(network: ir.Network, depth: int | None = None, width: int = 110) -> str:
+def render_text(network: ir.Network, depth: int | None = None, width: int = 200) -> str:
     from rich.console import Console
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, color_system=None, highlight=False)
     console.print(table(network, depth))
-    console.print(totals(network))
+    console.print(totals(network), width=110)
     return buffer.getvalue()

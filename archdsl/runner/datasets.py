@@ -304,7 +304,8 @@ def read_idx(path: Path) -> np.ndarray:
             f"{path.name} has {len(raw)} bytes, but its header {'x'.join(map(str, dims))} needs {expected}",
             file=str(path), hint="the file is damaged; delete it and download it again",
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    # A copy, so that the array (and the tensor made from it) is writable like any other.
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

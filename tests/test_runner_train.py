@@ -1,0 +1,231 @@
+"""Training on the real Fashion-MNIST files: accuracy, exact repeats, resume after a kill, eval,
+and the user mistakes that must end in one clear error without losing anything."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from test_runner_support import DATA_ROOT, FakeNetwork
+
+from archdsl.errors import UsageError
+from archdsl.runner import checkpoint, train
+from archdsl.runner.options import TrainOptions
+
+TESTS = Path(__file__).resolve().parent
+SMALL = TrainOptions(epochs=3, batch_size=64, lr=0.05, momentum=0.9, schedule="cosine", warmup=0.5,
+                     data_dir=str(DATA_ROOT), limit=3000)
+COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "examples_per_s", "seconds", "lr"]
+
+
+def outcome(history) -> list[tuple]:
+    """What a run computed, without its timings."""
+    return [(r.epoch, r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.lr) for r in history]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> train.RunResult:
+    """One short run, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("runs") / "finished"
+    return train.start(FakeNetwork(width=8), SMALL.replace(epochs=2, out=str(out)), stream=io.StringIO())
+
+
+def test_a_small_relu_cnn_reaches_85_percent_in_one_epoch(tmp_path):
+    stream = io.StringIO()
+    options = TrainOptions(epochs=1, batch_size=128, lr=0.05, momentum=0.9, data_dir=str(DATA_ROOT),
+                           out=str(tmp_path / "run"))
+    result = train.start(FakeNetwork(width=16), options, stream=stream)
+    assert result.final.test_acc >= 0.85, result.final
+    assert result.final.examples_per_s > 0
+    # Not a terminal: one plain line per epoch, then the book's summary.
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("epoch 1/1  train_loss ") and "ex/s" in lines[0]
+    assert lines[1].startswith("loss ") and "test acc" in lines[1]
+
+
+def test_the_run_folder(finished):
+    folder = finished.run_dir
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "checkpoints", "curves.png", "curves.svg", "metrics.csv", "run.json", "spec.arch"]
+    assert (folder / "spec.arch").read_text() == FakeNetwork().source_text
+    record = json.loads((folder / "run.json").read_text())
+    assert record["options"] == SMALL.replace(epochs=2, out=str(folder)).to_json()
+    assert record["spec"] == {"path": "specs/cnn.arch", "params": [], "network": None, "input": None}
+    assert record["data"]["train_examples"] == 3000 and record["data"]["image_shape"] == [1, 28, 28]
+    with open(folder / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == COLUMNS
+    assert [float(row["test_acc"]) for row in rows] == [r.test_acc for r in finished.history]
+    assert (folder / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (folder / "curves.svg").read_bytes()[:1000]
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
+        "epoch-0002.safetensors", "epoch-0002.state.pt"]  # older epochs are pruned
+
+
+def test_a_cpu_run_repeats_exactly(finished, tmp_path):
+    again = train.start(FakeNetwork(width=8), SMALL.replace(epochs=2, out=str(tmp_path / "again")),
+                        stream=io.StringIO())
+    assert outcome(again.history) == outcome(finished.history)
+
+
+def test_eval_reports_the_last_epochs_test_metrics(finished):
+    result = train.evaluate(FakeNetwork(width=8), finished.run_dir)
+    assert (result.epoch, result.examples) == (2, 3000)
+    assert result.test_acc == finished.final.test_acc
+    assert result.test_loss == pytest.approx(finished.final.test_loss, rel=1e-12)
+
+
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
+    reference = train.start(FakeNetwork(width=8), SMALL.replace(out=str(tmp_path / "reference")),
+                            stream=io.StringIO())
+    folder = tmp_path / "killed"
+    script = (
+        f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+        "from test_runner_support import FakeNetwork\n"
+        "from archdsl.runner import train\n"
+        "from archdsl.runner.options import TrainOptions\n"
+        f"train.start(FakeNetwork(width=8), TrainOptions(**{SMALL.replace(out=str(folder)).to_json()!r}))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = folder / "checkpoints" / "epoch-0001.state.pt"
+    deadline = time.monotonic() + 120
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert process.returncode == -signal.SIGKILL, stderr.decode()
+    killed_at = checkpoint.latest(folder).epoch
+    assert killed_at < SMALL.epochs  # it really was interrupted
+
+    resumed = train.resume(FakeNetwork(width=8), folder, stream=io.StringIO())
+    assert outcome(resumed.history) == outcome(reference.history)
+    with open(folder / "metrics.csv", newline="") as handle:
+        rows = [{k: v for k, v in row.items() if k not in ("examples_per_s", "seconds")}
+                for row in csv.DictReader(handle)]
+    with open(reference.run_dir / "metrics.csv", newline="") as handle:
+        expected = [{k: v for k, v in row.items() if k not in ("examples_per_s", "seconds")}
+                    for row in csv.DictReader(handle)]
+    assert rows == expected
+
+
+def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    """Killed between the weights and the state of epoch 2: epoch 1's checkpoint is what resumes."""
+    options = SMALL.replace(epochs=2, limit=1000, out=str(tmp_path / "run"))
+    reference = train.start(FakeNetwork(width=8), options.replace(out=str(tmp_path / "reference")),
+                            stream=io.StringIO())
+    real_save = checkpoint.torch.save
+
+    def dying_save(state, path):
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # as if the process died here
+        real_save(state, path)
+
+    monkeypatch.setattr(checkpoint.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.start(FakeNetwork(width=8), options, stream=io.StringIO())
+    monkeypatch.undo()
+    folder = tmp_path / "run"
+    assert checkpoint.latest(folder).epoch == 1
+    assert not [p for p in (folder / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary left
+    resumed = train.resume(FakeNetwork(width=8), folder, stream=io.StringIO())
+    assert outcome(resumed.history) == outcome(reference.history)
+
+
+def test_resuming_a_finished_run_asks_for_more_epochs(finished):
+    before = snapshot(finished.run_dir)
+    with pytest.raises(UsageError, match="has finished all 2 epochs") as caught:
+        train.resume(FakeNetwork(width=8), finished.run_dir, stream=io.StringIO())
+    assert "--epochs N with N > 2" in caught.value.hint
+    assert snapshot(finished.run_dir) == before
+
+
+def test_a_checkpoint_from_another_spec_is_refused(finished):
+    before = snapshot(finished.run_dir)
+    other = FakeNetwork(width=8, source_text="network cnn : [1, 28, 28] = other\n")
+    with pytest.raises(UsageError) as caught:
+        train.resume(other, finished.run_dir, epochs=3, stream=io.StringIO())
+    error = caught.value
+    assert error.message == "this checkpoint was trained from a different spec (or different --param values)"
+    assert "it was trained from `specs/cnn.arch` (network 'cnn')" in error.hint
+    assert error.file.endswith("epoch-0002.state.pt")
+    with pytest.raises(UsageError, match="trained from a different spec"):
+        train.evaluate(FakeNetwork(width=8, param_values={"width": 9}), finished.run_dir)
+    assert snapshot(finished.run_dir) == before
+
+
+def test_a_wrong_image_size_says_what_each_side_has(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UsageError) as caught:
+        train.start(FakeNetwork(input_shape=(1, 32, 32)), SMALL.replace(out=str(out)), stream=io.StringIO())
+    assert caught.value.message == "the network 'cnn' expects 1x32x32 images, but fashion-mnist's images are 1x28x28"
+    assert caught.value.hint == "pass --resize 32 to resize them on the device"
+    with pytest.raises(UsageError) as caught:
+        train.start(FakeNetwork(), SMALL.replace(out=str(out), resize=64), stream=io.StringIO())
+    assert caught.value.message == "--resize 64 makes 1x64x64 images, but the network 'cnn' expects 1x28x28 images"
+    with pytest.raises(UsageError, match="expects 3x28x28 images, but fashion-mnist has 1-channel images"):
+        train.start(FakeNetwork(input_shape=(3, 28, 28)), SMALL.replace(out=str(out)), stream=io.StringIO())
+    with pytest.raises(UsageError, match="fashion-mnist has 10 classes, but network 'cnn' outputs 5 scores"):
+        train.start(FakeNetwork(output_shape=(5,)), SMALL.replace(out=str(out)), stream=io.StringIO())
+    assert not out.exists()  # refused before anything was written
+
+
+def test_resize_trains_at_the_networks_size(tmp_path):
+    result = train.start(FakeNetwork(kind="mlp", input_shape=(1, 16, 16)),
+                         SMALL.replace(epochs=1, limit=500, resize=16, out=str(tmp_path / "run")),
+                         stream=io.StringIO())
+    assert result.final.test_acc > 0.3
+
+
+def test_an_unwritable_run_folder_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    with pytest.raises(UsageError) as caught:
+        train.start(FakeNetwork(), SMALL.replace(out=str(blocker / "run")), stream=io.StringIO())
+    assert caught.value.message.startswith("cannot create the run folder: ")
+    assert blocker.read_text() == "keep me"
+
+
+def test_an_existing_run_is_never_overwritten(finished):
+    before = snapshot(finished.run_dir)
+    with pytest.raises(UsageError, match="already holds files") as caught:
+        train.start(FakeNetwork(width=8), SMALL.replace(out=str(finished.run_dir)), stream=io.StringIO())
+    assert f"--resume {finished.run_dir}" in caught.value.hint
+    assert snapshot(finished.run_dir) == before
+
+
+def test_a_bad_data_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(UsageError, match="is not a data folder: it needs train/ and test/"):
+        train.start(FakeNetwork(), SMALL.replace(data=str(tmp_path / "data"), out=str(tmp_path / "run")),
+                    stream=io.StringIO())
+    assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_is_refused_on_the_cpu(tmp_path):
+    with pytest.raises(UsageError, match="--amp bf16 needs a CUDA device"):
+        train.start(FakeNetwork(), SMALL.replace(amp="bf16", device="cpu", out=str(tmp_path / "r")),
+                    stream=io.StringIO())
+
+
+def test_options_beyond_sgd(tmp_path):
+    """AdamW, one-cycle, label smoothing and clipping train (loss falls) and are recorded."""
+    options = SMALL.replace(epochs=2, limit=1000, optimizer="adamw", lr=0.003, weight_decay=0.05,
+                            schedule="onecycle", warmup=None, label_smoothing=0.1, clip_grad=1.0,
+                            out=str(tmp_path / "run"))
+    result = train.start(FakeNetwork(kind="mlp"), options, stream=io.StringIO())
+    assert result.history[1].train_loss < result.history[0].train_loss
+    assert result.final.lr == pytest.approx(0.003 / (2 * 16 - round(0.6 * 16)))
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["options"]["label_smoothing"] == 0.1
+    assert asdict(result.final)["epoch"] == 2
