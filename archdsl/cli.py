@@ -121,12 +121,7 @@ def compile_command(
     elif json_:
         print(json.dumps(summary.as_json(net.ir, depth), indent=1))
     else:
-        from rich.console import Console
-
-        # A pipe or file gets the whole table; rich would otherwise squeeze it into 80 columns.
-        console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-        console.print(summary.table(net.ir, depth))
-        console.print(summary.totals(net.ir), width=min(console.width, 110))
+        print(summary.render_text(net.ir, depth), end="")
 
 
 @app.command("check")

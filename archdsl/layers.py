@@ -402,6 +402,9 @@ class ReLU(Activation):
     torch_class = "ReLU"
     doc = "max(x, 0)"
 
+    def label(self, args):
+        return "ReLU"
+
 
 @register
 class Sigmoid(Activation):
@@ -423,6 +426,9 @@ class GELU(Activation):
     torch_class = "GELU"
     doc = "Gaussian error linear unit"
 
+    def label(self, args):
+        return "GELU"
+
 
 @register
 class LeakyReLU(Activation):
@@ -432,6 +438,9 @@ class LeakyReLU(Activation):
 
     def build(self, args, in_shape):
         return _torch().LeakyReLU(args["slope"])
+
+    def label(self, args):
+        return f"LeakyReLU {args['slope']:g}"
 
 
 @register
@@ -469,7 +478,7 @@ class BatchNorm(LayerKind):
         return cls(in_shape[0], eps=args["eps"], momentum=args["momentum"])
 
     def label(self, args):
-        return "batchnorm"
+        return "BN"
 
 
 @register
@@ -492,7 +501,7 @@ class LocalResponseNorm(LayerKind):
         return _torch().LocalResponseNorm(args["size"], alpha=args["alpha"], beta=args["beta"], k=args["k"])
 
     def label(self, args):
-        return f"lrn {args['size']}"
+        return f"LRN {args['size']}"
 
 
 def describe_kinds() -> str:

@@ -6,8 +6,8 @@ at the limit is one row with its call, output shape and the sums of what it hold
 
 from __future__ import annotations
 
-import io
 import math
+import textwrap
 from dataclasses import dataclass
 
 from archdsl import ir
@@ -101,37 +101,37 @@ def _bytes(n: int) -> str:
     raise AssertionError
 
 
-def table(network: ir.Network, depth: int | None = None):
-    """The summary as a rich ``Table`` with a caption of totals."""
-    from rich.table import Table
+def format_table(header: list[str], body: list[list[str]], right: set[int]) -> str:
+    """Columns padded to their widest cell, numbers right-aligned, a rule under the header."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body)]
 
+    def line(cells: list[str]) -> str:
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(cells) for cells in body)])
+
+
+def table(network: ir.Network, depth: int | None = None) -> str:
+    """The per-layer table: a block or branch that is expanded gets a row of its own, without sums."""
     title = f"{network.name}({ir.format_args(network.params_bound)}) : {ir.format_shape(network.input_shape)}"
-    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    grid.add_column("layer", no_wrap=True)
-    grid.add_column("kind", overflow="fold")
-    grid.add_column("output", justify="right", no_wrap=True)
-    grid.add_column("params", justify="right", no_wrap=True)
-    grid.add_column("MACs", justify="right", no_wrap=True)
-    for row in rows(network, depth, headers=True):
-        style = "bold" if row.header else None
-        grid.add_row(row.path, row.what, ir.format_shape(row.out_shape),
-                     "" if row.header else f"{row.params:,}", "" if row.header else f"{row.macs:,}", style=style)
-    return grid
+    body = [
+        [row.path, row.what, ir.format_shape(row.out_shape),
+         "" if row.header else f"{row.params:,}", "" if row.header else f"{row.macs:,}"]
+        for row in rows(network, depth, headers=True)
+    ]
+    return title + "\n\n" + format_table(["layer", "kind", "output", "params", "MACs"], body, right={2, 3, 4})
 
 
 def totals(network: ir.Network) -> str:
     return (
         f"output {ir.format_shape(network.output_shape)}   params {network.params:,}   MACs {network.macs:,}\n"
         f"parameter memory {_bytes(network.params * BYTES_PER_VALUE)}   "
-        f"activation memory {_bytes(activation_values(network) * BYTES_PER_VALUE)} per sample\n{LEGEND}"
+        f"activation memory {_bytes(activation_values(network) * BYTES_PER_VALUE)} per sample\n"
+        + textwrap.fill(LEGEND, width=100)
     )
 
 
-def render_text(network: ir.Network, depth: int | None = None, width: int = 200) -> str:
-    from rich.console import Console
-
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width, color_system=None, highlight=False)
-    console.print(table(network, depth))
-    console.print(totals(network), width=110)
-    return buffer.getvalue()
+def render_text(network: ir.Network, depth: int | None = None) -> str:
+    """The table and the totals, as ``archdsl compile`` prints them."""
+    return f"{table(network, depth)}\n\n{totals(network)}\n"

@@ -111,7 +111,7 @@ def mirror(tmp_path):
     """A local HTTP server on 127.0.0.1 serving a tiny IDX set, and the set's checksums."""
     served = tmp_path / "served"
     blobs = write_idx_set(served)
-    handler = lambda *args, **kwargs: _QuietHandler(*args, directory=str(served), **kwargs)  # noqa: E731
+    handler = lambda *args, **kwargs: _QuietHandler(*args, directory=str(served), **kwargs)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def test_cosine_falls_to_zero():
     assert got[0] == 1.0
     assert got[10] == pytest.approx(0.5 * (1 + math.cos(math.pi * 10 / 20)))
     assert got[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 19 / 20)))
-    assert all(a >= b for a, b in zip(got, got[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(got))
 
 
 def test_onecycle_rises_for_30_percent_then_falls_linearly():

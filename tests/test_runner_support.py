@@ -6,6 +6,7 @@ its tests run without the compiler, fast, on the CPU.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class FakeNetwork:
     param_values: dict = field(default_factory=dict)
     params: int = 0
     macs: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Like the compiler's: the structure of the network, here its factory and sizes."""
+        structure = f"{self.source_text}|{self.kind}|{self.width}|{self.input_shape}|{self.output_shape}"
+        return hashlib.sha256(structure.encode()).hexdigest()
 
     def build(self, init: str = "default", seed: int | None = None) -> nn.Module:
         if seed is not None:

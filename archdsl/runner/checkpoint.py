@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,18 +34,23 @@ STATE_PATTERN = re.compile(r"epoch-(\d+)\.state\.pt")
 
 class Spec(Protocol):
     name: str
-    source_text: str
+    fingerprint: str
     param_values: dict[str, int | float]
     input_shape: tuple[int, ...]
 
 
 def spec_hash(net: Spec) -> str:
-    """The identity of a compiled network: its spec text, name, resolved parameters and input shape."""
+    """The identity of a compiled network: name, resolved parameters, input shape and the structure
+    of its resolved graph (``fingerprint``, which sees into imported blocks too).
+
+    The spec's text is left out on purpose: a new comment or a renamed block parameter does not
+    change what the weights fit, so it should not orphan a run's checkpoints.
+    """
     identity = {
-        "source": net.source_text,
         "network": net.name,
         "params": net.param_values,
         "input_shape": list(net.input_shape),
+        "structure": net.fingerprint,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -96,7 +103,7 @@ def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str) -> dict[
     """The training state, refused if it belongs to another spec. Never unpickles arbitrary objects."""
     try:
         state = torch.load(checkpoint.state, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several kinds for a damaged or foreign file
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
         raise UsageError(f"cannot read the checkpoint {checkpoint.state.name}: {err}",
                          file=str(checkpoint.state)) from None
     if not isinstance(state, dict) or "spec_hash" not in state:

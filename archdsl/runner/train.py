@@ -46,6 +46,7 @@ class Network(Protocol):
     param_values: dict[str, int | float]
     source_path: str | None
     source_text: str
+    fingerprint: str
 
     def build(self, init: str = "default", seed: int | None = None) -> torch.nn.Module: ...
 
@@ -234,6 +235,10 @@ class _Trainer:
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         seen, lr = 0, options.lr
+
+        def running() -> tuple[float, float]:
+            return loss_sum.item() / seen, correct.item() / seen
+
         report.start_epoch(epoch, data.steps_per_epoch(options.batch_size, context.world_size))
         started = time.perf_counter()
         batches = data.train_batches(_derived_seed(options.seed, epoch, "order"), options.batch_size,
@@ -262,8 +267,7 @@ class _Trainer:
                 loss_sum += loss.detach().float() * len(labels)
                 correct += (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
-            report.step(done, seen * context.world_size,
-                        lambda: (loss_sum.item() / seen, correct.item() / seen))
+            report.step(done, seen * context.world_size, running)
         totals = torch.stack([loss_sum.double(), correct.double(),
                               torch.tensor(float(seen), dtype=torch.float64, device=device)])
         loss_total, correct_total, count = distributed.all_sum(context, totals).tolist()  # waits for the device

@@ -1,0 +1,202 @@
+"""Front-end and backend benchmarks for the compiler (issue 2), printed as Markdown tables.
+
+    python benchmarks/bench_frontend.py            # everything (a few minutes on 2 cores)
+    python benchmarks/bench_frontend.py --quick    # fewer repetitions
+
+1. parse + shape inference per spec, and on generated specs of 100, 1,000 and 10,000 layers;
+2. the static summary against torchinfo's ``summary`` (the peer), in-process (torchinfo on the meta
+   device) and as whole commands (``archdsl compile`` against a script that imports torch and prints
+   torchinfo's summary);
+3. forward+backward step time of the built module against the hand-written reference (tests/references.py).
+
+torchinfo is a benchmark-only dependency (``pip install torchinfo``); without it those rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import archdsl  # noqa: E402
+from archdsl import summary  # noqa: E402
+
+SPECS = ["lenet", "alexnet", "vgg11", "vgg16", "vgg19", "nin", "googlenet", "resnet18", "densenet"]
+PEER_SPECS = ["vgg16", "googlenet", "resnet18", "densenet"]
+
+
+def best_of(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def generated_spec(layers: int) -> str:
+    """A flat chain of ``layers`` layers: same-padded 3x3 convolutions and ReLUs on 8×16×16."""
+    items = ["conv3x3 8" if i % 2 == 0 else "relu" for i in range(layers)]
+    return "network chain : [8, 16, 16] =\n    " + ";\n    ".join(items) + "\n"
+
+
+def front_end(repeat: int) -> list[str]:
+    rows = ["| spec | layers | parse + inference (ms) | per layer (µs) |", "|---|---:|---:|---:|"]
+    for name in SPECS:
+        path = ROOT / "specs" / f"{name}.arch"
+        net = archdsl.load(path)
+        count = sum(1 for _ in net.layers())
+        seconds = best_of(lambda: archdsl.load(path), repeat)
+        rows.append(f"| {name} | {count} | {seconds * 1e3:.2f} | {seconds / count * 1e6:.1f} |")
+    for layers in (100, 1_000, 10_000):
+        text = generated_spec(layers)
+        seconds = best_of(lambda: archdsl.loads(text), max(3, repeat // 4))
+        rows.append(f"| generated | {layers:,} | {seconds * 1e3:.1f} | {seconds / layers * 1e6:.1f} |")
+    return rows
+
+
+def torchinfo_in_process(name: str, repeat: int) -> float | None:
+    try:
+        import torch
+        from torchinfo import summary as torchinfo_summary
+    except ImportError:
+        return None
+    from references import REFERENCES
+
+    factory, shape = REFERENCES[name]
+
+    def run() -> None:
+        with torch.device("meta"):
+            model = factory()
+        text = str(torchinfo_summary(model, input_size=(1, *shape), device="meta", depth=10, verbose=0))
+        assert "Total params" in text
+
+    return best_of(run, repeat)
+
+
+def archdsl_in_process(name: str, repeat: int) -> float:
+    path = ROOT / "specs" / f"{name}.arch"
+
+    def run() -> None:
+        net = archdsl.load(path)
+        text = summary.render_text(net.ir)
+        assert "params" in text
+
+    return best_of(run, repeat)
+
+
+TORCHINFO_SCRIPT = """
+import sys, torch
+from torchinfo import summary
+sys.path.insert(0, {tests!r})
+from references import REFERENCES
+factory, shape = REFERENCES[sys.argv[1]]
+with torch.device("meta"):
+    model = factory()
+summary(model, input_size=(1, *shape), device="meta", depth=10)
+"""
+
+
+def command_time(argv: list[str], repeat: int) -> float:
+    def run() -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return best_of(run, repeat)
+
+
+def peers(repeat: int) -> list[str]:
+    try:
+        import torchinfo  # noqa: F401
+    except ImportError:
+        return ["torchinfo is not installed (`pip install torchinfo`): peer comparison not measured."]
+    archdsl_exe = str(Path(sys.executable).with_name("archdsl"))
+    rows = [
+        "| spec | archdsl in-process (ms) | torchinfo in-process, meta (ms) | ratio | `archdsl compile` (ms) | torch + torchinfo script (ms) | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "torchinfo_summary.py"
+        script.write_text(TORCHINFO_SCRIPT.format(tests=str(ROOT / "tests")))
+        for name in PEER_SPECS:
+            ours = archdsl_in_process(name, repeat)
+            theirs = torchinfo_in_process(name, repeat)
+            ours_cmd = command_time([archdsl_exe, "compile", str(ROOT / "specs" / f"{name}.arch")], max(3, repeat // 4))
+            theirs_cmd = command_time([sys.executable, str(script), name], max(3, repeat // 4))
+            rows.append(
+                f"| {name} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {theirs / ours:.1f}× | "
+                f"{ours_cmd * 1e3:.0f} | {theirs_cmd * 1e3:.0f} | {theirs_cmd / ours_cmd:.1f}× |"
+            )
+    return rows
+
+
+def step_times(repeat: int) -> list[str]:
+    import torch
+    from references import REFERENCES
+
+    torch.manual_seed(0)
+    rows = [
+        "| spec | batch | reference step (ms) | archdsl step (ms) | ratio archdsl/reference |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in SPECS:
+        factory, shape = REFERENCES[name]
+        batch = 16 if name == "lenet" else 2
+        ours = archdsl.load(ROOT / "specs" / f"{name}.arch").build()
+        reference = factory()
+        x = torch.randn(batch, *shape)
+        y = torch.randint(0, 10, (batch,))
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step(model: torch.nn.Module) -> None:
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+
+        # Interleave the two so that drift in the machine's speed hits both alike.
+        ref_times, our_times = [], []
+        for model in (reference, ours):
+            step(model)
+        for _ in range(repeat):
+            for model, times in ((reference, ref_times), (ours, our_times)):
+                start = time.perf_counter()
+                step(model)
+                times.append(time.perf_counter() - start)
+        ref, our = statistics.median(ref_times), statistics.median(our_times)
+        rows.append(f"| {name} | {batch} | {ref * 1e3:.1f} | {our * 1e3:.1f} | {our / ref:.3f} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", choices=["frontend", "peers", "steps"], help="run one part")
+    args = parser.parse_args()
+    repeat = 5 if args.quick else 21
+    out = io.StringIO()
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"archdsl {archdsl.__name__}; command: python benchmarks/bench_frontend.py{' --quick' if args.quick else ''}\n", file=out)
+    if args.only in (None, "frontend"):
+        print("### Parse + shape inference\n", file=out)
+        print("\n".join(front_end(repeat)) + "\n", file=out)
+    if args.only in (None, "peers"):
+        print("### Static summary against torchinfo\n", file=out)
+        print("\n".join(peers(repeat)) + "\n", file=out)
+    if args.only in (None, "steps"):
+        print("### Forward + backward step, built module against hand-written reference (CPU)\n", file=out)
+        print("\n".join(step_times(7 if args.quick else 15)) + "\n", file=out)
+    print(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
