@@ -63,13 +63,32 @@ class _Scope:
         return _Scope(env if env is not None else self.env, in_shape if in_shape is not None else self.in_shape, prefix)
 
 
+@dataclass(frozen=True)
+class _Size:
+    """What the sizing pass keeps of a node: its output shape and parameter count, nothing built."""
+
+    out_shape: ir.Shape
+    params: int
+
+
 class _Resolver:
-    def __init__(self, program: Program, limits: Limits) -> None:
+    """One walk that binds, expands and infers shapes.
+
+    With ``sizing`` on, it builds no IR: layers, blocks and joins become ``_Size`` records, a block
+    instantiated again with the same arguments, input shape and depth reuses its first count, and a
+    repeat whose item maps its input shape to itself multiplies instead of looping. Counting layers and
+    parameters that way is cheap even for specs that would expand to billions of layers, so
+    ``resolve_network`` sizes first and refuses what is over the limits before building anything.
+    """
+
+    def __init__(self, program: Program, limits: Limits, sizing: bool = False) -> None:
         self.program = program
         self.limits = limits
+        self.sizing = sizing
         self.layers = 0
         self.params = 0
         self.active: list[str] = []  # blocks being instantiated, for recursion errors
+        self.sized: dict[tuple, tuple[_Size, int]] = {}  # (block, arguments, shape, depth) -> (size, layers)
 
     # -- expressions --------------------------------------------------------------------------------
 
@@ -171,12 +190,21 @@ class _Resolver:
                 item.count.span,
                 hint="archdsl refuses specs this large before expanding them",
             )
-        for _ in range(count):
+        for index in range(count):
             before = self.layers
-            nodes, shape = self.items((item.item,), scope, shape, depth + 1)
+            nodes, new_shape = self.items((item.item,), scope, shape, depth + 1)
             out.extend(nodes)
             per_repeat = self.layers - before
-            if self.layers + per_repeat * (count - 1) > self.limits.max_layers:
+            remaining = count - index - 1
+            if self.sizing and new_shape == shape and remaining:
+                # The iterations left are this one again: the same input shape and the same names.
+                params = sum(n.params for n in nodes)
+                self.count(per_repeat * remaining, item.count.span)
+                self.params += params * remaining
+                out.append(_Size(shape, params * remaining))
+                return shape
+            shape = new_shape
+            if self.layers + per_repeat * remaining > self.limits.max_layers:
                 raise LimitError(
                     f"repeat {count} of {per_repeat} layers each would expand to more than {self.limits.max_layers:,} layers",
                     item.count.span,
@@ -201,6 +229,8 @@ class _Resolver:
             if item.op == "add" and shapes[0][1:] != shapes[-1][1:]:
                 hint = "the branches downsample differently: give the shortcut the same stride (conv1x1 C s=...)"
             raise ShapeError(problem, item.span, hint=hint, notes=notes)
+        if self.sizing:
+            return _Size(out_shape, sum(n.params for b in branches for n in b))
         return ir.Join.model_construct(
             op=item.op, name=name, path=path, in_shape=shape, out_shape=out_shape,
             params=sum(n.params for b in branches for n in b), macs=sum(n.macs for b in branches for n in b),
@@ -229,22 +259,22 @@ class _Resolver:
             message = f"{call.name}: {err.message}" if not err.message.startswith(call.name) else err.message
             raise ShapeError(f"{message} (input {show(shape)})" if err.arg is None else message, where, hint=err.hint) from None
         params = kind.params(args, shape)
-        self.layers += 1
+        self.count(1, call.span)
         self.params += params
-        if self.layers > self.limits.max_layers:
-            raise LimitError(f"the network has more than {self.limits.max_layers:,} layers", call.span)
-        if self.params > self.limits.max_params:
-            raise LimitError(
-                f"the network needs more than {self.limits.max_params:,} parameters "
-                f"({self.params * 4 / 2**30:.1f} GiB of fp32 weights) by this layer",
-                call.span,
-                hint="raise the limit with --max-params if this is intended",
-            )
+        if self.sizing:
+            return _Size(out_shape, params)
         name, path = scope.name(kind.key)
         return ir.Layer.model_construct(
             kind=kind.key, spelling=call.name, args=args, name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=params, macs=kind.macs(args, shape, out_shape), span=call.span,
         )
+
+    def count(self, layers: int, span: Span) -> None:
+        """Add layers to the total, refusing to go past the limit."""
+        self.layers += layers
+        if self.layers > self.limits.max_layers:
+            raise LimitError(f"the network has more than {self.limits.max_layers:,} layers", span,
+                             hint="archdsl refuses specs this large before expanding them")
 
     def bind_layer_args(self, kind: LayerKind, preset: dict, call: ir.Call, scope: _Scope) -> tuple[dict, dict[str, Span]]:
         specs = {spec.name: spec for spec in kind.args}
@@ -300,6 +330,13 @@ class _Resolver:
         inner = _Scope({}, shape, f"{path}.")
         inner.env = self.bind_block_args(block, call, scope, inner)
         call_text = f"{block.name}({', '.join(_show_value(inner.env[p.name]) for p in block.params)})"
+        key = (block.name, tuple(inner.env.items()), shape, depth)
+        if self.sizing and key in self.sized:
+            size, layers = self.sized[key]
+            self.count(layers, call.span)
+            self.params += size.params
+            return size
+        before = self.layers
         self.active.append(block.name)
         try:
             nodes, out_shape = self.items(block.body, inner, shape, depth + 1)
@@ -307,6 +344,9 @@ class _Resolver:
             raise err.with_note(f"{call_text} instantiated here", call.span) from None
         finally:
             self.active.pop()
+        if self.sizing:
+            self.sized[key] = (_Size(out_shape, sum(n.params for n in nodes)), self.layers - before)
+            return self.sized[key][0]
         return ir.Block.model_construct(
             block=block.name, call=call_text, body=tuple(nodes), name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
@@ -475,6 +515,16 @@ def resolve_network(
     elif any(not isinstance(d, int) or d <= 0 for d in input_shape):
         raise UsageError(f"input sizes must be positive whole numbers, not {show(input_shape)}")
     scope.in_shape = input_shape
+    # Sizes first, in plain integers: a spec that would explode stops here, before anything is built.
+    sizer = _Resolver(program, resolver.limits, sizing=True)
+    sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
+    if sizer.params > resolver.limits.max_params:
+        raise LimitError(
+            f"network {definition.name} needs {sizer.params:,} parameters ({sizer.params * 4 / 2**30:,.1f} GiB of fp32 "
+            f"weights), more than the limit of {resolver.limits.max_params:,}",
+            definition.span,
+            hint="raise the limit with --max-params if this is intended",
+        )
     nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     if definition.output is not None:
         expected = tuple(_shape_dim(resolver, e, scope, "output") for e in definition.output)

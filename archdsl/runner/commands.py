@@ -6,6 +6,8 @@ torch arrives with ``archdsl.runner.train``, imported inside the commands.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,7 +81,7 @@ def train_command(
     """
     from archdsl.cli import load_network
     from archdsl.runner.options import TrainOptions
-    from archdsl.runner.runfolder import SpecArgs, read
+    from archdsl.runner.runfolder import SpecArgs, default_folder, read
 
     given = {
         "data": data, "data_dir": data_dir, "epochs": epochs, "batch_size": batch_size, "lr": lr,
@@ -92,9 +94,12 @@ def train_command(
     if resume is None:
         options = TrainOptions(**given)
         net = load_network(spec, list(param or []), network, input)
-        from archdsl.runner import train
+        if options.out is None:
+            options = options.replace(out=str(default_folder(net.name)))
+        with _interruptible(spec, Path(options.out)):
+            from archdsl.runner import train
 
-        train.start(net, options, spec=SpecArgs(str(spec), tuple(param or ()), network, input))
+            train.start(net, options, spec=SpecArgs(str(spec), tuple(param or ()), network, input))
         return
     fixed = sorted(name for name in given if name not in RESUMABLE)
     if fixed:
@@ -103,9 +108,10 @@ def train_command(
                          hint="only --epochs, --device and --data-dir may change when resuming")
     info = read(resume)
     net = _load_as_run(load_network, spec, param, network, input, info.spec)
-    from archdsl.runner import train
+    with _interruptible(spec, resume):
+        from archdsl.runner import train
 
-    train.resume(net, resume, **{name: given.get(name) for name in RESUMABLE})
+        train.resume(net, resume, **{name: given.get(name) for name in RESUMABLE})
 
 
 def eval_command(
@@ -131,9 +137,21 @@ def eval_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``eval`` to the archdsl command line."""
-    app.command("train")(train_command)
-    app.command("eval")(eval_command)
+    """Add ``train`` and ``eval`` to the archdsl command line (call it after ``reports_errors``)."""
+    from archdsl.cli import reports_errors
+
+    app.command("train")(reports_errors(train_command))
+    app.command("eval")(reports_errors(eval_command))
+
+
+@contextlib.contextmanager
+def _interruptible(spec: Path, run_dir: Path) -> Iterator[None]:
+    """Ctrl-C ends a run with how to continue it rather than a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        typer.echo(f"archdsl: interrupted; continue with: archdsl train {spec} --resume {run_dir}", err=True)
+        raise typer.Exit(130) from None
 
 
 def _load_as_run(load_network: Any, spec: Path, param: list[str] | None, network: str | None,

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up archdsl in ./.venv on a fresh machine: Graphviz (for diagrams), then torch and archdsl.
+# torch is pinned explicitly: an open range would make pip pull a multi-GB CUDA build on CPU machines
+# (on a GPU machine the same pin gives the CUDA build, which is what you want there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dot >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    if command -v apt-get >/dev/null 2>&1; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq graphviz >/dev/null
+    else
+        echo "setup: install Graphviz (https://graphviz.org/download/, e.g. 'brew install graphviz'); continuing without it" >&2
+    fi
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e '.[test]'
+echo "setup: done; the archdsl command is .venv/bin/archdsl (or '. .venv/bin/activate')"

@@ -1,0 +1,105 @@
+"""``archdsl train`` and ``archdsl eval`` from the command line, with a real spec and the real compiler."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from test_runner_support import DATA_ROOT
+from typer.testing import CliRunner
+
+from archdsl.runner.commands import register
+
+CNN = """\
+# A small ReLU CNN.
+network cnn(width = 16, classes = 10) : [1, 28, 28] -> [classes] =
+    conv3x3 width; relu; maxpool2;
+    conv3x3 2 * width; relu; maxpool2;
+    flatten;
+    linear classes
+"""
+QUICK = ["--data-dir", str(DATA_ROOT), "--limit", "1000", "--batch-size", "50", "--lr", "0.05",
+         "--momentum", "0.9", "--device", "cpu"]
+ISSUE_OPTIONS = ["--param", "--data", "--data-dir", "--epochs", "--batch-size", "--lr", "--optimizer", "--momentum",
+                 "--weight-decay", "--schedule", "--resize", "--device", "--amp", "--channels-last", "--compile",
+                 "--seed", "--out", "--resume", "--warmup", "--label-smoothing", "--clip-grad"]
+
+
+@pytest.fixture(scope="module")
+def cli():
+    app = typer.Typer(rich_markup_mode=None)
+    register(app)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def spec(tmp_path) -> Path:
+    path = tmp_path / "cnn.arch"
+    path.write_text(CNN)
+    return path
+
+
+def test_importing_the_commands_leaves_torch_out():
+    code = "import sys, archdsl.runner.commands, archdsl.runner; assert 'torch' not in sys.modules, 'torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_lists_every_option_of_the_issue(cli):
+    result = cli("train", "--help")
+    assert result.exit_code == 0
+    for option in ISSUE_OPTIONS:
+        assert option in result.output, option
+    assert "--checkpoint" in cli("eval", "--help").output
+
+
+def test_train_resume_and_eval(cli, spec, tmp_path):
+    run = tmp_path / "run"
+    result = cli("train", spec, "-p", "width=8", *QUICK, "--epochs", "1", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("epoch 1/1  train_loss ")
+    assert (run / "spec.arch").read_text() == CNN
+
+    # --resume takes the run's --param values; --epochs trains it further.
+    result = cli("train", spec, "--resume", run, "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} after epoch 1" in result.output
+    assert (run / "metrics.csv").read_text().count("\n") == 3
+
+    result = cli("eval", spec, "--checkpoint", run)
+    assert result.exit_code == 0, result.output
+    final_acc = (run / "metrics.csv").read_text().splitlines()[-1].split(",")[4]
+    assert result.output.startswith(f"test_loss ") and f"test_acc {float(final_acc):.4f}" in result.output
+    assert "(1000 examples, checkpoint of epoch 2)" in result.output
+
+
+def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", spec, *QUICK, "--epochs", "1", "--out", run).exit_code == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    cases = [
+        (["train", spec, "--resume", run, "--lr", "0.1"],
+         "archdsl: error: --resume continues a run with the options it was started with; drop --lr"),
+        (["train", spec, "--resume", run, "-p", "width=4", "--epochs", "2"],
+         "error: this checkpoint was trained from a different spec (or different --param values)"),
+        (["eval", spec, "--checkpoint", run, "-p", "width=4"],
+         "error: this checkpoint was trained from a different spec"),
+        (["train", spec, *QUICK, "--out", run], "already holds files"),
+        (["train", spec, *QUICK, "--resize", "32", "--out", tmp_path / "r2"],
+         "error: --resize 32 makes 1x32x32 images, but the network 'cnn' expects 1x28x28 images"),
+        (["train", spec, *QUICK, "--data", tmp_path, "--out", tmp_path / "r3"], "is not a data folder"),
+        (["train", spec, *QUICK, "--optimizer", "lbfgs"], "--optimizer must be one of sgd, adam, adamw"),
+        (["train", spec, *QUICK, "--out", spec / "run"], "cannot create the run folder"),
+        (["eval", spec, "--checkpoint", tmp_path / "nothing"], "no such run folder"),
+    ]
+    for args, expected in cases:
+        result = cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+        assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()

@@ -1,0 +1,66 @@
+"""The same run under torchrun with two gloo processes on 127.0.0.1 agrees with one process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_runner_support import DATA_ROOT, FakeNetwork
+
+from archdsl.runner import train
+from archdsl.runner.options import TrainOptions
+
+TESTS = Path(__file__).resolve().parent
+OPTIONS = TrainOptions(epochs=2, batch_size=64, lr=0.05, momentum=0.9, data_dir=str(DATA_ROOT), limit=2000,
+                       device="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo is tested on POSIX")
+def test_two_gloo_processes_train_like_one(tmp_path):
+    single = train.start(FakeNetwork(width=4), OPTIONS.replace(out=str(tmp_path / "single")), stream=io.StringIO())
+
+    folder = tmp_path / "ddp"
+    script = tmp_path / "worker.py"
+    script.write_text(
+        f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+        "from test_runner_support import FakeNetwork\n"
+        "from archdsl.runner import train\n"
+        "from archdsl.runner.options import TrainOptions\n"
+        f"train.start(FakeNetwork(width=4), TrainOptions(**{OPTIONS.replace(out=str(folder)).to_json()!r}))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    # Rank 0 alone prints and writes: one line per epoch, one run folder.
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split("  ")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
+    record = json.loads((folder / "run.json").read_text())
+    assert record["environment"]["world_size"] == 2
+    assert record["data"] == json.loads((single.run_dir / "run.json").read_text())["data"]
+
+    # Each rank took half of every global batch, so the runs differ only by rounding.
+    distributed = train.evaluate(FakeNetwork(width=4), folder)
+    assert distributed.examples == 2000
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,train_acc,test_loss,test_acc,examples_per_s,seconds,lr"
+    assert len(rows) == 3
+    final = dict(zip(rows[0].split(","), map(float, rows[2].split(",")), strict=True))
+    assert final["train_loss"] == pytest.approx(single.final.train_loss, rel=1e-3)
+    assert final["test_loss"] == pytest.approx(single.final.test_loss, rel=1e-3)
+    assert abs(final["test_acc"] - single.final.test_acc) <= 0.002
+    assert abs(distributed.test_acc - single.final.test_acc) <= 0.002
