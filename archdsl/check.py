@@ -7,6 +7,7 @@ arguments); on its own, each name it calls must still be a block or a layer kind
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from archdsl import ir
 from archdsl.program import Program, load_program, paused_gc, read_source
@@ -32,10 +33,10 @@ def check_block_names(program: Program) -> None:
                 stack.extend(i for branch in item.branches for i in branch)
 
 
-def check_file(path: Path) -> str:
+def check_file(path: Path, import_dirs: Sequence[Path] | None = None) -> str:
     """Check one spec; the one-line report when it is fine, an ArchError when it is not."""
     with paused_gc():
-        program = load_program(read_source(path))
+        program = load_program(read_source(path), import_dirs)
         check_block_names(program)
         return _check_networks(path, program)
 
@@ -51,3 +52,14 @@ def _check_networks(path: Path, program: Program) -> str:
         reports.append(f"{name} {ir.format_shape(network.input_shape)} -> {ir.format_shape(network.output_shape)}")
     what = "; ".join(reports) if reports else f"{len(program.blocks)} blocks, no network"
     return f"{path}: ok: {what}"
+
+
+def minimum_report(path: Path, import_dirs: Sequence[Path] | None = None, network: str | None = None,
+                   params: dict | None = None) -> str:
+    """``archdsl check --min-input``: the smallest input each network (or the chosen one) accepts."""
+    from archdsl.minimum import minimum_input
+
+    with paused_gc():
+        program = load_program(read_source(path), import_dirs)
+        names = [network] if network else list(program.networks)
+        return "\n".join(minimum_input(program, name, params).report() for name in names)

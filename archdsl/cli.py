@@ -39,6 +39,11 @@ NetworkOpt = Annotated[
     Optional[str],
     typer.Option("--network", "-n", help="Which network, when the spec defines several.", show_default=False),
 ]
+ImportDirOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--allow-import-dir", help="A folder that imports may also reach, besides the spec's own "
+                 "folder (repeatable).", show_default=False),
+]
 MaxParamsOpt = Annotated[
     Optional[int],
     typer.Option("--max-params", help="Refuse networks with more parameters than this (default: what fits in memory).",
@@ -73,27 +78,33 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
     return params
 
 
-def parse_shape(text: str | None) -> tuple[int, ...] | None:
-    """``3x224x224`` (or ``3,224,224``) to ``(3, 224, 224)``."""
+def parse_shape(text: str | None) -> tuple | None:
+    """``3x224x224`` (or ``3,224,224``) to ``(3, 224, 224)``; ``1xHxW`` names symbolic sizes."""
+    from archdsl.symbolic import Sym
+
     if text is None:
         return None
-    parts = re.split(r"[x×,]", text.strip().lower())
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UsageError(f"--input takes sizes like 3x224x224, not '{text}'") from None
-    if any(d <= 0 for d in shape):
-        raise UsageError(f"--input sizes must be positive, not '{text}'")
-    return shape
+    shape: list = []
+    for part in re.split(r"[×,]|(?<=\d)x|x(?=\d)|(?<=[A-Z])x(?=[A-Z])", text.strip()):
+        part = part.strip()
+        if re.fullmatch(r"\d+", part) and int(part) > 0:
+            shape.append(int(part))
+        elif re.fullmatch(r"[A-Z][A-Za-z0-9_]*", part):
+            shape.append(Sym.symbol(part))
+        else:
+            raise UsageError(f"--input takes positive sizes like 3x224x224 (or size names, 1xHxW), not '{text}'")
+    return tuple(shape)
 
 
-def load_network(spec: Path, params: list[str] | None, network: str | None, input: str | None, max_params: int | None = None):
+def load_network(spec: Path, params: list[str] | None, network: str | None, input: str | None, max_params: int | None = None,
+                 import_dirs: list[Path] | None = None):
     """Compile a spec from command-line options: the shared first step of every command."""
     from archdsl.compiled import load
     from archdsl.resolve import Limits
 
     limits = Limits(max_params=max_params) if max_params is not None else None
-    return load(spec, network=network, input_shape=parse_shape(input), limits=limits, **parse_params(params))
+    return load(spec, network=network, input_shape=parse_shape(input), limits=limits, import_dirs=import_dirs,
+                **parse_params(params))
 
 
 @app.command("compile")
@@ -107,11 +118,12 @@ def compile_command(
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
     emit: Annotated[Optional[str], typer.Option(help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")] = None,
     max_params: MaxParamsOpt = None,
+    allow_import_dir: ImportDirOpt = None,
 ) -> None:
     """Check a spec and print its per-layer shapes, parameters and MACs."""
     from archdsl import summary
 
-    net = load_network(spec, param, network, input, max_params)
+    net = load_network(spec, param, network, input, max_params, allow_import_dir)
     if emit == "ir":
         print(net.ir.model_dump_json(indent=1))
     elif emit == "text":
@@ -124,18 +136,54 @@ def compile_command(
         print(summary.render_text(net.ir, depth), end="")
 
 
+@app.command("graph")
+@reports_errors
+def graph_command(
+    spec: SpecArg,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Where to write; the suffix picks the format: .svg, .png, .pdf or .dot "
+                            "(default: NETWORK.svg here).", show_default=False)] = None,
+    param: ParamOpt = None,
+    input: InputOpt = None,
+    network: NetworkOpt = None,
+    depth: Annotated[Optional[int], typer.Option(
+        help="Draw block calls nested this deep (top-level calls are 1) as one node each.", min=1)] = None,
+    direction: Annotated[str, typer.Option(help="TB (top to bottom) or LR (left to right).")] = "TB",
+    fold_activations: Annotated[bool, typer.Option(
+        "--fold-activations/--separate-activations",
+        help="Write an activation into the node of the layer before it, or draw it as a node of its own.")] = True,
+    allow_import_dir: ImportDirOpt = None,
+) -> None:
+    """Draw a spec's network with Graphviz: layers, shapes on the edges, blocks as clusters."""
+    from archdsl.graphviz_backend import save
+
+    net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
+    path = out if out is not None else Path(f"{net.name}.svg")
+    save(net.graph(depth, direction, fold_activations), path)
+    print(f"wrote {path}")
+
+
 @app.command("check")
 def check_command(
     specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
+    allow_import_dir: ImportDirOpt = None,
+    min_input: Annotated[bool, typer.Option(
+        "--min-input", help="Print the smallest input each network accepts (from its symbolic shapes, confirmed "
+        "by concrete inference) and where its flattened size changes.")] = False,
+    param: ParamOpt = None,
+    network: NetworkOpt = None,
 ) -> None:
     """Report errors in specs (every network at its defaults, every block's names); exit 1 if any."""
-    from archdsl.check import check_file
+    from archdsl.check import check_file, minimum_report
 
     failed = 0
     for spec in specs:
         try:
-            message = check_file(spec)
+            if min_input:
+                message = minimum_report(spec, allow_import_dir, network, parse_params(param))
+            else:
+                message = check_file(spec, allow_import_dir)
         except ArchError as err:
             failed += 1
             print(err.render(), file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from archdsl import ir
 from archdsl.program import Program, load_program, paused_gc, read_source
@@ -79,6 +80,23 @@ class CompiledNetwork:
         """The IR's stable text form, one node per line."""
         return ir.format_network(self.ir)
 
+    def graph(self, depth: int | None = None, direction: str = "TB", fold_activations: bool = True):
+        """The ``graphviz.Digraph`` of the network: a node per layer, shapes on the edges, blocks as clusters.
+
+        ``depth=1`` draws each top-level block call as one node; ``direction`` is "TB" or "LR";
+        ``fold_activations`` writes ``relu`` into the node before it (``conv 3×3, 64 + ReLU``).
+        Save it with ``archdsl.graphviz_backend.save(graph, Path("net.svg"))``.
+        """
+        from archdsl.graphviz_backend import draw
+
+        return draw(self.ir, depth, direction, fold_activations)
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a compiled network as its diagram (this needs Graphviz's dot)."""
+        from archdsl.graphviz_backend import render
+
+        return render(self.graph(), "svg").decode("utf-8")
+
     def build(self, init: str = "default", seed: int | None = None):
         """The ``torch.nn.Module`` (imports torch)."""
         from archdsl.torch_backend import build
@@ -106,15 +124,18 @@ def load(
     network: str | None = None,
     input_shape: tuple[int, ...] | None = None,
     limits: Limits | None = None,
+    import_dirs: Sequence[str | Path] | None = None,
     **params: ir.Value,
 ) -> CompiledNetwork:
     """Compile the spec at ``path``; keyword arguments set network parameters.
+
+    ``import_dirs`` are folders its imports may reach besides the spec's own.
 
     >>> archdsl.load("specs/vgg16.arch", in_channels=3, classes=1000).params
     138357544
     """
     with paused_gc():
-        return compile_program(load_program(read_source(path)), network, input_shape, limits, **params)
+        return compile_program(load_program(read_source(path), import_dirs), network, input_shape, limits, **params)
 
 
 def loads(
@@ -123,8 +144,9 @@ def loads(
     input_shape: tuple[int, ...] | None = None,
     path: str = "<string>",
     limits: Limits | None = None,
+    import_dirs: Sequence[str | Path] | None = None,
     **params: ir.Value,
 ) -> CompiledNetwork:
     """Compile spec text; ``path`` names it in messages (and roots its imports when it is a file path)."""
     with paused_gc():
-        return compile_program(load_program(Source(path, text)), network, input_shape, limits, **params)
+        return compile_program(load_program(Source(path, text), import_dirs), network, input_shape, limits, **params)

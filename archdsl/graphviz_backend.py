@@ -50,6 +50,8 @@ FONT = "Helvetica"
 EDGE_FONT_COLOUR = "#4d4d4d"
 LINE_COLOUR = "#555555"
 CLUSTER_FILLS = ("#eaeef4", "#f6f7fa")  # alternate with nesting, so that a block inside a block stands out
+_FORK = {"shape": "point", "width": "0.06", "color": LINE_COLOUR}
+_IO = {"shape": "box", "style": "rounded", "fillcolor": "#ffffff", "fontcolor": "#333333"}
 
 
 @dataclass(eq=False)
@@ -70,6 +72,7 @@ class _Cluster:
     label: str
     tooltip: str
     level: int
+    in_branch: bool  # inside a concat's or add's branch, beside the edges of the other branches
     body: list[_Box | _Cluster] = field(default_factory=list)
     aligned: list[list[str]] = field(default_factory=list)  # nodes to draw on one rank: a join's branch heads
 
@@ -97,7 +100,7 @@ def format_shape(shape: ir.Shape) -> str:
 
 
 def _where(node: ir.GraphNode) -> str:
-    return f"{node.path}  ({node.span})"
+    return f"{node.path} ({node.span})"
 
 
 class _Drawing:
@@ -107,25 +110,37 @@ class _Drawing:
         self.depth = depth
         self.fold = fold_activations
         self.edges: list[tuple[str, str, dict[str, str]]] = []
+        self.home: dict[str, _Cluster] = {}  # the cluster each node is drawn in
 
     def edge(self, tail: _Tail, head: str) -> None:
         # A shortcut says what it is, as the ResNet paper's "identity" arrow does.
         lines = (["identity"] if tail.via else []) + ([format_shape(tail.shape)] if tail.labelled else [])
-        attrs = {"label": "\\n".join(lines)} if lines else {}
+        home = self.home[head]
+        # dot 2.42-2.43 places the label of an edge inside a block that sits in a branch outside that
+        # block, bending the edge around it (a DenseNet's conv_block beside its identity edge); an
+        # external label (xlabel) is placed after layout and stays next to the straight edge.
+        where = "xlabel" if home.in_branch and self.home[tail.node] is home else "label"
+        attrs = {where: "\\n".join(lines)} if lines else {}
         if tail.via:
-            attrs["tooltip"] = "\\n".join(f"{path}  (identity)" for path in tail.via)
+            attrs["tooltip"] = "\\n".join(f"{path} (identity)" for path in tail.via)
         self.edges.append((tail.node, head, attrs))
 
-    def box(self, cluster: _Cluster, tail: _Tail, box: _Box, out_shape: ir.Shape) -> _Tail:
+    def place(self, cluster: _Cluster, box: _Box) -> None:
         cluster.body.append(box)
+        self.home[box.name] = cluster
+
+    def box(self, cluster: _Cluster, tail: _Tail, box: _Box, out_shape: ir.Shape) -> _Tail:
+        """Draw ``box`` in ``cluster`` with an edge from ``tail``: the tensor now leaves from it."""
+        self.place(cluster, box)
         self.edge(tail, box.name)
         return _Tail(box.name, out_shape)
 
-    def sequence(self, nodes: tuple[ir.Resolved, ...], cluster: _Cluster, tail: _Tail, level: int) -> Generator:
+    def sequence(self, nodes: tuple[ir.Resolved, ...], cluster: _Cluster, tail: _Tail, level: int,
+                 in_branch: bool) -> Generator:
         """Draw ``nodes`` one after another; a generator that yields the sub-sequences it needs drawn.
 
         ``_run`` drives it, so block and branch nesting costs heap, not Python stack. ``level`` is the
-        number of open blocks around ``nodes``.
+        number of open blocks around ``nodes``; ``in_branch`` says whether a join's branch is.
         """
         tail = replace(tail, fold_into=None)
         for node in nodes:
@@ -135,9 +150,9 @@ class _Drawing:
                 if self.depth is not None and level + 1 >= self.depth:
                     tail = self.box(cluster, tail, _collapsed(node), node.out_shape)
                 else:
-                    inner = _Cluster(f"cluster_{node.path}", node.call, _where(node), level + 1)
+                    inner = _Cluster(f"cluster_{node.path}", node.call, _where(node), level + 1, in_branch)
                     cluster.body.append(inner)
-                    tail = yield self.sequence(node.body, inner, tail, level + 1)
+                    tail = yield self.sequence(node.body, inner, tail, level + 1, in_branch)
                     tail = replace(tail, fold_into=None)
             elif isinstance(node, ir.Join):
                 # The branches fan out from a fork point inside the block, as the papers draw them, so
@@ -147,13 +162,13 @@ class _Drawing:
                 ends, heads = [], []
                 for branch in node.branches:
                     start = len(cluster.body)
-                    ends.append((yield self.sequence(branch, cluster, tail, level)))
+                    ends.append((yield self.sequence(branch, cluster, tail, level, True)))
                     if start < len(cluster.body) and isinstance(cluster.body[start], _Box):
                         heads.append(cluster.body[start].name)
                 if len(heads) > 1:
                     cluster.aligned.append(heads)
                 join = _join(node)
-                cluster.body.append(join)
+                self.place(cluster, join)
                 for end in ends:
                     self.edge(end, join.name)
                 tail = _Tail(join.name, node.out_shape)
@@ -218,24 +233,24 @@ def draw(network: ir.Network, depth: int | None = None, direction: str = "TB", f
     """
     import graphviz
 
-    direction = direction.upper()
-    if direction not in DIRECTIONS:
+    if direction.upper() not in DIRECTIONS:
         raise UsageError(f"--direction takes TB (top to bottom) or LR (left to right), not '{direction}'")
     if depth is not None and depth < 1:
         raise UsageError(f"--depth must be at least 1, not {depth}", hint="leave it out to draw every layer")
 
     drawing = _Drawing(depth, fold_activations)
-    root = _Cluster(network.name, "", "", 0)
-    root.body.append(_Box("input", "input", _IO, [f"input {format_shape(network.input_shape)}"]))
-    tail = _run(drawing.sequence(network.body, root, _Tail("input", network.input_shape), 0))
+    root = _Cluster(network.name, "", "", 0, False)
+    drawing.place(root, _Box("input", "input", _IO, [f"input {format_shape(network.input_shape)}"]))
+    tail = _run(drawing.sequence(network.body, root, _Tail("input", network.input_shape), 0, False))
     drawing.box(root, tail, _Box("output", "output", _IO, [f"output {format_shape(network.output_shape)}"]),
                 network.output_shape)
 
-    title = (f"{network.name}({ir.format_args(network.params_bound)}): {format_shape(network.input_shape)} → "
-             f"{format_shape(network.output_shape)}, {network.params:,} params")
+    call = f"{network.name}({ir.format_args(network.params_bound)})" if network.params_bound else network.name
+    title = (f"{call}: {format_shape(network.input_shape)} → {format_shape(network.output_shape)}, "
+             f"{network.params:,} params")
     graph = graphviz.Digraph(
         network.name,
-        graph_attr={"rankdir": direction, "label": title, "labelloc": "t", "fontname": FONT, "fontsize": "12",
+        graph_attr={"rankdir": direction.upper(), "label": title, "labelloc": "t", "fontname": FONT, "fontsize": "12",
                     "nodesep": "0.2", "ranksep": "0.25", "newrank": "true"},
         node_attr={"shape": "box", "style": "rounded,filled", "fontname": FONT, "fontsize": "10",
                    "height": "0.3", "margin": "0.1,0.03", "color": LINE_COLOUR, "penwidth": "0.8"},
@@ -246,10 +261,6 @@ def draw(network: ir.Network, depth: int | None = None, direction: str = "TB", f
     for tail_node, head, attrs in drawing.edges:
         graph.edge(tail_node, head, **attrs)
     return graph
-
-
-_FORK = {"shape": "point", "width": "0.06", "color": LINE_COLOUR}
-_IO = {"shape": "box", "style": "rounded", "fillcolor": "#ffffff", "fontcolor": "#333333"}
 
 
 def _emit(root: _Cluster, graph) -> None:
@@ -271,7 +282,7 @@ def _emit(root: _Cluster, graph) -> None:
             if isinstance(item, _Cluster):
                 target.subgraph(built.pop(id(item)))
             else:
-                target.node(item.name, item.label, tooltip="\n".join(item.tooltip), **item.attrs)
+                target.node(item.name, item.label, tooltip="\\n".join(item.tooltip), **item.attrs)
         for names in cluster.aligned:
             rank = graphviz.Digraph(graph_attr={"rank": "same"})
             for name in names:
@@ -281,9 +292,10 @@ def _emit(root: _Cluster, graph) -> None:
 
 
 def save(graph, path: Path) -> None:
-    """Render ``graph`` to ``path`` in the format its suffix names, replacing any old file atomically."""
-    import graphviz
+    """Write ``graph`` to ``path`` in the format its suffix names, replacing any old file atomically.
 
+    A .dot file is the DOT source and needs no Graphviz; .svg, .png and .pdf are rendered by ``dot``.
+    """
     from archdsl.runner.atomic import write_bytes_atomic
 
     fmt = path.suffix.lower().lstrip(".")
@@ -292,19 +304,21 @@ def save(graph, path: Path) -> None:
             f"cannot tell which format to write from the name '{path.name}'",
             hint="end it with .svg, .png, .pdf or .dot",
         )
-    if fmt == "dot":
-        data = graph.source.encode("utf-8")
-    else:
-        try:
-            data = graph.pipe(format=fmt)
-        except graphviz.ExecutableNotFound:
-            raise BackendError(
-                f"cannot render {path.name}: Graphviz's 'dot' program is not installed (or not on PATH)",
-                hint=INSTALL_HINT,
-            ) from None
-        except graphviz.CalledProcessError as err:
-            detail = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-            raise BackendError(
-                f"Graphviz's dot failed to render {path.name}" + (f": {detail[-1]}" if detail else ""),
-            ) from None
+    data = graph.source.encode("utf-8") if fmt == "dot" else render(graph, fmt)
     write_bytes_atomic(path, data)
+
+
+def render(graph, fmt: str) -> bytes:
+    """The diagram as ``fmt`` (svg, png, pdf) bytes, from Graphviz's ``dot``."""
+    import graphviz
+
+    try:
+        return graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise BackendError(
+            f"cannot draw the {fmt.upper()}: Graphviz's 'dot' program is not installed (or not on PATH)",
+            hint=INSTALL_HINT,
+        ) from None
+    except graphviz.CalledProcessError as err:
+        detail = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise BackendError("Graphviz's dot failed" + (f": {detail[-1]}" if detail else "")) from None

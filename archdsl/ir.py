@@ -28,8 +28,10 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict
 
 from archdsl.source import Span
+from archdsl.symbolic import Dim, Sym
 
-Shape = tuple[int, ...]
+# A size is an int, or a Sym where the network's input names its spatial sizes ([1, H, W]).
+Shape = tuple[Dim, ...]
 Value = Union[bool, int, float]
 
 
@@ -171,8 +173,8 @@ class GraphNode(BaseModel):
     path: str
     in_shape: Shape
     out_shape: Shape
-    params: int
-    macs: int
+    params: Dim
+    macs: Dim
     span: Span
 
 
@@ -209,8 +211,8 @@ class Network(BaseModel):
     params_bound: dict[str, Value]
     input_shape: Shape
     output_shape: Shape
-    params: int
-    macs: int
+    params: Dim
+    macs: Dim
     body: tuple[Resolved, ...]
     span: Span
 
@@ -245,8 +247,18 @@ def validate(network: Network) -> None:
         type(node).model_validate(dict(node))
 
 
-def format_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+def format_dim(dim: Dim) -> str:
+    """``64``, ``H``, or ``(floor((H + 3) / 4) - 2)`` where a symbolic size needs parentheses."""
+    text = str(dim)
+    return f"({text})" if isinstance(dim, Sym) and " " in text else text
+
+
+def format_shape(shape: Shape, sep: str = "x") -> str:
+    return sep.join(format_dim(d) for d in shape)
+
+
+def is_symbolic(network: Network) -> bool:
+    return any(isinstance(d, Sym) for d in network.input_shape)
 
 
 def format_args(args: dict[str, Value]) -> str:

@@ -14,10 +14,14 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from archdsl import ir
-from archdsl.errors import ArchError, ParseError
+from archdsl.errors import ArchError, LimitError, ParseError
 from archdsl.source import Source, Span
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# Specs larger than this are refused before they are read or parsed (parsing runs at about
+# 0.1 MB/s, and the largest network the layer limit admits fits in 2 MB).
+MAX_SOURCE_SIZE = 10 * 2**20
 
 # How terminals read in "expected ..." lists.
 _TERMINAL_WORDS = {
@@ -62,6 +66,9 @@ def parse(source: Source) -> ir.Module:
 
     >>> parse(Source("x.arch", "network n : [1, 28, 28] = flatten; linear 10"))   # doctest: +SKIP
     """
+    if len(source.text) > MAX_SOURCE_SIZE:
+        raise LimitError(f"the spec is {len(source.text):,} characters long, more than the limit of {MAX_SOURCE_SIZE:,}",
+                         file=source.path, hint="split it into files that import each other")
     try:
         tree = _lark().parse(source.text)
     except UnexpectedInput as err:

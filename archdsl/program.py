@@ -2,20 +2,25 @@
 
 ``import "blocks/vgg.arch"`` is relative to the importing file. Each file is parsed once, however
 many files import it, so shared blocks live once. Import cycles are reported with the whole chain.
+An import reaches only into the folders allowed (by default the main spec's own folder and those
+below it; ``--allow-import-dir`` adds others), so a spec copied from someone else cannot read
+files elsewhere on the machine.
 """
 
 from __future__ import annotations
 
+import codecs
 import gc
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from archdsl import ir
-from archdsl.errors import ResolveError
-from archdsl.parser import parse
-from archdsl.source import Source, Span
+from archdsl.errors import ArchError, LimitError, ResolveError
+from archdsl.parser import MAX_SOURCE_SIZE, parse
+from archdsl.source import Source
 
 
 @dataclass
@@ -26,6 +31,7 @@ class Program:
     blocks: dict[str, ir.BlockDef] = field(default_factory=dict)
     networks: dict[str, ir.NetworkDef] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
+    import_dirs: tuple[Path, ...] = ()
 
     def add_module(self, module: ir.Module, *, own: bool) -> None:
         for block in module.blocks:
@@ -61,13 +67,14 @@ def paused_gc():
             gc.enable()
 
 
-def load_program(source: Source) -> Program:
+def load_program(source: Source, import_dirs: Sequence[str | Path] | None = None) -> Program:
     """Parse ``source`` and, transitively, the files it imports.
 
-    Networks come from the main file only; blocks from every file.
+    Networks come from the main file only; blocks from every file. Imports may reach files in the
+    folder of ``source``, in ``import_dirs``, and below them.
     """
-    program = Program(main=source)
     base = Path(source.path).resolve().parent if _is_file(source) else Path.cwd()
+    program = Program(main=source, import_dirs=(base, *(Path(d).resolve() for d in import_dirs or ())))
     _load(program, source, parse(source), base, chain=(_canonical(source),), own=True)
     return program
 
@@ -91,8 +98,19 @@ def _load(program: Program, source: Source, module: ir.Module, base: Path, chain
             raise ResolveError(f"import cycle: {cycle}", imp.span, hint="move the shared blocks into a file that both import")
         if key in program.sources:
             continue
-        imported = _read(target, imp.span, imp.path)
-        _load(program, imported, parse(imported), target.parent, (*chain, key), own=False)
+        if not any(target.is_relative_to(folder) for folder in program.import_dirs):
+            folders = ", ".join(_display(str(folder)) for folder in program.import_dirs)
+            raise ResolveError(
+                f"cannot import \"{imp.path}\": {_display(key)} is outside the folders imports may reach ({folders})",
+                imp.span,
+                hint=f"if you trust it, allow its folder: --allow-import-dir {_display(str(target.parent))}",
+            )
+        imported = read_source(target, imp)
+        try:
+            module = parse(imported)
+        except ArchError as err:
+            raise err.with_note("imported here", imp.span) from None
+        _load(program, imported, module, target.parent, (*chain, key), own=False)
 
 
 def _display(path: str) -> str:
@@ -102,29 +120,43 @@ def _display(path: str) -> str:
         return path
 
 
-def _read(target: Path, span: Span, written: str) -> Source:
+def read_source(path: str | Path, imported_by: ir.Import | None = None) -> Source:
+    """Read a spec file (the main one, or one that ``imported_by`` names), with the file system's errors,
+    sizes over ``MAX_SOURCE_SIZE`` and bytes that are not UTF-8 as ArchErrors."""
+    name = str(path) if imported_by is None else _display(str(path))
+    span = imported_by.span if imported_by is not None else None
+    what = f"cannot import \"{imported_by.path}\": " if imported_by is not None else ""
     try:
-        return Source(_display(str(target)), target.read_text(encoding="utf-8"))
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            # Only a bounded prefix is ever read: a 100 MB file costs no more than a 10 MB one.
+            data = file.read(MAX_SOURCE_SIZE + 1) if size <= MAX_SOURCE_SIZE else b""
     except FileNotFoundError:
-        raise ResolveError(f"cannot import \"{written}\": no file {_display(str(target))}", span,
-                           hint="import paths are relative to the importing file") from None
+        if imported_by is None:
+            raise ResolveError("no such file", file=name) from None
+        raise ResolveError(f"{what}there is no file {name}", span, hint="import paths are relative to the importing file") from None
     except IsADirectoryError:
-        raise ResolveError(f"cannot import \"{written}\": it is a directory", span) from None
-    except UnicodeDecodeError as err:
-        raise ResolveError(f"cannot import \"{written}\": not UTF-8 text ({err.reason} at byte {err.start})", span) from None
+        raise ResolveError(f"{what}{name} is a directory, not a spec", span, file=name) from None
     except OSError as err:
-        raise ResolveError(f"cannot import \"{written}\": {err.strerror}", span) from None
-
-
-def read_source(path: str | Path) -> Source:
-    """Read a spec file, with the file-system's errors as ArchErrors."""
+        raise ResolveError(f"{what}cannot read {name}: {err.strerror}", span, file=name) from None
+    if size > MAX_SOURCE_SIZE or len(data) > MAX_SOURCE_SIZE:
+        raise LimitError(
+            f"{what}{name} is {max(size, len(data)):,} bytes, more than the limit of {MAX_SOURCE_SIZE:,} bytes (10 MiB)",
+            span, hint="a spec that large is almost surely not one; split it into files that import each other",
+            file=name,
+        )
+    data = data.removeprefix(codecs.BOM_UTF8)  # some editors on Windows start files with one
     try:
-        return Source.read(path)
-    except FileNotFoundError:
-        raise ResolveError(f"no such file: {path}", file=str(path)) from None
-    except IsADirectoryError:
-        raise ResolveError(f"{path} is a directory, not a spec", file=str(path)) from None
+        return Source(name, data.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ResolveError(f"not UTF-8 text ({err.reason} at byte {err.start})", file=str(path)) from None
-    except OSError as err:
-        raise ResolveError(f"cannot read: {err.strerror}", file=str(path)) from None
+        # Point at the first bad byte: everything before it decodes, so its line and column are known.
+        before = data[: err.start].decode("utf-8")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        source = Source(name, data.decode("utf-8", errors="replace"))
+        error = ResolveError(
+            f"the file is not UTF-8 text: it cannot be decoded here ({err.reason} 0x{data[err.start]:02x})",
+            source.span(line, column),
+            hint="save the file as UTF-8 (a spec is plain text)",
+        )
+        raise (error.with_note("imported here", span) if span is not None else error) from None

@@ -19,7 +19,8 @@ from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
 from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest  # noqa: F401 (lookup is re-exported)
 from archdsl.program import Program
-from archdsl.shapes import LayerError, join, show
+from archdsl.shapes import LayerError, join, mismatch_hint, show
+from archdsl.symbolic import Sym, SymbolicError
 from archdsl.source import Span
 
 _TRUTH = {"true": True, "false": False}
@@ -104,19 +105,22 @@ class _Resolver:
         if isinstance(expr, ir.UnOp):
             value = self.evaluate(expr.operand, scope, depth + 1)
             if expr.op == "not":
-                return not value
+                return not _truth(value, expr.span)
             return -value if expr.op == "-" else value
         if isinstance(expr, ir.Func):
             values = [self.evaluate(a, scope, depth + 1) for a in expr.args]
             if expr.name not in _FUNCS:
                 raise ResolveError(f"unknown function '{expr.name}'", expr.span, hint="expressions may call min(...) and max(...)")
-            return _FUNCS[expr.name](values)
+            try:
+                return _FUNCS[expr.name](values)
+            except SymbolicError as err:
+                raise _symbolic_error(err, expr.span) from None
         assert isinstance(expr, ir.BinOp)
         left = self.evaluate(expr.left, scope, depth + 1)
         if expr.op == "and":
-            return bool(left) and bool(self.evaluate(expr.right, scope, depth + 1))
+            return _truth(left, expr.span) and _truth(self.evaluate(expr.right, scope, depth + 1), expr.span)
         if expr.op == "or":
-            return bool(left) or bool(self.evaluate(expr.right, scope, depth + 1))
+            return _truth(left, expr.span) or _truth(self.evaluate(expr.right, scope, depth + 1), expr.span)
         right = self.evaluate(expr.right, scope, depth + 1)
         return _arith(expr, left, right)
 
@@ -168,7 +172,7 @@ class _Resolver:
         if isinstance(item, ir.Repeat):
             return self.repeat(item, scope, shape, depth, out)
         if isinstance(item, ir.Cond):
-            chosen = item.then if self.evaluate(item.test, scope) else item.otherwise
+            chosen = item.then if _truth(self.evaluate(item.test, scope), item.test.span) else item.otherwise
             nodes, shape = self.items((chosen,), scope, shape, depth + 1)
             out.extend(nodes)
             return shape
@@ -180,7 +184,7 @@ class _Resolver:
     def repeat(self, item: ir.Repeat, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
         count = self.evaluate(item.count, scope)
         if isinstance(count, bool) or not isinstance(count, int):
-            raise ResolveError(f"repeat count must be a whole number, not {count!r}", item.count.span,
+            raise ResolveError(f"repeat count must be a whole number, not {_show_value(count)}", item.count.span,
                                hint="use // for integer division" if isinstance(count, float) else None)
         if count < 0:
             raise ResolveError(f"repeat count must not be negative, but it is {count}", item.count.span)
@@ -225,10 +229,7 @@ class _Resolver:
             notes = tuple(
                 (f"branch {i + 1} gives {show(s)}", body[0].span) for i, (s, body) in enumerate(zip(shapes, item.branches))
             )
-            hint = "give the branches the same output channels" if item.op == "add" else "give the branches the same stride and padding"
-            if item.op == "add" and shapes[0][1:] != shapes[-1][1:]:
-                hint = "the branches downsample differently: give the shortcut the same stride (conv1x1 C s=...)"
-            raise ShapeError(problem, item.span, hint=hint, notes=notes)
+            raise ShapeError(problem, item.span, hint=mismatch_hint(item.op, shapes), notes=notes)
         if self.sizing:
             return _Size(out_shape, sum(n.params for b in branches for n in b))
         return ir.Join.model_construct(
@@ -422,6 +423,19 @@ def _arith(expr: ir.BinOp, left: ir.Value, right: ir.Value) -> ir.Value:
         raise ResolveError("division by zero", expr.span) from None
     except OverflowError:
         raise ResolveError("number too large", expr.span) from None
+    except SymbolicError as err:
+        raise _symbolic_error(err, expr.span) from None
+
+
+def _truth(value: ir.Value, span: Span) -> bool:
+    try:
+        return bool(value)
+    except SymbolicError as err:
+        raise _symbolic_error(err, span) from None
+
+
+def _symbolic_error(err: SymbolicError, span: Span) -> ResolveError:
+    return ResolveError(str(err), span, hint="this depends on the symbolic input size; give a concrete one (--input 1x96x96)")
 
 
 def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
@@ -430,6 +444,9 @@ def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
         if isinstance(value, bool) or value in (0, 1):
             return bool(value)
         raise ResolveError(f"{name} must be true or false (1 or 0), not {_show_value(value)}", span)
+    if isinstance(value, Sym):
+        raise ResolveError(f"{name} must be a number known before the input size, not {value}", span,
+                           hint="it depends on the symbolic input size; give a concrete one (--input 1x96x96)")
     if spec.type is int:
         if isinstance(value, bool) or not isinstance(value, int):
             hint = "use // for integer division" if isinstance(value, float) and value == int(value) else None
@@ -511,14 +528,17 @@ def resolve_network(
     env = _bind_network_params(resolver, definition, dict(params or {}), scope)
     scope.env = env
     if input_shape is None:
+        # Names the parameters do not bind are symbolic sizes: [1, H, W].
+        scope.env = {**_free_names(definition.input, env), **env}
         input_shape = tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input)
-    elif any(not isinstance(d, int) or d <= 0 for d in input_shape):
-        raise UsageError(f"input sizes must be positive whole numbers, not {show(input_shape)}")
+        scope.env = env
+    elif any(isinstance(d, bool) or not isinstance(d, (int, Sym)) or (isinstance(d, int) and d <= 0) for d in input_shape):
+        raise UsageError(f"input sizes must be positive whole numbers or size names, not {show(input_shape)}")
     scope.in_shape = input_shape
     # Sizes first, in plain integers: a spec that would explode stops here, before anything is built.
     sizer = _Resolver(program, resolver.limits, sizing=True)
     sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
-    if sizer.params > resolver.limits.max_params:
+    if isinstance(sizer.params, int) and sizer.params > resolver.limits.max_params:
         raise LimitError(
             f"network {definition.name} needs {sizer.params:,} parameters ({sizer.params * 4 / 2**30:,.1f} GiB of fp32 "
             f"weights), more than the limit of {resolver.limits.max_params:,}",
@@ -533,13 +553,23 @@ def resolve_network(
             if len(out_shape) == 3 and len(expected) == 1:
                 hint = "end the network with 'gap; flatten' or 'flatten; linear N'"
             raise ShapeError(
-                f"network {definition.name} outputs {show(out_shape)}, but its declaration says [{', '.join(map(str, expected))}]",
+                f"network {definition.name} outputs {show(out_shape)}, but its declaration says [{', '.join(map(ir.format_dim, expected))}]",
                 definition.output_span, hint=hint,
             )
     return ir.Network.model_construct(
         name=definition.name, params_bound=env, input_shape=input_shape, output_shape=out_shape,
         params=sum(n.params for n in nodes), macs=sum(n.macs for n in nodes), body=tuple(nodes), span=definition.span,
     )
+
+
+def input_of(program: Program, network: str | None = None, params: dict[str, ir.Value] | None = None) -> ir.Shape:
+    """The declared input shape of a network at the given parameters, without resolving its body."""
+    definition = choose_network(program, network)
+    resolver = _Resolver(program, Limits())
+    scope = _Scope({}, (), "")
+    env = _bind_network_params(resolver, definition, dict(params or {}), scope)
+    scope.env = {**_free_names(definition.input, env), **env}
+    return tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input)
 
 
 def choose_network(program: Program, network: str | None) -> ir.NetworkDef:
@@ -585,8 +615,15 @@ def _bind_network_params(resolver: _Resolver, definition: ir.NetworkDef, given: 
     return env
 
 
-def _shape_dim(resolver: _Resolver, expr: ir.Expr, scope: _Scope, what: str) -> int:
+def _free_names(exprs: tuple[ir.Expr, ...], env: dict) -> dict[str, Sym]:
+    """Symbols for the bare names of an input shape that no parameter binds."""
+    return {e.name: Sym.symbol(e.name) for e in exprs if isinstance(e, ir.Var) and e.name not in env and e.name not in _TRUTH}
+
+
+def _shape_dim(resolver: _Resolver, expr: ir.Expr, scope: _Scope, what: str) -> ir.Dim:
     value = resolver.evaluate(expr, scope)
+    if isinstance(value, Sym):
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ShapeError(f"{what} sizes must be positive whole numbers, not {_show_value(value)}", expr.span)
     return value

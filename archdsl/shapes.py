@@ -7,7 +7,7 @@ message a person can act on; ``resolve`` attaches the place.
 
 from __future__ import annotations
 
-from archdsl.ir import Shape
+from archdsl.ir import Shape, format_shape
 
 
 class LayerError(Exception):
@@ -25,7 +25,7 @@ class LayerError(Exception):
 
 def show(shape: Shape) -> str:
     """``64×56×56``: how shapes read in messages."""
-    return "×".join(str(d) for d in shape)
+    return format_shape(shape, "×")
 
 
 def require_rank(shape: Shape, rank: int, kind: str, what: str) -> Shape:
@@ -46,11 +46,11 @@ def spatial(kind: str, hw: tuple[int, int], k: int, s: int, p: int, d: int) -> t
     """The H×W after a window of size k, stride s, padding p, dilation d; an error below 1×1."""
     reach = d * (k - 1) + 1
     padded = (hw[0] + 2 * p, hw[1] + 2 * p)
-    if min(padded) < reach:
+    # A symbolic size is checked later, as the constraint that the output is at least 1 (--min-input).
+    if any(isinstance(size, int) and size < reach for size in padded):
         window = f"{k}×{k}" + (f" (dilated to {reach}×{reach})" if d != 1 else "")
         raise LayerError(
-            f"{kind} window {window} is larger than its padded input {padded[0]}×{padded[1]}"
-            f" (input {hw[0]}×{hw[1]}, padding {p})",
+            f"{kind} window {window} is larger than its padded input {show(padded)} (padding {p})",
             hint="the spatial size has fallen below 1: use a larger input, more padding, or fewer downsampling layers",
         )
     return pooled_size(hw[0], k, s, p, d), pooled_size(hw[1], k, s, p, d)
@@ -76,3 +76,22 @@ def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
                 f" and branch {index} gives {show(shape)}"
             )
     return (sum(s[0] for s in shapes), *first[1:]), None
+
+
+def mismatch_hint(op: str, shapes: list[Shape]) -> str:
+    """What to change so that branches join: the padding that closes a constant gap, or the stride."""
+    first = shapes[0]
+    for index, shape in enumerate(shapes[1:], start=2):
+        if shape == first or (op == "concat" and shape[1:] == first[1:]):
+            continue
+        if len(shape) != len(first):
+            return "the branches end in different ranks: flatten both or neither"
+        if shape[1:] == first[1:]:
+            return f"give the branches the same output channels (branch 1 has {first[0]}, branch {index} has {shape[0]})"
+        gap = first[1] - shape[1]
+        if isinstance(gap, int):
+            side = "smaller" if gap > 0 else "larger"
+            fix = f": padding {abs(gap) // 2} {'more' if gap > 0 else 'less'} on it fixes it" if gap % 2 == 0 else ""
+            return f"branch {index} is {abs(gap)} pixel{'s' if abs(gap) != 1 else ''} {side} than branch 1{fix}"
+        return "the branches downsample differently: give them the same stride"
+    return "make the branches' shapes equal"

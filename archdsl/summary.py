@@ -35,9 +35,19 @@ class Row:
 
     def as_json(self) -> dict:
         return {
-            "path": self.path, "op": self.op, "kind": self.what, "in": list(self.in_shape),
-            "out": list(self.out_shape), "params": self.params, "macs": self.macs, "location": self.location,
+            "path": self.path, "op": self.op, "kind": self.what, "in": _json_shape(self.in_shape),
+            "out": _json_shape(self.out_shape), "params": _json_dim(self.params), "macs": _json_dim(self.macs),
+            "location": self.location,
         }
+
+
+def _json_dim(dim):
+    """Integers as numbers; symbolic sizes and counts as their formula (a string)."""
+    return dim if isinstance(dim, int) else str(dim)
+
+
+def _json_shape(shape: ir.Shape) -> list:
+    return [_json_dim(d) for d in shape]
 
 
 def describe(node: ir.Resolved) -> str:
@@ -82,18 +92,20 @@ def as_json(network: ir.Network, depth: int | None = None) -> dict:
     return {
         "network": network.name,
         "parameters": dict(network.params_bound),
-        "input": list(network.input_shape),
-        "output": list(network.output_shape),
-        "params": network.params,
-        "macs": network.macs,
-        "param_bytes": network.params * BYTES_PER_VALUE,
-        "activation_bytes": activation_values(network) * BYTES_PER_VALUE,
+        "input": _json_shape(network.input_shape),
+        "output": _json_shape(network.output_shape),
+        "params": _json_dim(network.params),
+        "macs": _json_dim(network.macs),
+        "param_bytes": _json_dim(network.params * BYTES_PER_VALUE),
+        "activation_bytes": _json_dim(activation_values(network) * BYTES_PER_VALUE),
         "layers": [row.as_json() for row in rows(network, depth)],
         "legend": LEGEND,
     }
 
 
-def _bytes(n: int) -> str:
+def _bytes(n) -> str:
+    if not isinstance(n, int):
+        return f"{n} B"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"

@@ -54,6 +54,11 @@ def build(network: ir.Network, init: str = "default", seed: int | None = None) -
     ``init="d2l"`` applies Dive into Deep Learning's scheme (Xavier-uniform on conv and linear
     weights); ``seed`` makes the initial weights repeat.
     """
+    if ir.is_symbolic(network):
+        raise BackendError(
+            f"network {network.name} has a symbolic input {ir.format_shape(network.input_shape)}: modules need concrete sizes",
+            network.span, hint="build it at a concrete input, e.g. archdsl.load(..., input_shape=(1, 96, 96))",
+        )
     if init not in ("default", "d2l"):
         raise BackendError(f"unknown initialisation '{init}'", hint="choose default (PyTorch's) or d2l (Xavier-uniform)")
     if seed is not None:

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 import typer
+from test_runner_support import CNN_SPEC as CNN
 from test_runner_support import DATA_ROOT
 from typer.testing import CliRunner
 
 from archdsl.runner.commands import register
 
-CNN = """\
-# A small ReLU CNN.
-network cnn(width = 16, classes = 10) : [1, 28, 28] -> [classes] =
-    conv3x3 width; relu; maxpool2;
-    conv3x3 2 * width; relu; maxpool2;
-    flatten;
-    linear classes
-"""
 QUICK = ["--data-dir", str(DATA_ROOT), "--limit", "1000", "--batch-size", "50", "--lr", "0.05",
          "--momentum", "0.9", "--device", "cpu"]
 ISSUE_OPTIONS = ["--param", "--data", "--data-dir", "--epochs", "--batch-size", "--lr", "--optimizer", "--momentum",
@@ -72,7 +65,7 @@ def test_train_resume_and_eval(cli, spec, tmp_path):
     result = cli("eval", spec, "--checkpoint", run)
     assert result.exit_code == 0, result.output
     final_acc = (run / "metrics.csv").read_text().splitlines()[-1].split(",")[4]
-    assert result.output.startswith(f"test_loss ") and f"test_acc {float(final_acc):.4f}" in result.output
+    assert result.output.startswith("test_loss ") and f"test_acc {float(final_acc):.4f}" in result.output
     assert "(1000 examples, checkpoint of epoch 2)" in result.output
 
 

@@ -17,6 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 FASHION_DIR = REPO.parent / "shared" / "datasets" / "fashion-mnist"
 DATA_ROOT = FASHION_DIR.parent
 
+CNN_SPEC = """\
+# A small ReLU CNN.
+network cnn(width = 16, classes = 10) : [1, 28, 28] -> [classes] =
+    conv3x3 width; relu; maxpool2;
+    conv3x3 2 * width; relu; maxpool2;
+    flatten;
+    linear classes
+"""
+
 
 def small_cnn(channels: int, classes: int, width: int) -> nn.Module:
     """conv-relu-pool twice, then a linear classifier: the small ReLU CNN of the issue's checks."""

@@ -14,8 +14,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from test_runner_support import DATA_ROOT, FakeNetwork
+from test_runner_support import CNN_SPEC, DATA_ROOT, FakeNetwork
 
+import archdsl
 from archdsl.errors import UsageError
 from archdsl.runner import checkpoint, train
 from archdsl.runner.options import TrainOptions
@@ -42,11 +43,13 @@ def finished(tmp_path_factory) -> train.RunResult:
     return train.start(FakeNetwork(width=8), SMALL.replace(epochs=2, out=str(out)), stream=io.StringIO())
 
 
-def test_a_small_relu_cnn_reaches_85_percent_in_one_epoch(tmp_path):
+def test_a_small_relu_cnn_spec_reaches_85_percent_in_one_epoch(tmp_path):
+    (tmp_path / "cnn.arch").write_text(CNN_SPEC)
+    net = archdsl.load(tmp_path / "cnn.arch")
     stream = io.StringIO()
     options = TrainOptions(epochs=1, batch_size=128, lr=0.05, momentum=0.9, data_dir=str(DATA_ROOT),
                            out=str(tmp_path / "run"))
-    result = train.start(FakeNetwork(width=16), options, stream=stream)
+    result = train.start(net, options, stream=stream)
     assert result.final.test_acc >= 0.85, result.final
     assert result.final.examples_per_s > 0
     # Not a terminal: one plain line per epoch, then the book's summary.

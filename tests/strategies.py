@@ -1,0 +1,914 @@
+"""Random archdsl programs for property tests, and the torch oracle they are checked against.
+
+``programs()`` draws a whole program (a network, blocks with parameters and defaults, imports split
+over files) as a small tree of its own (``Layer``, ``Group``, ``Repeat``, ``Branch``, ``Cond``,
+``Call``) that renders to .arch text. The same tree runs through ``Oracle``, a torch model written
+by hand from the language's description: each layer becomes the torch module a person would write
+(``conv3x3 c`` is ``nn.Conv2d(in, c, 3, padding=1)``), with its input size read off the tensor that
+really arrives. So the oracle's shapes, parameters and verdicts come from torch, never from archdsl.
+
+Programs use the whole language: every layer kind and spelling with random hyperparameters, block
+parameters used through expressions (``c * 2``, ``max(in.c // 2, 1)``, ``in.c``), defaults,
+keyword arguments, nested repeats, groups, ``if`` with comparisons and ``and``/``or``/``not``,
+``concat`` and ``add`` with ``id`` branches, and imports across files.
+
+Generation is steered by torch itself: with ``valid=True`` each item is tried on a meta tensor and
+replaced by ``relu`` when torch refuses it, so the program is valid by construction; with
+``valid=False`` hyperparameters, branch shapes and layer order are drawn without regard to the
+shape, and the test compares verdicts.
+
+    >>> programs().example().files()["main.arch"]   # doctest: +SKIP
+    'import "lib.arch"\\nnetwork net(ch = 3) : [ch, 17, 12] = blk0(4); maxpool2; flatten; fc 5'
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+# -- expressions -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Lit:
+    value: int | float | bool
+
+
+@dataclass
+class Ref:
+    name: str
+
+
+@dataclass
+class InDim:
+    dim: str  # c, h or w
+
+
+@dataclass
+class Bin:
+    op: str
+    left: object
+    right: object
+
+
+@dataclass
+class Fn:
+    name: str  # min or max
+    args: list
+
+
+@dataclass
+class Neg:
+    operand: object
+
+
+Expr = Lit | Ref | InDim | Bin | Fn | Neg
+
+
+def expr_text(e: Expr) -> str:
+    """Compound expressions are parenthesised, so the text reads the same in every argument position."""
+    if isinstance(e, Lit):
+        if isinstance(e.value, bool):
+            return "true" if e.value else "false"
+        return repr(e.value)
+    if isinstance(e, Ref):
+        return e.name
+    if isinstance(e, InDim):
+        return f"in.{e.dim}"
+    if isinstance(e, Bin):
+        return f"({expr_text(e.left)} {e.op} {expr_text(e.right)})"
+    if isinstance(e, Fn):
+        return f"{e.name}({', '.join(expr_text(a) for a in e.args)})"
+    assert isinstance(e, Neg)
+    return f"(-{expr_text(e.operand)})"
+
+
+class Reject(Exception):
+    """The oracle refuses a program where torch itself would let a different computation through."""
+
+
+TORCH_REJECTS = (RuntimeError, ValueError, IndexError, Reject)
+
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b}
+_CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+
+
+def evaluate(e: Expr, env: dict, block_in: tuple[int, ...]):
+    """An expression's value; ``in.c`` and friends read the shape entering the current block."""
+    if isinstance(e, Lit):
+        return e.value
+    if isinstance(e, Ref):
+        return env[e.name]
+    if isinstance(e, InDim):
+        index = "chw".index(e.dim)
+        if index >= len(block_in):
+            raise Reject(f"in.{e.dim} of a vector")
+        return block_in[index]
+    if isinstance(e, Bin):
+        return _OPS[e.op](evaluate(e.left, env, block_in), evaluate(e.right, env, block_in))
+    if isinstance(e, Fn):
+        return {"min": min, "max": max}[e.name](evaluate(a, env, block_in) for a in e.args)
+    assert isinstance(e, Neg)
+    return -evaluate(e.operand, env, block_in)
+
+
+# -- items -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Layer:
+    spelling: str
+    pos: list = field(default_factory=list)
+    kw: dict = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    items: list
+
+
+@dataclass
+class Repeat:
+    count: Expr
+    item: object
+
+
+@dataclass
+class Branch:
+    op: str  # concat or add
+    branches: list  # of lists of items
+
+
+@dataclass
+class Atom:
+    """One term of an ``if`` test: ``[not] left [op right]``."""
+
+    negated: bool
+    left: Expr
+    op: str | None = None
+    right: Expr | None = None
+
+
+@dataclass
+class Cond:
+    test: list  # or of ands of Atoms
+    then: object
+    otherwise: object
+
+
+@dataclass
+class Call:
+    name: str
+    pos: list = field(default_factory=list)
+    kw: dict = field(default_factory=dict)
+    bare: bool = False  # ``blk`` rather than ``blk()``, for blocks without arguments
+
+
+@dataclass
+class BlockDef:
+    name: str
+    params: list  # of (name, default Expr or None)
+    body: list
+    file: str = "main.arch"
+
+
+@dataclass
+class Program:
+    input: list  # of Exprs
+    body: list
+    params: list = field(default_factory=list)  # of (name, default Expr)
+    output: list | None = None
+    blocks: dict = field(default_factory=dict)  # name -> BlockDef, in definition order
+    sep: str = "; "
+
+    def input_shape(self) -> tuple[int, ...]:
+        env: dict = {}
+        for name, default in self.params:
+            env[name] = evaluate(default, env, ())
+        return tuple(evaluate(e, env, ()) for e in self.input)
+
+    def files(self) -> dict[str, str]:
+        """The .arch files by relative path: main.arch imports lib.arch, which imports sub/deep.arch."""
+        texts: dict[str, list[str]] = {"main.arch": [], "lib.arch": [], "sub/deep.arch": []}
+        for block in self.blocks.values():
+            texts[block.file].append(self.block_text(block))
+        if texts["sub/deep.arch"]:
+            texts["lib.arch"].insert(0, 'import "sub/deep.arch"')
+        if texts["lib.arch"]:
+            texts["main.arch"].insert(0, '# generated\nimport "lib.arch"')
+        params = ", ".join(f"{name} = {expr_text(d)}" for name, d in self.params)
+        head = f"network net({params})" if self.params else "network net"
+        head += f" : [{', '.join(expr_text(e) for e in self.input)}]"
+        if self.output is not None:
+            head += f" -> [{', '.join(expr_text(e) for e in self.output)}]"
+        texts["main.arch"].append(f"{head} =\n    {self.body_text(self.body)}")
+        return {path: "\n".join(lines) + "\n" for path, lines in texts.items() if lines}
+
+    def block_text(self, block: BlockDef) -> str:
+        params = ", ".join(name if d is None else f"{name} = {expr_text(d)}" for name, d in block.params)
+        head = f"block {block.name}({params})" if block.params else f"block {block.name}"
+        return f"{head} = {self.body_text(block.body)}"
+
+    def body_text(self, items: list) -> str:
+        return self.sep.join(item_text(item) for item in items)
+
+
+def _args_text(pos: list, kw: dict, spaced: bool) -> str:
+    parts = [expr_text(e) for e in pos] + [f"{k}={expr_text(v)}" for k, v in kw.items()]
+    return (" " + " ".join(parts) if parts else "") if spaced else ", ".join(parts)
+
+
+def item_text(item) -> str:
+    if isinstance(item, Layer):
+        return item.spelling + _args_text(item.pos, item.kw, spaced=True)
+    if isinstance(item, Group):
+        return "<" + "; ".join(item_text(i) for i in item.items) + ">"
+    if isinstance(item, Repeat):
+        return f"repeat {expr_text(item.count)} {item_text(item.item)}"
+    if isinstance(item, Branch):
+        return f"{item.op} [ " + " | ".join("; ".join(item_text(i) for i in b) for b in item.branches) + " ]"
+    if isinstance(item, Cond):
+        return f"if {test_text(item.test)} then {item_text(item.then)} else {item_text(item.otherwise)}"
+    assert isinstance(item, Call)
+    if item.bare:
+        return item.name
+    return f"{item.name}({_args_text(item.pos, item.kw, spaced=False)})"
+
+
+def test_text(test: list) -> str:
+    def atom(a: Atom) -> str:
+        text = expr_text(a.left) if a.op is None else f"{expr_text(a.left)} {a.op} {expr_text(a.right)}"
+        return "not " + text if a.negated else text
+
+    return " or ".join(" and ".join(atom(a) for a in conj) for conj in test)
+
+
+def test_value(test: list, env: dict, block_in: tuple[int, ...]) -> bool:
+    def atom(a: Atom) -> bool:
+        left = evaluate(a.left, env, block_in)
+        value = bool(left) if a.op is None else _CMP[a.op](left, evaluate(a.right, env, block_in))
+        return not value if a.negated else value
+
+    return any(all(atom(a) for a in conj) for conj in test)
+
+
+# -- the oracle: the same program, written by hand in torch ---------------------------------------------
+
+# Positional slots of each spelling, as the language describes them (``conv C k= s= ...``).
+_SUGAR = re.compile(r"(conv)(\d+)x\2$|(maxpool|avgpool)(\d+)$")
+_SLOTS = {
+    "conv": ["out", "k", "s", "p", "d", "groups", "bias"],
+    "convKxK": ["out", "s", "p", "d", "groups", "bias"],
+    "maxpool": ["k", "s", "p"], "avgpool": ["k", "s", "p"], "poolK": ["s", "p"],
+    "adaptiveavgpool": ["h", "w"], "linear": ["out", "bias"], "fc": ["out", "bias"], "dropout": ["p"],
+    "leakyrelu": ["slope"], "bn": ["eps", "momentum"], "lrn": ["size", "alpha", "beta", "k"],
+}  # fmt: skip
+
+
+def _slots(spelling: str) -> list[str]:
+    match = _SUGAR.match(spelling)
+    if match:
+        return _SLOTS["convKxK"] if match.group(1) else _SLOTS["poolK"]
+    return _SLOTS.get(spelling, [])
+
+
+def _image(x: torch.Tensor, what: str) -> None:
+    # torch's 2-d layers also take unbatched C×H×W input, and adaptive pooling even takes a
+    # (batch, features) matrix as one H×W image: an accident no hand-written model means.
+    if x.dim() != 4:
+        raise Reject(f"{what} on a {x.dim()}-d tensor")
+
+
+def torch_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module:
+    """The torch module a person writes for one layer of the language, given its input tensor."""
+    match = _SUGAR.match(spelling)
+    if match and match.group(1):  # convKxK: same padding, any odd K
+        k = int(match.group(2))
+        d = a.get("d", 1)
+        return nn.Conv2d(x.shape[1], a["out"], k, stride=a.get("s", 1), padding=a.get("p", d * (k - 1) // 2),
+                         dilation=d, groups=a.get("groups", 1), bias=bool(a.get("bias", True)))
+    if spelling == "conv":
+        return nn.Conv2d(x.shape[1], a["out"], a["k"], stride=a.get("s", 1), padding=a.get("p", 0),
+                         dilation=a.get("d", 1), groups=a.get("groups", 1), bias=bool(a.get("bias", True)))
+    if match:  # maxpoolK, avgpoolK: window K, stride K
+        k = int(match.group(4))
+        cls = nn.MaxPool2d if match.group(3) == "maxpool" else nn.AvgPool2d
+        return cls(k, stride=a.get("s", k), padding=a.get("p", 0))
+    if spelling in ("maxpool", "avgpool"):
+        cls = nn.MaxPool2d if spelling == "maxpool" else nn.AvgPool2d
+        return cls(a["k"], stride=a.get("s", a["k"]), padding=a.get("p", 0))
+    if spelling in ("gap", "adaptiveavgpool"):
+        _image(x, spelling)
+        h = a.get("h", 1)
+        return nn.AdaptiveAvgPool2d((h, a.get("w", h)))
+    if spelling in ("linear", "fc"):
+        # nn.Linear on an image multiplies its last axis: not the layer the language means.
+        if x.dim() != 2:
+            raise Reject("linear on an unflattened tensor")
+        return nn.Linear(x.shape[1], a["out"], bias=bool(a.get("bias", True)))
+    if spelling == "bn":
+        cls = nn.BatchNorm2d if x.dim() == 4 else nn.BatchNorm1d
+        return cls(x.shape[1], eps=a.get("eps", 1e-5), momentum=a.get("momentum", 0.1))
+    if spelling == "lrn":
+        return nn.LocalResponseNorm(a.get("size", 5), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75),
+                                    k=a.get("k", 1.0))
+    if spelling == "dropout":
+        return nn.Dropout(a.get("p", 0.5))
+    if spelling == "leakyrelu":
+        return nn.LeakyReLU(a.get("slope", 0.01))
+    if spelling == "softmax":
+        return nn.Softmax(dim=1)
+    if spelling == "flatten":
+        return nn.Flatten()
+    if spelling == "id":
+        return nn.Identity()
+    simple = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
+    return simple[spelling]()
+
+
+class Oracle(nn.Module):
+    """Runs a ``Program`` with torch modules made on first use, registered in the order they run.
+
+    The first call builds the model for that input; later calls reuse the modules in the same order.
+    """
+
+    def __init__(self, program: Program) -> None:
+        super().__init__()
+        self.program = program
+        self.layers = nn.ModuleList()
+        self._cursor = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._cursor = 0
+        env: dict = {}
+        for name, default in self.program.params:
+            env[name] = evaluate(default, env, ())
+        shape = tuple(evaluate(e, env, ()) for e in self.program.input)
+        if tuple(x.shape[1:]) != shape:
+            raise Reject(f"input {tuple(x.shape[1:])} is not the declared {shape}")
+        y = self.run(self.program.body, x, env, shape)
+        if self.program.output is not None:
+            declared = tuple(evaluate(e, env, shape) for e in self.program.output)
+            if tuple(y.shape[1:]) != declared:
+                raise Reject(f"output {tuple(y.shape[1:])} is not the declared {declared}")
+        return y
+
+    def run(self, items: list, x: torch.Tensor, env: dict, block_in: tuple) -> torch.Tensor:
+        for item in items:
+            x = self.item(item, x, env, block_in)
+        return x
+
+    def item(self, item, x: torch.Tensor, env: dict, block_in: tuple) -> torch.Tensor:
+        if isinstance(item, Layer):
+            args = bind(_slots(item.spelling), item.pos, item.kw, env, block_in)
+            return self.module(lambda: torch_layer(item.spelling, args, x), x.device)(x)
+        if isinstance(item, Group):
+            return self.run(item.items, x, env, block_in)
+        if isinstance(item, Repeat):
+            for _ in range(evaluate(item.count, env, block_in)):
+                x = self.item(item.item, x, env, block_in)
+            return x
+        if isinstance(item, Cond):
+            chosen = item.then if test_value(item.test, env, block_in) else item.otherwise
+            return self.item(chosen, x, env, block_in)
+        if isinstance(item, Branch):
+            outputs = [self.run(branch, x, env, block_in) for branch in item.branches]
+            if item.op == "concat":
+                return torch.cat(outputs, 1)
+            # A residual sums equal shapes; torch would broadcast a 1-channel or 1×1 branch.
+            if any(y.shape != outputs[0].shape for y in outputs):
+                raise Reject("add of unequal shapes")
+            total = outputs[0]
+            for y in outputs[1:]:
+                total = total + y
+            return total
+        assert isinstance(item, Call)
+        block = self.program.blocks[item.name]
+        inner = call_env(block, item, env, block_in, tuple(x.shape[1:]))
+        return self.run(block.body, x, inner, tuple(x.shape[1:]))
+
+    def module(self, make, device) -> nn.Module:
+        if self._cursor == len(self.layers):
+            with torch.device(device):
+                self.layers.append(make())
+        self._cursor += 1
+        return self.layers[self._cursor - 1]
+
+
+def bind(slots: list[str], pos: list, kw: dict, env: dict, block_in: tuple) -> dict:
+    args = {name: evaluate(e, env, block_in) for name, e in zip(slots, pos)}
+    args.update({name: evaluate(e, env, block_in) for name, e in kw.items()})
+    return args
+
+
+def call_env(block: BlockDef, call: Call, env: dict, block_in: tuple, callee_in: tuple) -> dict:
+    """Arguments are evaluated where the call is; defaults inside the block, on the block's input."""
+    given = {name: evaluate(e, env, block_in) for (name, _), e in zip(block.params, call.pos)}
+    given.update({name: evaluate(e, env, block_in) for name, e in call.kw.items()})
+    inner: dict = {}
+    for name, default in block.params:
+        inner[name] = given[name] if name in given else evaluate(default, inner, callee_in)
+    return inner
+
+
+def probe(program: Program, items: list, x: torch.Tensor | None, block_in: tuple) -> torch.Tensor | None:
+    """What torch makes of ``items`` on ``x`` (meta tensors, nothing allocated), or None if it refuses."""
+    if x is None:
+        return None
+    try:
+        return Oracle(program).run(items, x, {}, block_in)
+    except TORCH_REJECTS:
+        return None
+
+
+# -- measuring a torch module ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one submodule did in a forward pass (per sample: batch left out)."""
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: int
+    macs: int
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def leaf_macs(module: nn.Module, out: torch.Tensor) -> int:
+    """Multiply-accumulates of one sample through a conv or linear weight, from the module itself."""
+    per_sample = out[0].numel()
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return per_sample * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return per_sample * module.in_features
+    return 0
+
+
+def measure(module: nn.Module, x: torch.Tensor) -> dict[str, Seen]:
+    """Every submodule that runs, by its dotted name: shapes, parameters, and MACs summed over leaves."""
+    shapes: dict[str, tuple] = {}
+    leaf: dict[str, int] = {}
+    hooks = []
+    for name, sub in module.named_modules():
+        if not name:
+            continue
+
+        def hook(m, args, out, name=name):
+            shapes[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
+            leaf[name] = leaf_macs(m, out) if not list(m.children()) else 0
+
+        hooks.append(sub.register_forward_hook(hook))
+    try:
+        module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    subs = dict(module.named_modules())
+    return {
+        name: Seen(
+            *shapes[name],
+            count_params(subs[name]),
+            sum(m for n, m in leaf.items() if n == name or n.startswith(name + ".")),
+        )
+        for name in shapes
+    }
+
+
+def total_macs(module: nn.Module, x: torch.Tensor) -> int:
+    """MACs of one sample through every conv and linear weight of ``module``."""
+    leaves = {name for name, m in module.named_modules() if name and not list(m.children())}
+    return sum(seen.macs for name, seen in measure(module, x).items() if name in leaves)
+
+
+def randomise_normalisation(model: nn.Module, generator: torch.Generator | None = None) -> None:
+    """BN at its initial state is the identity in eval mode; random statistics make it show in outputs."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+
+
+def copy_weights(source: nn.Module, target: nn.Module) -> None:
+    """Copy tensors by position: both modules register them in the order the forward pass uses them."""
+    mine, theirs = source.state_dict(), target.state_dict()
+    assert len(mine) == len(theirs), (list(mine), list(theirs))
+    pairs = {}
+    for (key, value), (their_key, their_value) in zip(mine.items(), theirs.items()):
+        assert value.shape == their_value.shape, f"{key} {tuple(value.shape)} vs {their_key} {tuple(their_value.shape)}"
+        pairs[their_key] = value
+    target.load_state_dict(pairs)
+
+
+# -- generation --------------------------------------------------------------------------------------
+
+_ACTIVATIONS = ["relu", "sigmoid", "tanh", "gelu", "leakyrelu", "softmax"]
+_IMAGE_KINDS = ["conv", "convKxK", "convKxK", "pool", "poolK", "gap", "adaptiveavgpool", "bn", "lrn", "flatten"]
+_ANY_KINDS = ["dropout", "act", "act", "id", "bn"]
+_VECTOR_KINDS = ["linear", "linear", "flatten"]
+_PARAM_NAMES = ["c", "n", "k", "s", "width", "q"]
+
+
+class _Gen:
+    """Draws one program; ``x`` is the meta tensor torch makes at the current point (None once torch
+    has refused something, in ``valid=False`` programs)."""
+
+    def __init__(self, draw, valid: bool, big: bool) -> None:
+        self.draw = draw
+        self.valid = valid
+        self.big = big
+        self.program = Program(input=[], body=[])
+        self.budget = 24  # layers drawn, before repeats; keeps every example small
+        self.first_args: dict[str, dict] = {}
+
+    # small helpers
+    def int(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, max(lo, hi)))
+
+    def pick(self, options):
+        return self.draw(st.sampled_from(list(options)))
+
+    def chance(self) -> bool:
+        return self.draw(st.booleans())
+
+    def wild(self, x) -> bool:
+        """Draw this layer's sizes without looking at the shape (``valid=False`` programs only)."""
+        return x is None or (not self.valid and self.pick([False, False, True]))
+
+    # programs
+    def build(self) -> Program:
+        p = self.program
+        c = self.int(1, 64 if self.big else 5)
+        h = self.int(1, 160 if self.big else 40)
+        w = h if self.chance() else self.int(1, 160 if self.big else 40)
+        if self.valid:
+            h, w = max(h, 3), max(w, 3)
+        p.sep = self.pick(["; ", ";\n    ", " ;  "])
+        if self.chance():
+            p.params.append(("ch", Lit(c)))
+            p.input = [Ref("ch"), Lit(h), Lit(w)]
+        else:
+            p.input = [Lit(c), Lit(h), Lit(w)]
+        x = torch.empty(2, c, h, w, device="meta")
+        p.body, y = self.sequence(x, (c, h, w), depth=0, n=self.int(1, 6))
+        if self.chance():
+            # Network parameters: their defaults cannot read in.c (there is no enclosing block).
+            earlier = [("ch", c)] if p.params else []
+            p.params += [(name, d) for name, _, d in self.lift(p.body, (c, h, w), (), earlier, all_defaults=True)]
+        if self.chance():
+            if y is not None and (self.valid or self.chance()):
+                p.output = [Lit(d) for d in y.shape[1:]]
+            else:
+                p.output = [Lit(self.int(1, 20)) for _ in range(self.pick([1, 3]))]
+        return p
+
+    def sequence(self, x, block_in, depth, n):
+        items = []
+        for _ in range(n):
+            item, x = self.item(x, block_in, depth)
+            items.append(item)
+        return items, x
+
+    def item(self, x, block_in, depth):
+        choices = ["layer"] * 5
+        if depth < 3 and self.budget > 0:
+            choices += ["group", "repeat", "branch", "branch", "cond", "call", "call"]
+        what = self.pick(choices)
+        self.budget -= 1
+        item = getattr(self, what)(x, block_in, depth)
+        y = probe(self.program, [item], x, block_in)
+        if y is None and self.valid:
+            item, y = Layer("relu"), x  # torch refused it: keep the program valid
+        return item, y
+
+    def group(self, x, block_in, depth):
+        items, _ = self.sequence(x, block_in, depth + 1, self.int(1, 3))
+        return Group(items)
+
+    def repeat(self, x, block_in, depth):
+        inner, _ = self.item(x, block_in, depth + 1)
+        return Repeat(Lit(self.int(0, 3)), inner)
+
+    def cond(self, x, block_in, depth):
+        atoms = []
+        for _ in range(self.int(1, 3)):
+            left = self.pick([InDim("c"), Lit(self.int(0, 6))] + ([InDim("h"), InDim("w")] if len(block_in) == 3 else []))
+            if self.chance():
+                atoms.append(Atom(self.chance(), left))
+            else:
+                atoms.append(Atom(self.chance(), left, self.pick(list(_CMP)), Lit(self.int(0, 8))))
+        test, conj = [], []
+        for a in atoms:
+            conj.append(a)
+            if self.chance():
+                test.append(conj)
+                conj = []
+        if conj:
+            test.append(conj)
+        then, _ = self.item(x, block_in, depth + 1)
+        otherwise, _ = self.item(x, block_in, depth + 1)
+        return Cond(test, then, otherwise)
+
+    def branch(self, x, block_in, depth):
+        op = self.pick(["concat", "add"])
+        first, y = self.sequence(x, block_in, depth + 1, self.int(1, 3))
+        branches = [first]
+        for _ in range(self.int(1, 2)):
+            branches.append(self.other_branch(op, first, x, y, block_in, depth))
+        if self.chance():
+            index = self.int(0, len(branches) - 1)
+            branches.insert(index, branches.pop())
+        return Branch(op, branches)
+
+    def other_branch(self, op, first, x, y, block_in, depth):
+        """A branch that joins with ``first`` (output ``y``) where it can; any branch when ``wild``."""
+        if self.wild(x) or y is None:
+            items, _ = self.sequence(x, block_in, depth + 1, self.int(1, 2))
+            return self.pick([items, [Layer("id")]])
+        options = [copy.deepcopy(first)]
+        same = y.shape == x.shape if op == "add" else (y.dim() == x.dim() and y.shape[2:] == x.shape[2:])
+        if same:
+            options += [[Layer("id")]] * 2
+        if y.dim() == 2:
+            features = y.shape[1] if op == "add" else self.int(1, 8)
+            options.append([Layer("flatten"), Layer(self.pick(["linear", "fc"]), [Lit(features)])])
+        elif x.dim() == 4:
+            for s in range(1, 5):
+                if ((x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1) == tuple(y.shape[2:]):
+                    c = y.shape[1] if op == "add" else self.int(1, 8)
+                    options.append([Layer("conv1x1", [Lit(c)], {"s": Lit(s)} if s != 1 or self.chance() else {})])
+        items, z = self.sequence(x, block_in, depth + 1, self.int(1, 2))
+        if z is not None and (z.shape == y.shape if op == "add" else (z.dim() == y.dim() and z.shape[2:] == y.shape[2:])):
+            options.append(items)
+        return self.pick(options)
+
+    # layers
+    def layer(self, x, block_in, depth):
+        rank = None if x is None else x.dim()
+        kinds = list(_ANY_KINDS)
+        if rank == 4 or not self.valid:
+            kinds += _IMAGE_KINDS * 2
+        if rank == 2 or not self.valid:
+            kinds += _VECTOR_KINDS * (2 if rank == 2 else 1)
+        kind = self.pick(kinds)
+        return getattr(self, "layer_" + kind.lower())(x)
+
+    def sizes(self, x):
+        """(C, H, W) to draw sizes against; made up when the shape is unknown or not an image."""
+        if self.wild(x) or x.dim() != 4:
+            return self.int(1, 8), self.int(1, 12), self.int(1, 12), True
+        return x.shape[1], x.shape[2], x.shape[3], False
+
+    def channels(self) -> int:
+        return self.int(1, 96 if self.big else 12)
+
+    def kwargs(self, values: dict, defaults: dict) -> dict:
+        """Keyword arguments: those that differ from the default, and some that do not."""
+        return {k: Lit(v) for k, v in values.items() if v != defaults.get(k) or self.chance()}
+
+    def groups(self, c: int, wild: bool) -> int:
+        if wild:
+            return self.pick([1, 1, 2, 3])
+        return self.pick([g for g in range(1, c + 1) if c % g == 0 and g <= 4])
+
+    def layer_conv(self, x):
+        c, h, w, wild = self.sizes(x)
+        g = self.groups(c, wild)
+        out = g * self.int(1, max(1, self.channels() // g))
+        d, p, s = self.int(1, 3), self.int(0, 3), self.int(1, 3)
+        k = self.int(1, 9) if wild else self.int(1, min(7, (min(h, w) + 2 * p - 1) // d + 1))
+        kw = self.kwargs({"s": s, "p": p, "d": d, "groups": g, "bias": self.chance()},
+                         {"s": 1, "p": 0, "d": 1, "groups": 1, "bias": True})
+        if self.chance():
+            return Layer("conv", [Lit(out), Lit(k)], kw)
+        return Layer("conv", [Lit(out)], {"k": Lit(k), **kw})
+
+    def layer_convkxk(self, x):
+        c, h, w, wild = self.sizes(x)
+        k = self.pick([1, 3, 3, 5, 7])
+        g = self.groups(c, wild)
+        out = g * self.int(1, max(1, self.channels() // g))
+        values = {"s": self.int(1, 3), "d": self.int(1, 2), "groups": g, "bias": self.chance()}
+        kw = self.kwargs(values, {"s": 1, "d": 1, "groups": 1, "bias": True})
+        if self.pick([False, False, True]):  # override the same padding
+            kw["p"] = Lit(self.int(0, 3))
+        return Layer(f"conv{k}x{k}", [Lit(out)], kw)
+
+    def window(self, h, w, wild):
+        if wild:
+            k = self.int(1, 6)
+            return k, self.int(0, k)
+        k = self.int(1, min(5, h, w))
+        return k, self.int(0, k // 2)
+
+    def layer_pool(self, x):
+        _, h, w, wild = self.sizes(x)
+        k, p = self.window(h, w, wild)
+        kind = self.pick(["maxpool", "avgpool"])
+        s = self.pick([None, 1, 2, 3])
+        kw = self.kwargs({"p": p}, {"p": 0})
+        if s is not None:
+            kw = {"s": Lit(s), **kw}
+        return Layer(kind, [Lit(k)], kw) if self.chance() else Layer(kind, [], {"k": Lit(k), **kw})
+
+    def layer_poolk(self, x):
+        _, h, w, wild = self.sizes(x)
+        k, p = self.window(h, w, wild)
+        kw = self.kwargs({"p": p}, {"p": 0})
+        if self.chance():
+            kw["s"] = Lit(self.int(1, 3))
+        return Layer(f"{self.pick(['maxpool', 'avgpool'])}{k}", [], kw)
+
+    def layer_gap(self, x):
+        return Layer("gap")
+
+    def layer_adaptiveavgpool(self, x):
+        h = self.int(1, 5)
+        if self.chance():
+            return Layer("adaptiveavgpool", [Lit(h)])
+        w = self.int(1, 5)
+        return Layer("adaptiveavgpool", [Lit(h), Lit(w)]) if self.chance() else Layer("adaptiveavgpool", [Lit(h)], {"w": Lit(w)})
+
+    def layer_bn(self, x):
+        return Layer("bn", [], self.kwargs({"eps": self.pick([1e-5, 1e-3]), "momentum": self.pick([0.1, 0.5])},
+                                           {"eps": 1e-5, "momentum": 0.1}))
+
+    def layer_lrn(self, x):
+        kw = self.kwargs({"alpha": self.pick([1e-4, 0.01]), "beta": self.pick([0.75, 0.5]), "k": self.pick([1.0, 2.0])},
+                         {"alpha": 1e-4, "beta": 0.75, "k": 1.0})
+        size = self.int(1, 6)
+        return Layer("lrn", [Lit(size)], kw) if self.chance() else Layer("lrn", [], {"size": Lit(size), **kw})
+
+    def layer_flatten(self, x):
+        return Layer("flatten")
+
+    def layer_dropout(self, x):
+        p = self.pick([0.0, 0.1, 0.25, 0.5, 0.75])
+        return self.pick([Layer("dropout", [Lit(p)]), Layer("dropout", [], {"p": Lit(p)}), Layer("dropout")])
+
+    def layer_act(self, x):
+        kind = self.pick(_ACTIVATIONS)
+        if kind == "leakyrelu" and self.chance():
+            slope = self.pick([0.1, 0.2])
+            return Layer(kind, [Lit(slope)]) if self.chance() else Layer(kind, [], {"slope": Neg(Lit(slope))})
+        return Layer(kind)
+
+    def layer_id(self, x):
+        return Layer("id")
+
+    def layer_linear(self, x):
+        out = self.int(1, 64 if self.big else 16)
+        kw = {"bias": Lit(self.pick([True, False, 0, 1]))} if self.chance() else {}
+        return Layer(self.pick(["linear", "fc"]), [Lit(out)], kw)
+
+    # blocks
+    def call(self, x, block_in, depth):
+        existing = list(self.program.blocks)
+        if existing and self.chance():
+            name = self.pick(existing)
+            block = self.program.blocks[name]
+            values = {pname: self.int(0, 8) if self.wild(x) or self.chance() else v
+                      for (pname, _), v in zip(block.params, self.first_args[name].values())}
+            call = self.call_of(block, values)
+            if self.valid and probe(self.program, [call], x, block_in) is None:
+                call = self.call_of(block, self.first_args[name])  # what it was made for
+            return call
+        return self.new_block(x, depth)
+
+    def new_block(self, x, depth):
+        name = f"blk{len(self.program.blocks)}"
+        block_in = tuple(x.shape[1:]) if x is not None else ()
+        body, _ = self.sequence(x, block_in, depth + 1, self.int(1, 4))
+        lifted = self.lift(body, block_in, block_in, [], all_defaults=False)
+        block = BlockDef(name, [(pname, d) for pname, _, d in lifted], body,
+                         self.pick(["main.arch", "lib.arch", "sub/deep.arch"]))
+        values = {pname: value for pname, value, _ in lifted}
+        self.program.blocks[name] = block
+        self.first_args[name] = values
+        return self.call_of(block, values)
+
+    def lift(self, body: list, block_in: tuple, default_in: tuple, earlier: list, all_defaults: bool) -> list:
+        """Turn some whole numbers of ``body`` into parameters, keeping their values where it is made.
+
+        Returns ``(name, value, default)`` for each new parameter; ``earlier`` parameters (name, value)
+        may appear in the expressions too. Defaults are evaluated on ``default_in``.
+        """
+        found = sorted({lit.value for lit in _lits(body)})
+        chosen = self.draw(st.lists(st.sampled_from(found), unique=True, max_size=3)) if found else []
+        names = self.draw(st.permutations(_PARAM_NAMES))[: len(chosen)]
+        params = list(zip(names, chosen))
+        for holder, key, lit in list(_lit_slots(body)):
+            if lit.value in chosen and self.pick([True, True, True, False]):
+                holder[key] = self.expr_for(lit.value, [*earlier, *params], block_in)
+        n_defaults = len(params) if all_defaults else self.int(0, len(params))
+        lifted = []
+        for index, (pname, value) in enumerate(params):
+            default = None
+            if index >= len(params) - n_defaults:
+                default = self.expr_for(value, [*earlier, *params[:index]], default_in)
+            lifted.append((pname, value, default))
+        return lifted
+
+    def expr_for(self, v: int, params: list, block_in: tuple) -> Expr:
+        """An expression worth ``v`` here: a parameter, arithmetic on one, min/max, or ``in.c``."""
+        options: list = [Lit(v)]
+        for name, u in params:
+            if u == v:
+                options += [Ref(name), Ref(name), Fn("max", [Ref(name), Lit(0)]), Fn("min", [Ref(name), Lit(v + 2)])]
+            if v > u:
+                options.append(Bin("+", Ref(name), Lit(v - u)))
+            if u and v % u == 0 and v:
+                options.append(Bin("*", Ref(name), Lit(v // u)))
+            for d in (2, 3):
+                if u // d == v:
+                    options.append(Bin("//", Ref(name), Lit(d)))
+            if u > v:
+                options.append(Bin("-", Ref(name), Lit(u - v)))
+        for dim, size in zip("chw", block_in):
+            if size == v:
+                options += [InDim(dim), Fn("max", [InDim(dim), Lit(1)])]
+            if size // 2 == v:
+                options.append(Bin("//", InDim(dim), Lit(2)))
+        return self.pick(options)
+
+    def call_of(self, block: BlockDef, values: dict) -> Call:
+        if not block.params and self.chance():
+            return Call(block.name, bare=True)
+        pos, kw = [], {}
+        keyword = False
+        for pname, default in block.params:
+            if default is not None and self.chance():
+                keyword = True  # left to its default: later ones go by keyword
+                if values[pname] == self.first_args.get(block.name, values).get(pname) and self.chance():
+                    continue
+            keyword = keyword or self.pick([False, False, True])
+            if keyword:
+                kw[pname] = Lit(values[pname])
+            else:
+                pos.append(Lit(values[pname]))
+        return Call(block.name, pos, kw)
+
+
+def _lit_slots(node):
+    """(container, key, Lit) for every whole-number literal under ``node``, not entering other blocks."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, list):
+            entries = enumerate(current)
+        elif isinstance(current, dict):
+            entries = current.items()
+        elif is_dataclass(current):
+            for f in fields(current):
+                value = getattr(current, f.name)
+                if _is_int_lit(value):
+                    yield _AttrSlot(current), f.name, value
+                else:
+                    stack.append(value)
+            continue
+        else:
+            continue
+        for key, value in list(entries):
+            if _is_int_lit(value):
+                yield current, key, value
+            else:
+                stack.append(value)
+
+
+class _AttrSlot:
+    """Lets ``slot[name] = value`` set an attribute, so lists, dicts and nodes are rewritten alike."""
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+
+    def __setitem__(self, name, value) -> None:
+        setattr(self.obj, name, value)
+
+
+def _is_int_lit(value) -> bool:
+    return isinstance(value, Lit) and isinstance(value.value, int) and not isinstance(value.value, bool)
+
+
+def _lits(node):
+    return [lit for _, _, lit in _lit_slots(node)]
+
+
+@st.composite
+def programs(draw, valid: bool = True, big: bool = False) -> Program:
+    """A random program; ``valid=True`` ones are accepted by torch by construction, ``big`` ones have
+    wide layers and large inputs (for the meta device only)."""
+    return _Gen(draw, valid, big).build()

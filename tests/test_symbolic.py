@@ -1,0 +1,192 @@
+"""Symbolic sizes: exact normal forms, and agreement with concrete inference on random networks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import archdsl
+from archdsl import ir
+from archdsl.errors import ArchError, ShapeError
+from archdsl.minimum import minimum_input
+from archdsl.program import load_program
+from archdsl.source import Source
+from archdsl.symbolic import Sym, SymbolicError, smallest_satisfying
+
+EXAMPLES = int(os.environ.get("ARCHDSL_HYPOTHESIS_EXAMPLES", "60"))
+H = Sym.symbol("H")
+W = Sym.symbol("W")
+
+
+def window(size, k, s, p, d):
+    """PyTorch's output size, written out independently of archdsl.shapes."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+windows = st.tuples(
+    st.integers(1, 7), st.integers(1, 4), st.integers(0, 3), st.integers(1, 3)
+)  # k, s, p, d
+
+
+@settings(max_examples=EXAMPLES * 3, deadline=None)
+@given(st.lists(windows, min_size=1, max_size=8), st.integers(1, 600))
+def test_chains_of_windows_evaluate_like_integers(chain, h):
+    size, concrete = H, h
+    for k, s, p, d in chain:
+        size = window(size, k, s, p, d)
+        concrete = window(concrete, k, s, p, d)
+    value = size if isinstance(size, int) else size.evaluate({"H": h})
+    assert value == concrete
+
+
+def test_normal_form_makes_equal_sizes_equal():
+    # floor((floor((H + 1) / 2) + 3) / 2) == floor((H + 7) / 4)
+    assert ((H + 1) // 2 + 3) // 2 == (H + 7) // 4
+    # A 3x3 same-padded convolution keeps H exactly; a 1x1 one with stride 2 matches a 3x3 pool, stride 2, pad 1.
+    assert window(H, 3, 1, 1, 1) == H
+    assert window(H, 1, 2, 0, 1) == window(H, 3, 2, 1, 1)
+    assert window(H, 3, 1, 0, 1) != H
+    assert str(window(H, 11, 4, 1, 1)) == "floor((H + 3) / 4) - 2"
+
+
+def test_operations_without_an_exact_form_are_refused():
+    for bad in (lambda: (H + W) // 2, lambda: H / 2, lambda: H < 3, lambda: bool(H), lambda: (2 * H + 1) // 3):
+        with pytest.raises(SymbolicError):
+            bad()
+
+
+def test_factored_printing():
+    flat = 512 * (H // 32) * (W // 32)
+    assert str(flat * 4096 + 4096) == "2097152·floor(H / 32)·floor(W / 32) + 4096"
+    assert str(256 * (window(H, 3, 2, 0, 1) - 2) * (window(W, 3, 2, 0, 1) - 2)).startswith("256·(floor")
+
+
+@given(st.integers(-50, 50), st.integers(1, 40), st.integers(-20, 20), st.integers(1, 30))
+def test_smallest_satisfying_is_the_boundary(a, m, b, at_least):
+    size = (H + a) // m + b
+    if isinstance(size, int):
+        return
+    found = smallest_satisfying(size, "H", at_least)
+    assert found is not None
+    assert size.evaluate({"H": found}) >= at_least
+    if found > 1:
+        assert size.evaluate({"H": found - 1}) < at_least
+
+
+# -- random networks -------------------------------------------------------------------------------
+
+
+@st.composite
+def networks(draw):
+    """A random image network over [C, H, W]: windows, same-padded convs in add/concat branches, a head."""
+    items = []
+    channels = draw(st.integers(1, 4))
+    for _ in range(draw(st.integers(1, 6))):
+        choice = draw(st.sampled_from(["conv", "maxpool", "avgpool", "concat", "add", "bn", "relu"]))
+        if choice == "conv":
+            k, s, p, d = draw(windows)
+            channels = draw(st.integers(1, 8))
+            items.append(f"conv {channels} k={k} s={s} p={p} d={d}")
+        elif choice in ("maxpool", "avgpool"):
+            k = draw(st.integers(1, 4))
+            items.append(f"{choice} k={k} s={draw(st.integers(1, 3))} p={draw(st.integers(0, k // 2))}")
+        elif choice == "concat":
+            a, b = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+            items.append(f"concat [ conv3x3 {a} | conv1x1 {b} | maxpool k=3 s=1 p=1 ]")
+            channels = a + b + channels
+        elif choice == "add":
+            stride = draw(st.integers(1, 2))
+            items.append(f"add [ conv3x3 {channels} s={stride}; relu | conv1x1 {channels} s={stride} ]")
+        else:
+            items.append(choice)
+    head = draw(st.sampled_from(["flatten; linear 5", "gap; flatten; linear 5", "adaptiveavgpool 2; flatten"]))
+    return "network n : [3, H, W] = " + "; ".join(items) + "; " + head
+
+
+def _resolve(text, shape=None):
+    program = load_program(Source("<net>", text))
+    from archdsl.resolve import resolve_network
+
+    return resolve_network(program, None, None, shape)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks(), st.integers(0, 40), st.integers(0, 40))
+def test_symbolic_shapes_evaluate_to_concrete_inference(text, extra_h, extra_w):
+    try:
+        symbolic = _resolve(text)
+    except ArchError:
+        return  # a random network whose branches never join; concrete sizes reject it as well
+    program = load_program(Source("<net>", text))
+    smallest = minimum_input(program)
+    h, w = smallest.smallest["H"] + extra_h, smallest.smallest["W"] + extra_w
+    concrete = _resolve(text, (3, h, w))
+    values = {"H": h, "W": w}
+
+    def at(dim):
+        return dim.evaluate(values) if isinstance(dim, Sym) else dim
+
+    for sym_node, node in zip(ir.walk(symbolic.body), ir.walk(concrete.body), strict=True):
+        assert sym_node.path == node.path
+        assert tuple(at(d) for d in sym_node.out_shape) == node.out_shape
+        assert at(sym_node.params) == node.params
+        assert at(sym_node.macs) == node.macs
+    assert at(symbolic.params) == concrete.params and at(symbolic.macs) == concrete.macs
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks())
+def test_minimum_input_is_accepted_and_one_pixel_less_rejected(text):
+    try:
+        _resolve(text)
+    except ArchError:
+        return
+    smallest = minimum_input(load_program(Source("<net>", text)))
+    c, h, w = smallest.shape()
+    _resolve(text, (c, h, w))
+    if h > 1:
+        with pytest.raises(ShapeError):
+            _resolve(text, (c, h - 1, w))
+    if w > 1:
+        with pytest.raises(ShapeError):
+            _resolve(text, (c, h, w - 1))
+
+
+def test_minimum_inputs_of_the_classic_networks_are_what_torch_accepts():
+    torch = pytest.importorskip("torch")
+    for name in ("lenet", "alexnet", "vgg11", "nin", "densenet", "googlenet"):
+        program = load_program(Source.read(f"specs/{name}.arch"))
+        c, h, w = minimum_input(program).shape()
+        module = archdsl.load(f"specs/{name}.arch", input_shape=(c, h, w)).build().eval()
+        with torch.no_grad():
+            assert module(torch.zeros(1, c, h, w)).shape == (1, 10)
+            if h > 1:
+                with pytest.raises(RuntimeError):
+                    module(torch.zeros(1, c, h - 1, w))
+
+
+def test_symbolic_input_from_the_spec_and_from_the_command_line_agree():
+    text = "network g(classes = 10) : [1, H, W] -> [classes] = conv 8 k=3 s=2; relu; gap; flatten; linear classes"
+    from_spec = archdsl.loads(text)
+    assert from_spec.input_shape == (1, H, W)
+    assert from_spec.ir.body[0].out_shape == (8, window(H, 3, 2, 0, 1), window(W, 3, 2, 0, 1))
+    from_cli = archdsl.loads(text.replace("[1, H, W]", "[1, 28, 28]"), input_shape=(1, H, W))
+    assert from_cli.fingerprint == from_spec.fingerprint  # the same graph; only source columns differ
+
+
+def test_building_a_symbolic_network_asks_for_a_concrete_input():
+    pytest.importorskip("torch")
+    net = archdsl.loads("network g : [1, H, W] = conv 8 k=3; gap; flatten")
+    with pytest.raises(ArchError, match="concrete"):
+        net.build()
+
+
+def test_branches_that_differ_for_some_inputs_are_reported_with_both_forms():
+    text = "network g : [1, H, W] = concat [ conv3x3 4 | conv 4 k=3 ]"
+    with pytest.raises(ShapeError) as err:
+        archdsl.loads(text)
+    assert "H×W" in err.value.message and "(H - 2)" in err.value.message
+    assert err.value.hint == "branch 2 is 2 pixels smaller than branch 1: padding 1 more on it fixes it"
