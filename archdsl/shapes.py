@@ -93,5 +93,30 @@ def mismatch_hint(op: str, shapes: list[Shape]) -> str:
             side = "smaller" if gap > 0 else "larger"
             fix = f": padding {abs(gap) // 2} {'more' if gap > 0 else 'less'} on it fixes it" if gap % 2 == 0 else ""
             return f"branch {index} is {abs(gap)} pixel{'s' if abs(gap) != 1 else ''} {side} than branch 1{fix}"
+        where = _where_they_differ(first, shape)
+        if where:
+            return f"their sizes differ for some inputs ({where}): give the branches the same kernel, stride and padding"
         return "the branches downsample differently: give them the same stride"
     return "make the branches' shapes equal"
+
+
+def _where_they_differ(first: Shape, other: Shape) -> str:
+    """For symbolic sizes: an input size at which the two differ, and one at which they agree, if any."""
+    from archdsl.symbolic import Sym
+
+    for a, b in zip(first[1:], other[1:]):
+        if a == b or not isinstance(a - b, Sym):
+            continue
+        (name,) = (a - b).symbols() if len((a - b).symbols()) == 1 else (None,)
+        if name is None:
+            return ""
+        def at(dim, v):
+            return dim.evaluate({name: v}) if isinstance(dim, Sym) else dim
+        valid = [v for v in range(1, 4097) if min(at(a, v), at(b, v)) >= 1]
+        differ = next((v for v in valid if at(a, v) != at(b, v)), None)
+        agree = next((v for v in valid if at(a, v) == at(b, v)), None)
+        if differ is None:
+            return ""
+        text = f"at {name} = {differ} branch 1 has {at(a, differ)} and the other {at(b, differ)}"
+        return text + (f"; they agree at {name} = {agree}" if agree else "")
+    return ""

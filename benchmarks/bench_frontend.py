@@ -67,6 +67,20 @@ def front_end(repeat: int) -> list[str]:
     return rows
 
 
+def symbolic(repeat: int) -> list[str]:
+    """Shape inference at a symbolic input 1×H×W against the same at the declared concrete input."""
+    from archdsl.symbolic import Sym
+
+    shape = (1, Sym.symbol("H"), Sym.symbol("W"))
+    rows = ["| spec | concrete (ms) | symbolic 1×H×W (ms) | ratio |", "|---|---:|---:|---:|"]
+    for name in ("googlenet", "densenet", "resnet18", "vgg16"):
+        path = ROOT / "specs" / f"{name}.arch"
+        concrete = best_of(lambda: archdsl.load(path), repeat)
+        symbolic_time = best_of(lambda: archdsl.load(path, input_shape=shape), repeat)
+        rows.append(f"| {name} | {concrete * 1e3:.2f} | {symbolic_time * 1e3:.2f} | {symbolic_time / concrete:.2f}× |")
+    return rows
+
+
 def torchinfo_in_process(name: str, repeat: int) -> float | None:
     try:
         import torch
@@ -180,7 +194,7 @@ def step_times(repeat: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--only", choices=["frontend", "peers", "steps"], help="run one part")
+    parser.add_argument("--only", choices=["frontend", "symbolic", "peers", "steps"], help="run one part")
     args = parser.parse_args()
     repeat = 5 if args.quick else 21
     out = io.StringIO()
@@ -189,6 +203,9 @@ def main() -> None:
     if args.only in (None, "frontend"):
         print("### Parse + shape inference\n", file=out)
         print("\n".join(front_end(repeat)) + "\n", file=out)
+    if args.only in (None, "symbolic"):
+        print("### Symbolic against concrete shape inference\n", file=out)
+        print("\n".join(symbolic(repeat)) + "\n", file=out)
     if args.only in (None, "peers"):
         print("### Static summary against torchinfo\n", file=out)
         print("\n".join(peers(repeat)) + "\n", file=out)

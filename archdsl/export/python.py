@@ -1,0 +1,867 @@
+"""A network as a standalone PyTorch source file: one ``nn.Module`` class per block, no archdsl import.
+
+The classes are written from the syntax tree, so they keep the spec's structure: a block's
+parameters are its class's constructor arguments, ``repeat`` is a ``for`` loop and ``if`` an
+``if``. From ``block vgg(n, c) = repeat n <conv3x3 c; relu>; maxpool2`` comes::
+
+    class Vgg(nn.Sequential):
+        def __init__(self, n, c, *, in_shape):
+            super().__init__()
+            channels, height, width = in_shape
+            for i in range(n):
+                self.add_module(f"conv_{i}", nn.Conv2d(channels, c, 3, padding=1))
+                self.add_module(f"relu_{i}", nn.ReLU())
+                channels = c
+            self.maxpool_0 = nn.MaxPool2d(2)
+            self.out_shape = (channels, height // 2, width // 2)
+
+Every class takes the shape entering it (``in_shape``, batch left out) and records the shape it
+gives (``out_shape``): that is what a block's ``in.c`` reads, and how each layer learns its input
+size without Lazy modules. Submodules are named as archdsl's torch backend names them
+(``vgg_0.conv_1``), so the two modules have the same ``state_dict`` keys.
+
+The network becomes the last class, its parameters constructor arguments defaulting to the values
+it was exported with. Sizes that are known are written as numbers; the rest as the arithmetic that
+computes them (``out_size`` is PyTorch's rule for a window).
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from archdsl import ir
+from archdsl.compiled import CompiledNetwork
+from archdsl.errors import BackendError
+from archdsl.export import pyexpr
+from archdsl.export.pyexpr import Py
+from archdsl.layers import REGISTRY, REQUIRED, SAME, Default, LayerKind, lookup
+from archdsl.resolve import choose_network
+
+# Names the generated code uses besides the classes: never taken by a parameter or a local.
+_RESERVED = {
+    "self", "in_shape", "torch", "nn", "Join", "Concat", "Add", "out_size", "range", "super", "min", "max",
+    "float", "True", "False", "None", "l", "O", "I",  # the last three: ambiguous names (ruff E741)
+}  # fmt: skip
+
+_DIM_NAMES = {1: ("features",), 3: ("channels", "height", "width")}
+
+
+class Unsupported(BackendError):
+    """A construct the Python export cannot write as a class (the ONNX and TorchScript exports can)."""
+
+
+def python_source(net: CompiledNetwork) -> str:
+    """The source of a module that builds ``net`` as plain PyTorch.
+
+    >>> print(python_source(archdsl.load("specs/lenet.arch")))   # doctest: +SKIP
+    """
+    return _File(net).render()
+
+
+# -- shapes in generated code ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The shape at a point of a constructor: its sizes as expressions, or one expression for the tuple."""
+
+    rank: int
+    dims: tuple[Py, ...] | None = None
+    whole: Py | None = None
+
+    def expr(self) -> Py:
+        return self.whole if self.whole is not None else pyexpr.tuple_of(list(self.dims))
+
+    def dim(self, position: int) -> Py:
+        return self.dims[position] if self.dims is not None else pyexpr.index(self.whole, position)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self.expr().names
+
+
+@dataclass
+class _Scope:
+    """Where modules go (``self`` or a branch's ``nn.Sequential``) and how many of each name it holds."""
+
+    container: str
+    counts: dict[str, Py] = field(default_factory=dict)
+
+    def copy(self) -> _Scope:
+        return _Scope(self.container, dict(self.counts))
+
+
+@dataclass(frozen=True)
+class _ClassInfo:
+    name: str
+    params: dict[str, str]  # archdsl parameter -> Python argument
+    out_rank: int
+
+
+# -- the file -------------------------------------------------------------------------------------
+
+
+class _File:
+    def __init__(self, net: CompiledNetwork) -> None:
+        self.net = net
+        self.program = net.program
+        self.definition = choose_network(net.program, net.name)
+        self.classes: dict[tuple[str, int], _ClassInfo] = {}
+        self.in_progress: set[tuple[str, int]] = set()
+        self.sources: list[str] = []
+        self.helpers: set[str] = set()
+        self.class_names: set[str] = set()
+        self.network_class = self._class_name(net.name, suffix="")
+        self.base_names = {name: self._class_name(name, suffix="Block") for name in self.program.blocks}
+
+    def _class_name(self, name: str, suffix: str) -> str:
+        base = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Block"
+        candidate = base
+        number = 2
+        while candidate in self.class_names or candidate in _RESERVED:
+            candidate = f"{base}{suffix}" if suffix and candidate == base else f"{base}{suffix}{number}"
+            number += suffix == "" or candidate != f"{base}{suffix}"
+        self.class_names.add(candidate)
+        return candidate
+
+    def block_class(self, block: ir.BlockDef, rank: int, call: ir.Call) -> _ClassInfo:
+        key = (block.name, rank)
+        if key in self.classes:
+            return self.classes[key]
+        if key in self.in_progress:
+            raise Unsupported(f"block '{block.name}' calls itself", call.name_span)
+        self.in_progress.add(key)
+        taken_ranks = [r for (b, r) in self.classes if b == block.name]
+        name = self.base_names[block.name] if not taken_ranks else self._class_name(f"{block.name}_{rank}d", suffix="")
+        writer = _Writer(self, block.params, in_rank=rank)
+        end = writer.body(block.body)
+        info = _ClassInfo(name, writer.param_names, end.rank)
+        self.sources.append(writer.render_class(name, _docstring(block, "block"), end, keyword_shape=True))
+        self.classes[key] = info
+        self.in_progress.discard(key)
+        return info
+
+    def render(self) -> str:
+        writer = _Writer(self, self.definition.params, in_rank=len(self.net.input_shape))
+        dims = self._input_dims(writer)
+        end = writer.body(self.definition.body, _Shape(len(dims), dims=tuple(dims)), in_dims=dims)
+        defaults = {writer.param_names[k]: v for k, v in self.net.param_values.items()}
+        network = writer.render_class(self.network_class, self._network_doc(), end, defaults=defaults)
+        parts = [self._header()]
+        if "out_size" in self.helpers:
+            parts.append(_OUT_SIZE)
+        if self.helpers & {"Concat", "Add"}:
+            parts.append(_JOIN)
+            parts += [_CONCAT] if "Concat" in self.helpers else []
+            parts += [_ADD] if "Add" in self.helpers else []
+        parts += [*self.sources, network]
+        return "\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+    def _input_dims(self, writer: _Writer) -> list[Py]:
+        if self.net.input_shape != writer.declared_input(self.definition):
+            return [pyexpr.const(d) for d in self.net.input_shape]
+        return [writer.translate(e) for e in self.definition.input]
+
+    def _header(self) -> str:
+        net = self.net
+        source = net.source_path or "a spec"
+        shape = ", ".join(str(d) for d in net.input_shape)
+        imports = "import torch\nfrom torch import nn" if self.helpers & {"Concat", "Add"} else "from torch import nn"
+        return (
+            f'"""{net.name} in plain PyTorch, written by `archdsl export` from {source}.\n\n'
+            f"    model = {self.network_class}()\n"
+            f"    logits = model(torch.randn(8, {shape}))\n\n"
+            "Submodules are named as archdsl names them, so the state_dict of archdsl's module (or the\n"
+            "weights of `archdsl train`) loads here with load_state_dict(strict=True).\n"
+            '"""\n\n' + imports
+        )
+
+    def _network_doc(self) -> str:
+        net = self.net
+        bound = ", ".join(f"{k}={_literal(v)}" for k, v in net.param_values.items())
+        shape = "x".join(str(d) for d in net.input_shape)
+        out = "x".join(str(d) for d in net.output_shape)
+        lead = _comment_above(self.definition)
+        text = f"network {net.name}({bound}): {shape} -> {out}, {net.params:,} parameters ({self.definition.span})."
+        return f"{lead}\n\n{text}" if lead else text
+
+
+# -- one class ------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes the constructor of one class: its statements, its locals, the shape as it goes."""
+
+    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_rank: int) -> None:
+        self.file = file
+        self.params = params
+        self.in_rank = in_rank
+        taken = _RESERVED | file.class_names
+        self.param_names: dict[str, str] = {}
+        for param in params:
+            python = param.name
+            while keyword.iskeyword(python) or python in taken or python in self.param_names.values():
+                python += "_"
+            self.param_names[param.name] = python
+        self.env = {name: pyexpr.name(python) for name, python in self.param_names.items()}
+        self.locals: dict[str, str] = {}  # local name -> what it holds ("shape", "branch", "index", "block")
+        self.pinned: list[frozenset[str]] = []
+        self.lines: list[str] = []
+        self.depth = 2
+        self.in_dims: list[Py] = [pyexpr.index(pyexpr.name("in_shape"), i) for i in range(in_rank)]
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def emit(self, text: str) -> None:
+        self.lines.append("    " * self.depth + text)
+
+    def capture(self, generate: Callable[[], object]) -> tuple[list[str], object]:
+        """Run ``generate`` one indentation level deeper, returning the lines it wrote and its result."""
+        saved = self.lines
+        self.lines = []
+        self.depth += 1
+        try:
+            result = generate()
+            return self.lines, result
+        finally:
+            self.lines = saved
+            self.depth -= 1
+
+    def render_class(self, name: str, doc: str, end: _Shape, *, keyword_shape: bool = False,
+                     defaults: dict[str, object] | None = None) -> str:
+        signature = ["self"]
+        fills: list[str] = []
+        if defaults is not None:
+            signature += [f"{python}={_literal(defaults[python])}" for python in self.param_names.values()]
+        else:
+            signature += self._block_signature(fills)
+        if keyword_shape:
+            signature += ["*", "in_shape"]
+        body = ["        super().__init__()", *fills, *self.lines, f"        self.out_shape = {end.expr()}"]
+        return "\n".join([
+            f"class {name}(nn.Sequential):",
+            _indent_doc(doc),
+            "",
+            f"    def __init__({', '.join(signature)}):",
+            *body,
+        ])
+
+    def _block_signature(self, fills: list[str]) -> list[str]:
+        """Parameters with literal defaults keep them; others default to None and are computed first."""
+        signature = []
+        defaulted = False
+        for param in self.params:
+            python = self.param_names[param.name]
+            literal = _literal_default(param.default)
+            if literal is not None:
+                signature.append(f"{python}={literal}")
+                defaulted = True
+            elif param.default is not None:
+                signature.append(f"{python}=None")
+                value = self.translate(param.default)
+                fills += [f"        if {python} is None:", f"            {python} = {value}"]
+                defaulted = True
+            elif defaulted:  # Python wants defaults last; archdsl does not
+                signature.append(f"{python}=None")
+                fills += [f"        if {python} is None:",
+                          f'            raise TypeError("{param.name} is required")']
+            else:
+                signature.append(python)
+        return signature
+
+    # -- names ------------------------------------------------------------------------------------
+
+    def local(self, preferred: str, kind: str, avoid: frozenset[str] = frozenset()) -> str:
+        """A local variable for ``kind``: ``preferred`` unless something still needs that name."""
+        busy = set(avoid).union(*self.pinned) if self.pinned else set(avoid)
+        candidate, number = preferred, 2
+        while (candidate in busy or keyword.iskeyword(candidate) or candidate in _RESERVED
+               or candidate in self.file.class_names or candidate in self.param_names.values()
+               or self.locals.get(candidate, kind) != kind):
+            candidate = f"{preferred}{number}"
+            number += 1
+        self.locals[candidate] = kind
+        return candidate
+
+    def pin(self, *shapes: _Shape | str) -> None:
+        self.pinned.append(frozenset().union(*(s if isinstance(s, str) and {s} or s.names for s in shapes)))
+
+    # -- expressions ------------------------------------------------------------------------------
+
+    def translate(self, expr: ir.Expr, depth: int = 0) -> Py:
+        """An archdsl expression as Python, in this class's names."""
+        if depth > 200:
+            raise Unsupported("expression nested too deeply to export", expr.span)
+        if isinstance(expr, ir.Number):
+            return pyexpr.const(expr.value)
+        if isinstance(expr, ir.Var):
+            if expr.name in self.env:
+                return self.env[expr.name]
+            if expr.name in ("true", "false"):
+                return pyexpr.const(expr.name == "true")
+            raise Unsupported(f"unknown name '{expr.name}'", expr.span)
+        if isinstance(expr, ir.InputDim):
+            position = {"c": 0, "h": 1, "w": 2}.get(expr.dim)
+            if position is None or position >= len(self.in_dims):
+                raise Unsupported(f"in.{expr.dim} is undefined here", expr.span)
+            return self.in_dims[position]
+        if isinstance(expr, ir.UnOp):
+            return pyexpr.unary(expr.op, self.translate(expr.operand, depth + 1))
+        if isinstance(expr, ir.Func):
+            if expr.name not in ("min", "max"):
+                raise Unsupported(f"unknown function '{expr.name}'", expr.span)
+            args = [self.translate(a, depth + 1) for a in expr.args]
+            return pyexpr.call(expr.name, args, known=min if expr.name == "min" else max)
+        left, right = self.translate(expr.left, depth + 1), self.translate(expr.right, depth + 1)
+        if expr.op in ("and", "or"):
+            return pyexpr.logical(expr.op, left, right)
+        return pyexpr.binary(expr.op, left, right)
+
+    # -- sequences --------------------------------------------------------------------------------
+
+    def body(self, items: tuple[ir.Item, ...], start: _Shape | None = None, in_dims: list[Py] | None = None) -> _Shape:
+        """Write a class body; blocks start from ``in_shape``, the network from its input sizes."""
+        if in_dims is not None:
+            self.in_dims = in_dims
+        shape = start if start is not None else _Shape(self.in_rank, whole=pyexpr.name("in_shape"))
+        return self.items(items, shape, _Scope("self"))
+
+    def items(self, items: tuple[ir.Item, ...], shape: _Shape, scope: _Scope) -> _Shape:
+        for item in items:
+            shape = self.item(item, shape, scope)
+        return shape
+
+    def item(self, item: ir.Item, shape: _Shape, scope: _Scope) -> _Shape:
+        if isinstance(item, ir.Call):
+            block = self.file.program.blocks.get(item.name)
+            if block is not None:
+                return self.block_call(item, block, shape, scope)
+            return self.layer(item, shape, scope)
+        if isinstance(item, ir.Group):
+            return self.items(item.items, shape, scope)
+        if isinstance(item, ir.Repeat):
+            return self.repeat(item, shape, scope)
+        if isinstance(item, ir.Cond):
+            return self.cond(item, shape, scope)
+        return self.join(item, shape, scope)
+
+    def place(self, scope: _Scope, base: str, module: str, block: bool = False) -> str:
+        """Add ``module`` to the scope's container under archdsl's name for it; where it can be read back."""
+        index = scope.counts.get(base, pyexpr.const(0))
+        scope.counts[base] = pyexpr.binary("+", index, pyexpr.const(1))
+        if index.known:
+            path = f"{scope.container}.{base}_{index.value}"
+            self.emit(f"{path} = {module}")
+            return path
+        holder = module
+        if block:
+            holder = self.local(base, "block")
+            self.emit(f"{holder} = {module}")
+        self.emit(f'{scope.container}.add_module(f"{base}_{{{index}}}", {holder})')
+        return holder
+
+    # -- layers and blocks ------------------------------------------------------------------------
+
+    def layer(self, call: ir.Call, shape: _Shape, scope: _Scope) -> _Shape:
+        found = lookup(call.name)
+        if found is None:
+            raise Unsupported(f"unknown layer or block '{call.name}'", call.name_span)
+        kind, preset = found
+        emitter = EMITTERS[kind.key]
+        if emitter.needs_dims:
+            shape = self.unpack(shape)
+        args = self.bind_layer(kind, preset, call)
+        module, out = emitter.write(kind, args, shape, self, call)
+        self.place(scope, kind.key, module)
+        return out
+
+    def bind_layer(self, kind: LayerKind, preset: dict, call: ir.Call) -> dict[str, object]:
+        """The layer's arguments as Python expressions, as ``resolve`` binds their values."""
+        specs = {spec.name: spec for spec in kind.args}
+        fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
+        values: dict[str, object] = {k: pyexpr.const(v) for k, v in fixed.items()}
+        slots = [spec.name for spec in kind.args if spec.name not in fixed]
+        position = 0
+        for arg in call.args:
+            if arg.name is None:
+                if position >= len(slots):
+                    raise Unsupported(f"{call.name} takes {len(slots)} positional arguments", arg.span)
+                name = slots[position]
+                position += 1
+            elif arg.name in specs and arg.name not in fixed:
+                name = arg.name
+            else:
+                raise Unsupported(f"{call.name} has no argument '{arg.name}'", arg.span)
+            value = self.translate(arg.value)
+            values[name] = _coerce(specs[name].type, value)
+        for spec in kind.args:
+            if spec.name in values:
+                continue
+            if isinstance(preset.get(spec.name), Default):
+                default = preset[spec.name].value
+                values[spec.name] = default if default is SAME else pyexpr.const(default)
+            elif spec.default is REQUIRED:
+                raise Unsupported(f"{call.name} needs its argument '{spec.name}'", call.span)
+            else:
+                values[spec.name] = None if spec.default is None else pyexpr.const(spec.default)
+        return values
+
+    def block_call(self, call: ir.Call, block: ir.BlockDef, shape: _Shape, scope: _Scope) -> _Shape:
+        info = self.file.block_class(block, shape.rank, call)
+        args = []
+        for arg in call.args:
+            value = self.translate(arg.value)
+            if arg.name is None:
+                args.append(value.src)
+            elif arg.name in info.params:
+                args.append(f"{info.params[arg.name]}={value}")
+            else:
+                raise Unsupported(f"block {block.name} has no parameter '{arg.name}'", arg.span)
+        args.append(f"in_shape={shape.expr()}")
+        holder = self.place(scope, block.name, f"{info.name}({', '.join(args)})", block=True)
+        root = holder.split(".")[0]
+        return _Shape(info.out_rank, whole=pyexpr.attribute(f"{holder}.out_shape", root))
+
+    # -- shapes -----------------------------------------------------------------------------------
+
+    def unpack(self, shape: _Shape) -> _Shape:
+        """The shape with one expression per size, unpacking a tuple into locals where needed."""
+        if shape.dims is not None:
+            return shape
+        names = [self.local(n, "shape") for n in _dim_names(shape.rank)]
+        if len(names) == 1:
+            self.emit(f"{names[0]} = {pyexpr.index(shape.whole, 0)}")
+        else:
+            self.emit(f"{', '.join(names)} = {shape.whole}")
+        return _Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+
+    def assignable(self, shape: _Shape, needs_dims: bool) -> _Shape:
+        """The shape held in locals that a loop may reassign: one per size, or one tuple."""
+        if needs_dims:
+            shape = self.unpack(shape)
+            targets, values = [], []
+            names = []
+            for preferred, dim in zip(_dim_names(shape.rank), shape.dims):
+                if self.locals.get(dim.src) == "shape" and not any(dim.src in p for p in self.pinned) \
+                        and dim.src not in names:
+                    names.append(dim.src)
+                    continue
+                target = self.local(preferred, "shape", frozenset(names) | shape.names)
+                names.append(target)
+                targets.append(target)
+                values.append(dim.src)
+            if targets:
+                self.emit(f"{', '.join(targets)} = {', '.join(values)}")
+            return _Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+        if shape.whole is not None and self.locals.get(shape.whole.src) == "shape" \
+                and not any(shape.whole.src in p for p in self.pinned):
+            return shape
+        target = self.local("shape", "shape", shape.names)
+        self.emit(f"{target} = {shape.expr()}")
+        return _Shape(shape.rank, whole=pyexpr.name(target))
+
+    def assign(self, target: _Shape, value: _Shape, where: ir.Node) -> None:
+        """Statements that make the locals of ``target`` hold ``value``."""
+        if value.rank != target.rank:
+            raise Unsupported("the rank of the shape changes here (an image becomes a vector, say) "
+                              "in a way that depends on parameters", where.span)
+        if target.whole is not None:
+            if value.expr().src != target.whole.src:
+                self.emit(f"{target.whole} = {value.expr()}")
+            return
+        if value.dims is None:
+            names = [d.src for d in target.dims]
+            if len(names) == 1:
+                self.emit(f"{names[0]} = {pyexpr.index(value.whole, 0)}")
+            else:
+                self.emit(f"{', '.join(names)} = {value.whole}")
+            return
+        changed = [(t.src, v) for t, v in zip(target.dims, value.dims) if t.src != v.src]
+        if len(changed) == 1:
+            name, expr = changed[0]
+            if expr.prec == pyexpr.SUM and expr.src.startswith(f"{name} + "):
+                self.emit(f"{name} += {expr.src[len(name) + 3:]}")
+            else:
+                self.emit(f"{name} = {expr}")
+        elif changed:
+            self.emit(f"{', '.join(n for n, _ in changed)} = {', '.join(v.src for _, v in changed)}")
+
+    # -- repeat, if, concat and add ---------------------------------------------------------------
+
+    def repeat(self, item: ir.Repeat, shape: _Shape, scope: _Scope) -> _Shape:
+        count = self.translate(item.count)
+        if count.known and count.value in (0, 1) or count.known and count.value < 0:
+            return self.item(item.item, shape, scope) if count.value == 1 else shape
+        increments = self.count_names(item.item)
+        loop_var = "_"
+        if not all(inc.is_(0) for inc in increments.values()):
+            loop_var = self.local("i", "index", frozenset(self._indices()))
+        state = self.assignable(shape, self.needs_dims(item.item))
+        inner = scope.copy()
+        for base, inc in increments.items():
+            start = scope.counts.get(base, pyexpr.const(0))
+            inner.counts[base] = pyexpr.binary("+", start, pyexpr.binary("*", inc, pyexpr.name(loop_var)))
+            scope.counts[base] = pyexpr.binary("+", start, pyexpr.binary("*", inc, count))
+
+        def loop_body():
+            end = self.item(item.item, state, inner)
+            self.assign(state, end, item)
+
+        self._active_indices.append(loop_var)
+        try:
+            lines, _ = self.capture(loop_body)
+        finally:
+            self._active_indices.pop()
+        self.emit(f"for {loop_var} in range({count}):")
+        self.lines += lines or ["    " * (self.depth + 1) + "pass"]
+        return state
+
+    _active_indices: list[str]
+
+    def _indices(self) -> list[str]:
+        if not hasattr(self, "_active_indices"):
+            self._active_indices = []
+        return self._active_indices
+
+    def count_names(self, item: ir.Item) -> dict[str, Py]:
+        """How many nodes of each name an item adds to its scope: the step of a loop's names."""
+        if isinstance(item, ir.Call):
+            if item.name in self.file.program.blocks:
+                return {item.name: pyexpr.const(1)}
+            found = lookup(item.name)
+            if found is None:
+                raise Unsupported(f"unknown layer or block '{item.name}'", item.name_span)
+            return {found[0].key: pyexpr.const(1)}
+        if isinstance(item, ir.Branch):
+            return {item.op: pyexpr.const(1)}
+        if isinstance(item, ir.Group):
+            total: dict[str, Py] = {}
+            for inner in item.items:
+                for base, n in self.count_names(inner).items():
+                    total[base] = pyexpr.binary("+", total.get(base, pyexpr.const(0)), n)
+            return total
+        if isinstance(item, ir.Repeat):
+            count = self.translate(item.count)
+            if count.known and (isinstance(count.value, bool) or count.value < 0):
+                count = pyexpr.const(0)
+            return {base: pyexpr.binary("*", n, count) for base, n in self.count_names(item.item).items()}
+        test = self.translate(item.test)
+        then, otherwise = self.count_names(item.then), self.count_names(item.otherwise)
+        zero = pyexpr.const(0)
+        return {base: pyexpr.conditional(test, then.get(base, zero), otherwise.get(base, zero))
+                for base in {**then, **otherwise}}
+
+    def needs_dims(self, item: ir.Item) -> bool:
+        """True when the item reads sizes (a convolution's input channels, say) rather than passing them on."""
+        stack = [item]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, ir.Call):
+                found = lookup(item.name) if item.name not in self.file.program.blocks else None
+                if found is not None and EMITTERS[found[0].key].needs_dims:
+                    return True
+            elif isinstance(item, ir.Group):
+                stack.extend(item.items)
+            elif isinstance(item, ir.Repeat):
+                stack.append(item.item)
+            elif isinstance(item, ir.Cond):
+                stack.extend((item.then, item.otherwise))
+            else:
+                if item.op == "concat":
+                    return True
+                stack.extend(i for branch in item.branches for i in branch)
+        return False
+
+    def cond(self, item: ir.Cond, shape: _Shape, scope: _Scope) -> _Shape:
+        test = self.translate(item.test)
+        if test.known:
+            return self.item(item.then if test.value else item.otherwise, shape, scope)
+        if self.needs_dims(item.then) or self.needs_dims(item.otherwise):
+            shape = self.unpack(shape)
+        then_scope, else_scope = scope.copy(), scope.copy()
+        self.pin(shape)
+        then_lines, then_end = self.capture(lambda: self.item(item.then, shape, then_scope))
+        self.pin(then_end)
+        else_lines, else_end = self.capture(lambda: self.item(item.otherwise, shape, else_scope))
+        self.pinned[-2:] = []
+        for base in {**then_scope.counts, **else_scope.counts}:
+            zero = pyexpr.const(0)
+            scope.counts[base] = pyexpr.conditional(test, then_scope.counts.get(base, zero),
+                                                    else_scope.counts.get(base, zero))
+        merged = self._merge(then_end, else_end, item)
+        if merged is not then_end:
+            then_lines += self.capture(lambda: self.assign(merged, then_end, item))[0]
+            else_lines += self.capture(lambda: self.assign(merged, else_end, item))[0]
+        self.emit(f"if {test}:")
+        self.lines += then_lines
+        self.emit("else:")
+        self.lines += else_lines
+        return merged
+
+    def _merge(self, then: _Shape, otherwise: _Shape, item: ir.Cond) -> _Shape:
+        """The shape after an ``if``: shared expressions stay, the rest go through locals set in both arms."""
+        if then.expr().src == otherwise.expr().src:
+            return then
+        if then.rank != otherwise.rank:
+            raise Unsupported("the two arms of this if give shapes of different ranks", item.span)
+        avoid = then.names | otherwise.names
+        if then.dims is None and otherwise.dims is None:
+            return _Shape(then.rank, whole=pyexpr.name(self.local("shape", "shape", avoid)))
+        dims = []
+        for preferred, position in zip(_dim_names(then.rank), range(then.rank)):
+            a, b = then.dim(position), otherwise.dim(position)
+            if then.dims is not None and otherwise.dims is not None and a.src == b.src:
+                dims.append(a)
+            else:
+                dims.append(pyexpr.name(self.local(preferred, "shape", avoid | {d.src for d in dims})))
+        return _Shape(then.rank, dims=tuple(dims))
+
+    def join(self, item: ir.Branch, shape: _Shape, scope: _Scope) -> _Shape:
+        if any(self.needs_dims(i) for branch in item.branches for i in branch):
+            shape = self.unpack(shape)
+        self.pin(shape)
+        containers, ends = [], []
+        for position, body in enumerate(item.branches):
+            container = self.local(f"b{position}", "branch", shape.names)
+            self.emit(f"{container} = nn.Sequential()")
+            end = self.items(body, shape, _Scope(container))
+            containers.append(container)
+            ends.append(end)
+            self.pin(end, container)
+        del self.pinned[-1 - len(ends):]
+        helper = "Concat" if item.op == "concat" else "Add"
+        self.file.helpers.add(helper)
+        self.place(scope, item.op, f"{helper}({', '.join(containers)})")
+        if item.op == "add":
+            return ends[0]
+        if any(end.rank != ends[0].rank for end in ends):
+            raise Unsupported("the branches of this concat give shapes of different ranks", item.span)
+        channels = ends[0].dim(0)
+        for end in ends[1:]:
+            channels = pyexpr.binary("+", channels, end.dim(0))
+        rest = [ends[0].dim(i) for i in range(1, ends[0].rank)]
+        return _Shape(ends[0].rank, dims=(channels, *rest))
+
+    # -- helpers used by emitters -----------------------------------------------------------------
+
+    def window(self, size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False) -> Py:
+        """The size along one axis after a convolution or pooling window, as simple as it can be written."""
+        values = (size, k, s, p, d)
+        if all(v.known for v in values):
+            return pyexpr.const((size.value + 2 * p.value - d.value * (k.value - 1) - 1) // s.value + 1)
+        if s.is_(1) and (same or all(v.known for v in (k, p, d))):
+            change = 0 if same else 2 * p.value - d.value * (k.value - 1)
+            return pyexpr.binary("+", size, pyexpr.const(change))
+        if p.is_(0) and d.is_(1) and s.src == k.src:
+            return pyexpr.binary("//", size, k)
+        self.file.helpers.add("out_size")
+        args = [size, k, s, p, d]
+        defaults = [None, None, 1, 0, 1]
+        while len(args) > 2 and args[-1].is_(defaults[len(args) - 1]):
+            args.pop()
+        return pyexpr.call("out_size", args)
+
+
+def _dim_names(rank: int) -> tuple[str, ...]:
+    return _DIM_NAMES.get(rank) or tuple(f"size{i}" for i in range(rank))
+
+
+def _coerce(type_: type, value: Py) -> Py:
+    """Known values take the argument's type, as ``resolve`` coerces them (``bias=1`` is True)."""
+    if not value.known:
+        return value
+    if type_ is bool:
+        return pyexpr.const(bool(value.value))
+    if type_ is float and not isinstance(value.value, bool):
+        return pyexpr.const(float(value.value))
+    return value
+
+
+def _literal(value: object) -> str:
+    return repr(value)
+
+
+def _literal_default(expr: ir.Expr | None) -> str | None:
+    """The Python literal for a parameter default that is a plain number (or true, false), else None."""
+    if isinstance(expr, ir.Number):
+        return repr(expr.value)
+    if isinstance(expr, ir.UnOp) and expr.op == "-" and isinstance(expr.operand, ir.Number):
+        return repr(-expr.operand.value)
+    if isinstance(expr, ir.Var) and expr.name in ("true", "false"):
+        return repr(expr.name == "true")
+    return None
+
+
+def _comment_above(node: ir.BlockDef | ir.NetworkDef) -> str:
+    """The ``#`` comment lines right above a definition: the spec author's description of it."""
+    lines = node.span.source.text.splitlines()
+    found: list[str] = []
+    number = node.span.line - 2
+    while number >= 0 and lines[number].lstrip().startswith("#"):
+        found.append(lines[number].lstrip()[1:].strip())
+        number -= 1
+    return "\n".join(reversed(found))
+
+
+def _docstring(block: ir.BlockDef, what: str) -> str:
+    lead = _comment_above(block)
+    where = f"archdsl {what} {block.name} ({block.span})."
+    return f"{lead}\n\n{where}" if lead else where
+
+
+def _indent_doc(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    lines = text.splitlines()
+    if len(lines) == 1:
+        return f'    """{lines[0]}"""'
+    body = "\n".join(f"    {line}" if line else "" for line in lines[1:])
+    return f'    """{lines[0]}\n{body}\n    """'
+
+
+# -- one emitter per layer kind -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Emitter:
+    """How a layer kind is written: its module's constructor call and the shape it gives."""
+
+    write: Callable[[LayerKind, dict, _Shape, _Writer, ir.Call], tuple[str, _Shape]]
+    needs_dims: bool = True  # False: the layer passes its input's shape on untouched
+
+
+def _nn(cls: str, positional: list[Py], keywords: list[tuple[str, Py, object]] = ()) -> str:
+    """``nn.Conv2d(1, 6, 5, padding=2)``: keyword arguments left out where they equal torch's default."""
+    parts = [p.src for p in positional]
+    for name, value, default in keywords:
+        same = default.src == value.src if isinstance(default, Py) else value.is_(default)
+        if not same:
+            parts.append(f"{name}={value}")
+    return f"nn.{cls}({', '.join(parts)})"
+
+
+def _rank(shape: _Shape, ranks: tuple[int, ...], kind: LayerKind, call: ir.Call) -> None:
+    if shape.rank not in ranks:
+        raise Unsupported(f"{call.name} cannot take a rank-{shape.rank} input here", call.span)
+
+
+def _conv(kind, args, shape, writer, call):
+    _rank(shape, (3,), kind, call)
+    c, h, w = shape.dims
+    k, s, d = args["k"], args["s"], args["d"]
+    same = args["p"] is SAME
+    if same and not (k.known and k.value % 2):
+        raise Unsupported(f"'{call.name}' has an even kernel", call.span)
+    p = pyexpr.binary("//", pyexpr.binary("*", d, pyexpr.const(k.value - 1)), pyexpr.const(2)) if same else args["p"]
+    module = _nn("Conv2d", [c, args["out"], k], [
+        ("stride", s, 1), ("padding", p, 0), ("dilation", d, 1), ("groups", args["groups"], 1), ("bias", args["bias"], True),
+    ])
+    out = (args["out"], writer.window(h, k, s, p, d, same), writer.window(w, k, s, p, d, same))
+    return module, _Shape(3, dims=out)
+
+
+def _pool(kind, args, shape, writer, call):
+    _rank(shape, (3,), kind, call)
+    c, h, w = shape.dims
+    k, p = args["k"], args["p"]
+    s = args["s"] if args["s"] is not None else k
+    one = pyexpr.const(1)
+    module = _nn(kind.torch_class, [k], [("stride", s, k), ("padding", p, 0)])
+    return module, _Shape(3, dims=(c, writer.window(h, k, s, p, one), writer.window(w, k, s, p, one)))
+
+
+def _adaptive(kind, args, shape, writer, call):
+    _rank(shape, (3,), kind, call)
+    h = args["h"]
+    w = args["w"] if args["w"] is not None else h
+    size = h if h.src == w.src else pyexpr.tuple_of([h, w])
+    return _nn("AdaptiveAvgPool2d", [size]), _Shape(3, dims=(shape.dims[0], h, w))
+
+
+def _linear(kind, args, shape, writer, call):
+    _rank(shape, (1,), kind, call)
+    module = _nn("Linear", [shape.dims[0], args["out"]], [("bias", args["bias"], True)])
+    return module, _Shape(1, dims=(args["out"],))
+
+
+def _flatten(kind, args, shape, writer, call):
+    size = shape.dims[0]
+    for dim in shape.dims[1:]:
+        size = pyexpr.binary("*", size, dim)
+    return "nn.Flatten()", _Shape(1, dims=(size,))
+
+
+def _bn(kind, args, shape, writer, call):
+    _rank(shape, (1, 3), kind, call)
+    cls = "BatchNorm2d" if shape.rank == 3 else "BatchNorm1d"
+    return _nn(cls, [shape.dims[0]], [("eps", args["eps"], 1e-5), ("momentum", args["momentum"], 0.1)]), shape
+
+
+def _lrn(kind, args, shape, writer, call):
+    _rank(shape, (3,), kind, call)
+    keywords = [("alpha", args["alpha"], 1e-4), ("beta", args["beta"], 0.75), ("k", args["k"], 1.0)]
+    return _nn("LocalResponseNorm", [args["size"]], keywords), shape
+
+
+def _plain(cls: str | None = None) -> _Emitter:
+    return _Emitter(lambda kind, args, shape, writer, call: (f"nn.{cls or kind.torch_class}()", shape), needs_dims=False)
+
+
+EMITTERS: dict[str, _Emitter] = {
+    "conv": _Emitter(_conv),
+    "maxpool": _Emitter(_pool),
+    "avgpool": _Emitter(_pool),
+    "adaptiveavgpool": _Emitter(_adaptive),
+    "linear": _Emitter(_linear),
+    "flatten": _Emitter(_flatten),
+    "bn": _Emitter(_bn),
+    "dropout": _Emitter(lambda kind, args, shape, writer, call: (_nn("Dropout", [args["p"]]), shape), needs_dims=False),
+    "lrn": _Emitter(_lrn, needs_dims=False),
+    "id": _plain("Identity"),
+    "relu": _plain(),
+    "sigmoid": _plain(),
+    "tanh": _plain(),
+    "gelu": _plain(),
+    "leakyrelu": _Emitter(lambda kind, args, shape, writer, call: (_nn("LeakyReLU", [], [("negative_slope", args["slope"], 0.01)]), shape),
+                          needs_dims=False),
+    "softmax": _Emitter(lambda kind, args, shape, writer, call: ("nn.Softmax(dim=1)", shape), needs_dims=False),
+}
+
+# -- fixed text -----------------------------------------------------------------------------------
+
+_OUT_SIZE = '''
+def out_size(size, k, s=1, p=0, d=1):
+    """The size along one axis after a window of k, stride s, padding p and dilation d (PyTorch's rule)."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+'''
+
+_JOIN = '''
+class Join(nn.ModuleDict):
+    """Branches that each run on the same input, named b0, b1, ..."""
+
+    def __init__(self, *branches):
+        super().__init__({f"b{i}": branch for i, branch in enumerate(branches)})
+'''
+
+_CONCAT = '''
+class Concat(Join):
+    """Concatenates the branches' outputs on channels."""
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.values()], 1)
+'''
+
+_ADD = '''
+class Add(Join):
+    """Sums the branches' outputs (a residual connection)."""
+
+    def forward(self, x):
+        outputs = [branch(x) for branch in self.values()]
+        total = outputs[0]
+        for y in outputs[1:]:
+            total = total + y
+        return total
+'''
+
+assert set(EMITTERS) == set(REGISTRY), "every layer kind needs a Python emitter"
