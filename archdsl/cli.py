@@ -74,7 +74,10 @@ def parse_params(items: list[str] | None) -> dict[str, object]:
         name, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
             raise UsageError(f"--param takes NAME=VALUE, not '{item}'", hint="for example --param classes=1000")
-        params[name.strip()] = parse_value(value)
+        try:
+            params[name.strip()] = parse_value(value)
+        except UsageError as err:
+            raise UsageError(f"--param {item}: {err.message}", hint=err.hint) from None
     return params
 
 
@@ -194,12 +197,71 @@ def check_command(
         raise typer.Exit(1)
 
 
+@app.command("fmt")
+def fmt_command(
+    specs: Annotated[list[Path], typer.Argument(help="Spec files to format.", show_default=False)],
+    check: Annotated[bool, typer.Option("--check", help="Change nothing; list the files that would change, exit 1 if any.")] = False,
+    write: Annotated[bool, typer.Option("--write", "-w", help="Rewrite the files in place (atomically).")] = False,
+) -> None:
+    """Print specs in the canonical style, comments kept (or --check them, or --write them back)."""
+    from archdsl.formatter import format_source
+    from archdsl.program import read_source
+
+    if check and write:
+        print(UsageError("--check and --write exclude each other").render(), file=sys.stderr)
+        raise typer.Exit(1)
+    failed = False
+    for spec in specs:
+        try:
+            source = read_source(spec)
+            formatted = format_source(source)
+            if formatted == source.text:
+                if not (check or write):
+                    print(formatted, end="")
+            elif check:
+                print(f"would reformat {spec}")
+                failed = True
+            elif write:
+                _rewrite(spec, formatted)
+                print(f"reformatted {spec}")
+            else:
+                print(formatted, end="")
+        except ArchError as err:
+            print(err.render(), file=sys.stderr)
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace a file's text atomically, keeping its permissions: the old file or the new, never half."""
+    import shutil
+
+    from archdsl.runner.atomic import write_atomic
+
+    def fill(tmp: Path) -> None:
+        tmp.write_bytes(text.encode("utf-8"))
+        shutil.copymode(path, tmp)
+
+    write_atomic(path, fill)
+
+
 @app.command("layers")
 def layers_command() -> None:
     """List the layer kinds, their arguments and defaults."""
     from archdsl.layers import describe_kinds
 
     print(describe_kinds())
+
+
+def _register_runner() -> None:
+    """``train`` and ``eval`` live with the runner (archdsl/runner/commands.py); they import torch only when run."""
+    from archdsl.runner import commands
+
+    commands.register(app)
+
+
+_register_runner()
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ class _Cluster:
     name: str
     label: str
     tooltip: str
-    level: int
+    level: int  # how many blocks are open around it, counting itself
     in_branch: bool  # inside a concat's or add's branch, beside the edges of the other branches
     body: list[_Box | _Cluster] = field(default_factory=list)
     aligned: list[list[str]] = field(default_factory=list)  # nodes to draw on one rank: a join's branch heads
@@ -109,18 +109,20 @@ class _Drawing:
     def __init__(self, depth: int | None, fold_activations: bool) -> None:
         self.depth = depth
         self.fold = fold_activations
-        self.edges: list[tuple[str, str, dict[str, str]]] = []
         self.home: dict[str, _Cluster] = {}  # the cluster each node is drawn in
+        self.edges: list[tuple[str, str, dict[str, str]]] = []
 
     def edge(self, tail: _Tail, head: str) -> None:
-        # A shortcut says what it is, as the ResNet paper's "identity" arrow does.
-        lines = (["identity"] if tail.via else []) + ([format_shape(tail.shape)] if tail.labelled else [])
         home = self.home[head]
-        # dot 2.42-2.43 places the label of an edge inside a block that sits in a branch outside that
-        # block, bending the edge around it (a DenseNet's conv_block beside its identity edge); an
-        # external label (xlabel) is placed after layout and stays next to the straight edge.
-        where = "xlabel" if home.in_branch and self.home[tail.node] is home else "label"
-        attrs = {where: "\\n".join(lines)} if lines else {}
+        attrs = {}
+        if tail.labelled:
+            # dot 2.42-2.43 places the label of an edge inside a block that sits in a branch outside
+            # that block, bending the edge around it (a DenseNet's conv_block beside its identity
+            # edge); an external label (xlabel) is placed after layout, next to the straight edge.
+            where = "xlabel" if home.in_branch and self.home[tail.node] is home else "label"
+            attrs[where] = format_shape(tail.shape)
+        # A shortcut (fork point to join, no layer between) goes without a label for the same
+        # reason: a labelled one pushes the edges beside it out of shape. Its tooltip names it.
         if tail.via:
             attrs["tooltip"] = "\\n".join(f"{path} (identity)" for path in tail.via)
         self.edges.append((tail.node, head, attrs))
@@ -201,10 +203,8 @@ def _join(node: ir.Join) -> _Box:
 
 
 def _collapsed(node: ir.Block) -> _Box:
-    label = (
-        f'<<b>{html.escape(node.call)}</b><br/><font point-size="9">{format_shape(node.in_shape)} → '
-        f"{format_shape(node.out_shape)}, {node.params:,} params</font>>"
-    )
+    sizes = f"{format_shape(node.in_shape)} → {format_shape(node.out_shape)}, {node.params:,} params"
+    label = f'<<b>{html.escape(node.call)}</b><br/><font point-size="9">{html.escape(sizes)}</font>>'
     attrs = {"fillcolor": BLOCK_COLOUR, "penwidth": "1.2"}
     return _Box(node.path, label, attrs, [_where(node)])
 
@@ -258,8 +258,9 @@ def draw(network: ir.Network, depth: int | None = None, direction: str = "TB", f
                    "arrowsize": "0.6", "penwidth": "0.8"},
     )
     _emit(root, graph)
-    for tail_node, head, attrs in drawing.edges:
-        graph.edge(tail_node, head, **attrs)
+    # Where an edge is written makes no difference to dot's layout; all of them go last, at the top.
+    for start, end, attrs in drawing.edges:
+        graph.edge(start, end, **attrs)
     return graph
 
 

@@ -245,7 +245,7 @@ class _Pool(LayerKind):
 
     def validate(self, args):
         if args["s"] <= 0:
-            raise LayerError("stride must be positive", arg="s")
+            raise LayerError(f"stride must be positive, but it is {args['s']}", arg="s")
         if args["p"] > args["k"] // 2:
             raise LayerError(
                 f"padding {args['p']} is more than half the window {args['k']}",

@@ -7,6 +7,7 @@ of what was expected.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
         return ParseError(
             f"unexpected end of file; expected {_words(set(expected))}",
             source.span(line, max(column, 1)),
-            hint=_eof_hint(source.text),
+            hint=_unclosed(source.text),
         )
     if isinstance(err, UnexpectedCharacters):
         char = source.text[err.pos_in_stream] if err.pos_in_stream < len(source.text) else "?"
@@ -123,35 +124,52 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
     token = err.token
     expected = set(err.accepts or err.expected)
     found = f"'{token}'" if token.type != "NAME" else f"name '{token}'"
+    message = f"unexpected {found}; expected {_words(expected)}"
     hint = None
     if "SEMICOLON" in expected and token.type in {"NAME", "CALLNAME", "LESSTHAN", "REPEAT", "CONCAT", "ADD", "IF"}:
+        message = f"expected ';' before {found}"
         hint = "items of a sequence are separated by ';'"
+    elif expected & {"MORETHAN", "RSQB", "RPAR"} and token.type in {"BLOCK", "NETWORK", "IMPORT"}:
+        hint = _unclosed(source.text[: err.pos_in_stream])
+    elif "COLON" in expected:
+        hint = "a network declares its input shape: network NAME : [C, H, W] = ..."
+    elif token.type in {"RSQB", "VBAR"} and "CALLNAME" in expected:
+        hint = "a branch needs at least one item; 'id' passes the input through unchanged"
     elif token.type == "MORETHAN" and "MORETHAN" not in expected:
         hint = "'>' closes a group opened with '<'; is a '<' missing, or is this a comparison outside an if?"
     elif token.type == "EQUAL" and "EQUAL" not in expected:
         hint = "keyword arguments are written name=value after the layer's name"
     end_column = getattr(token, "end_column", None) or column + max(1, len(str(token)))
-    return ParseError(
-        f"unexpected {found}; expected {_words(expected)}",
-        source.span(line, column, line, end_column),
-        hint=hint,
-    )
+    return ParseError(message, source.span(line, column, line, end_column), hint=hint)
 
 
-def _eof_hint(text: str) -> str | None:
-    opened = {"<": ">", "[": "]", "(": ")"}
-    depth = {k: 0 for k in opened}
-    for char in text:
-        if char in opened:
-            depth[char] += 1
-        elif char in opened.values():
-            for k, v in opened.items():
-                if v == char:
-                    depth[k] -= 1
-    for k, v in opened.items():
-        if depth[k] > 0:
-            return f"an '{k}' is never closed with '{v}'"
-    return None
+_BRACKET_SCAN = re.compile(r'#[^\n]*|"[^"\n]*"|[A-Za-z_]\w*|[<>]=|[<>\[\]()]')
+_CLOSING = {"<": ">", "[": "]", "(": ")"}
+
+
+def _unclosed(text: str) -> str | None:
+    """Where the innermost bracket that is still open at the end of ``text`` was opened, as a hint.
+
+    A rough scan (it skips comments, strings, and comparisons between ``if`` and ``then``), good
+    enough to point at the culprit after a parse error.
+    """
+    stack: list[tuple[str, int]] = []
+    in_test = False
+    for match in _BRACKET_SCAN.finditer(text):
+        word = match.group()
+        if word in ("if", "then"):
+            in_test = word == "if"
+        elif word in _CLOSING and not (in_test and word == "<"):
+            stack.append((word, match.start()))
+        elif word in _CLOSING.values() and not (in_test and word == ">"):
+            if stack and _CLOSING[stack[-1][0]] == word:
+                stack.pop()
+    if not stack:
+        return None
+    char, offset = stack[-1]
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"the '{char}' at line {line}, column {column} is never closed with '{_CLOSING[char]}'"
 
 
 @v_args(inline=True, meta=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 from archdsl import ir
@@ -41,7 +42,9 @@ class Limits:
     """Bounds that hold before anything is expanded or allocated."""
 
     max_layers: int = 200_000
-    max_depth: int = 100
+    # Real networks nest a few levels. 64 keeps every pass well inside Python's stack, and the IR's
+    # JSON inside pydantic's serialisation depth (a concat costs three levels, and 85 nested failed).
+    max_depth: int = 64
     max_params: int = field(default_factory=_default_max_params)
 
 
@@ -185,7 +188,7 @@ class _Resolver:
         count = self.evaluate(item.count, scope)
         if isinstance(count, bool) or not isinstance(count, int):
             raise ResolveError(f"repeat count must be a whole number, not {_show_value(count)}", item.count.span,
-                               hint="use // for integer division" if isinstance(count, float) else None)
+                               hint=_division_hint(count))
         if count < 0:
             raise ResolveError(f"repeat count must not be negative, but it is {count}", item.count.span)
         if self.layers + count > self.limits.max_layers:
@@ -257,8 +260,14 @@ class _Resolver:
             out_shape = kind.infer(args, shape)
         except LayerError as err:
             where = arg_spans.get(err.arg, call.span)
-            message = f"{call.name}: {err.message}" if not err.message.startswith(call.name) else err.message
-            raise ShapeError(f"{message} (input {show(shape)})" if err.arg is None else message, where, hint=err.hint) from None
+            # Say it with the name the user wrote: "maxpool2 window ...", not "maxpool2: maxpool window ...".
+            if err.message.startswith(kind.key):
+                message = call.name + err.message[len(kind.key):]
+            else:
+                message = f"{call.name}: {err.message}"
+            if err.arg is None and show(shape) not in message:
+                message += f" (input {show(shape)})"
+            raise ShapeError(message, where, hint=err.hint) from None
         params = kind.params(args, shape)
         self.count(1, call.span)
         self.params += params
@@ -285,6 +294,11 @@ class _Resolver:
         slots = [spec.name for spec in kind.args if spec.name not in fixed]
         position = 0
         for arg in call.args:
+            if arg.name is None and isinstance(arg.value, ir.Var) and arg.value.name not in scope.env:
+                what = "block" if arg.value.name in self.program.blocks else "layer" if lookup(arg.value.name) else None
+                if what:
+                    raise ResolveError(f"'{arg.value.name}' is a {what}, not an argument of {call.name}", arg.span,
+                                       hint=f"is a ';' missing before {arg.value.name}?")
             if arg.name is None:
                 if position >= len(slots):
                     raise ResolveError(
@@ -299,9 +313,9 @@ class _Resolver:
                     raise ResolveError(f"{call.name} already sets {name}={fixed[name]}", arg.span,
                                        hint=f"write {kind.key} ... {name}=... to choose it yourself")
                 if name not in specs:
-                    close = _closest(name, specs)
-                    raise ResolveError(f"{call.name} has no argument '{name}'", arg.span,
-                                       hint=f"did you mean '{close}'?" if close else _signature(call.name, kind, fixed))
+                    close = _closest(name, specs) or _described(name, kind)
+                    hint = f"did you mean '{close}' ({specs[close].doc})?" if close else _signature(call.name, kind, fixed)
+                    raise ResolveError(f"{call.name} has no argument '{name}'", arg.span, hint=hint)
             if name in spans:
                 raise ResolveError(f"{call.name}: argument '{name}' given twice", arg.span)
             values[name] = _coerce(specs[name], self.evaluate(arg.value, scope), arg.span, call.name)
@@ -439,7 +453,7 @@ def _symbolic_error(err: SymbolicError, span: Span) -> ResolveError:
 
 
 def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
-    name = f"{layer} {spec.name}"
+    name = f"{layer} {spec.name}" + (f" ({spec.doc})" if spec.doc else "")
     if spec.type is bool:
         if isinstance(value, bool) or value in (0, 1):
             return bool(value)
@@ -449,11 +463,12 @@ def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
                            hint="it depends on the symbolic input size; give a concrete one (--input 1x96x96)")
     if spec.type is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            hint = "use // for integer division" if isinstance(value, float) and value == int(value) else None
-            raise ResolveError(f"{name} must be a whole number, not {_show_value(value)}", span, hint=hint)
+            raise ResolveError(f"{name} must be a whole number, not {_show_value(value)}", span, hint=_division_hint(value))
     elif spec.type is float:
         if isinstance(value, bool):
             raise ResolveError(f"{name} must be a number, not {_show_value(value)}", span)
+        if isinstance(value, int) and abs(value) >= 2**1024:
+            raise ResolveError(f"{name} is too large to be a decimal number", span)
         value = float(value)
         if not math.isfinite(value):
             raise ResolveError(f"{name} must be finite, not {value}", span)
@@ -468,8 +483,20 @@ def _show_value(value: ir.Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value) if value.is_integer() else f"{value:g}"  # 32.0, not 32: it is not a whole number here
     return str(value)
+
+
+def _division_hint(value: ir.Value) -> str | None:
+    """A whole number that came out as a decimal was most likely made by '/'."""
+    return "use // for integer division" if isinstance(value, float) and value.is_integer() else None
+
+
+def _described(name: str, kind: LayerKind) -> str | None:
+    """The argument whose description uses a word like ``name``: stride -> s, padding -> p, kernel_size -> k."""
+    words = {word: spec.name for spec in kind.args for word in re.findall(r"[a-z]+", spec.doc.lower()) if len(word) > 2}
+    close = _closest(name.lower().replace("_", ""), words) or _closest(name.lower().split("_")[0], words)
+    return words[close] if close else None
 
 
 def _count(n: int, what: str) -> str:
@@ -539,9 +566,11 @@ def resolve_network(
     sizer = _Resolver(program, resolver.limits, sizing=True)
     sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
     if isinstance(sizer.params, int) and sizer.params > resolver.limits.max_params:
+        weights = sizer.params * 4  # whole GiB in integers: an absurd spec's count would overflow a float
+        size = f"{weights // 2**30:,} GiB" if weights >= 2**30 else f"{weights / 2**20:,.1f} MiB"
         raise LimitError(
-            f"network {definition.name} needs {sizer.params:,} parameters ({sizer.params * 4 / 2**30:,.1f} GiB of fp32 "
-            f"weights), more than the limit of {resolver.limits.max_params:,}",
+            f"network {definition.name} needs {sizer.params:,} parameters ({size} of fp32 weights), "
+            f"more than the limit of {resolver.limits.max_params:,}",
             definition.span,
             hint="raise the limit with --max-params if this is intended",
         )

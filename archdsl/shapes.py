@@ -50,7 +50,7 @@ def spatial(kind: str, hw: tuple[int, int], k: int, s: int, p: int, d: int) -> t
     if any(isinstance(size, int) and size < reach for size in padded):
         window = f"{k}×{k}" + (f" (dilated to {reach}×{reach})" if d != 1 else "")
         raise LayerError(
-            f"{kind} window {window} is larger than its padded input {show(padded)} (padding {p})",
+            f"{kind} window {window} is larger than its input {show(hw)}" + (f" padded to {show(padded)}" if p else ""),
             hint="the spatial size has fallen below 1: use a larger input, more padding, or fewer downsampling layers",
         )
     return pooled_size(hw[0], k, s, p, d), pooled_size(hw[1], k, s, p, d)
@@ -89,6 +89,11 @@ def mismatch_hint(op: str, shapes: list[Shape]) -> str:
         if shape[1:] == first[1:]:
             return f"give the branches the same output channels (branch 1 has {first[0]}, branch {index} has {shape[0]})"
         gap = first[1] - shape[1]
+        if isinstance(gap, int) and min(first[1], shape[1]) * 2 <= max(first[1], shape[1]) + 1:
+            # One side is about half the other or less: a stride, not a padding, makes the difference.
+            larger = index if gap < 0 else 1
+            stride = round(max(first[1], shape[1]) / min(first[1], shape[1]))
+            return f"branch {larger} does not downsample like the other: give it the same stride (s={stride})"
         if isinstance(gap, int):
             side = "smaller" if gap > 0 else "larger"
             fix = f": padding {abs(gap) // 2} {'more' if gap > 0 else 'less'} on it fixes it" if gap % 2 == 0 else ""

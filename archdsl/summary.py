@@ -106,6 +106,8 @@ def as_json(network: ir.Network, depth: int | None = None) -> dict:
 def _bytes(n) -> str:
     if not isinstance(n, int):
         return f"{n} B"
+    if n >= 2**40:
+        return f"{n // 2**30:,} GiB"  # whole GiB in integers: an absurd spec's size would overflow a float
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"

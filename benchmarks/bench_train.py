@@ -145,7 +145,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
-    print(f"{args.batches} timed batches after {args.batches} warm-up ones; median of {args.repeats}\n")
+    print(f"{args.batches} timed batches after {args.batches} warm-up ones; median of {args.repeats}; "
+          f"load average before: {os.getloadavg()[0]:.2f}\n")
     print("| model | batch | archdsl ex/s | d2l ex/s (wall) | d2l ex/s (compute only) | ratio (wall) | ratio (compute) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for case in CPU_CASES:
@@ -159,6 +160,7 @@ def main() -> None:
         a, w, c = statistics.median(ours), statistics.median(wall), statistics.median(compute)
         print(f"| {case.label} | {case.batch} | {a:,.0f} | {w:,.0f} | {c:,.0f} | {a / w:.2f}x | {a / c:.2f}x |",
               flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f} (above ~0.5 on 2 cores, other work shared the CPU)")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
+from archdsl import ir
+
 # -- expressions -----------------------------------------------------------------------------------
 
 
@@ -94,7 +96,8 @@ class Reject(Exception):
 
 TORCH_REJECTS = (RuntimeError, ValueError, IndexError, Reject)
 
-_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b}
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b,
+        "%": lambda a, b: a % b, "/": lambda a, b: a / b}
 _CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
         "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
 
@@ -485,6 +488,11 @@ def measure(module: nn.Module, x: torch.Tensor) -> dict[str, Seen]:
     }
 
 
+def join_branches(nodes) -> set[str]:
+    """The branch containers of ``concat``/``add`` nodes (``add_0.b1``): modules without a node of their own."""
+    return {f"{n.path}.b{i}" for n in nodes if isinstance(n, ir.Join) for i in range(len(n.branches))}
+
+
 def total_macs(module: nn.Module, x: torch.Tensor) -> int:
     """MACs of one sample through every conv and linear weight of ``module``."""
     leaves = {name for name, m in module.named_modules() if name and not list(m.children())}
@@ -758,7 +766,9 @@ class _Gen:
 
     def layer_dropout(self, x):
         p = self.pick([0.0, 0.1, 0.25, 0.5, 0.75])
-        return self.pick([Layer("dropout", [Lit(p)]), Layer("dropout", [], {"p": Lit(p)}), Layer("dropout")])
+        quarters = Bin("/", Lit(int(p * 4)), Lit(4))  # a float from whole numbers
+        return self.pick([Layer("dropout", [Lit(p)]), Layer("dropout", [], {"p": Lit(p)}), Layer("dropout"),
+                          Layer("dropout", [quarters])])
 
     def layer_act(self, x):
         kind = self.pick(_ACTIVATIONS)
@@ -790,9 +800,9 @@ class _Gen:
         return self.new_block(x, depth)
 
     def new_block(self, x, depth):
-        name = f"blk{len(self.program.blocks)}"
         block_in = tuple(x.shape[1:]) if x is not None else ()
         body, _ = self.sequence(x, block_in, depth + 1, self.int(1, 4))
+        name = f"blk{len(self.program.blocks)}"  # after the body, which may define blocks of its own
         lifted = self.lift(body, block_in, block_in, [], all_defaults=False)
         block = BlockDef(name, [(pname, d) for pname, _, d in lifted], body,
                          self.pick(["main.arch", "lib.arch", "sub/deep.arch"]))
@@ -825,7 +835,7 @@ class _Gen:
 
     def expr_for(self, v: int, params: list, block_in: tuple) -> Expr:
         """An expression worth ``v`` here: a parameter, arithmetic on one, min/max, or ``in.c``."""
-        options: list = [Lit(v)]
+        options: list = [Lit(v), Neg(Neg(Lit(v))), Bin("-", Lit(v + 1), Lit(1))]
         for name, u in params:
             if u == v:
                 options += [Ref(name), Ref(name), Fn("max", [Ref(name), Lit(0)]), Fn("min", [Ref(name), Lit(v + 2)])]
@@ -837,7 +847,7 @@ class _Gen:
                 if u // d == v:
                     options.append(Bin("//", Ref(name), Lit(d)))
             if u > v:
-                options.append(Bin("-", Ref(name), Lit(u - v)))
+                options += [Bin("-", Ref(name), Lit(u - v)), Bin("%", Bin("+", Ref(name), Lit(v)), Ref(name))]
         for dim, size in zip("chw", block_in):
             if size == v:
                 options += [InDim(dim), Fn("max", [InDim(dim), Lit(1)])]

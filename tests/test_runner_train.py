@@ -232,3 +232,38 @@ def test_options_beyond_sgd(tmp_path):
     assert result.final.lr == pytest.approx(0.003 / (2 * 16 - round(0.6 * 16)))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["options"]["label_smoothing"] == 0.1
     assert asdict(result.final)["epoch"] == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_bar_and_the_same_epoch_lines(tmp_path):
+    screen = _Terminal()
+    train.start(FakeNetwork(kind="mlp"), SMALL.replace(epochs=1, limit=500, out=str(tmp_path / "run")), stream=screen)
+    assert "epoch 1/1  train_loss " in screen.getvalue()
+    assert "\x1b[" in screen.getvalue()  # drawn by rich, with terminal control codes
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_a_gpu(tmp_path):
+    with pytest.raises(UsageError, match="--device cuda, but torch sees no CUDA device here"):
+        train.start(FakeNetwork(), SMALL.replace(device="cuda", out=str(tmp_path / "r")), stream=io.StringIO())
+
+
+def test_a_run_killed_in_its_first_epoch_starts_over_in_its_folder(tmp_path, monkeypatch):
+    options = SMALL.replace(epochs=1, limit=500, out=str(tmp_path / "run"))
+    net = FakeNetwork(kind="mlp")
+    reference = train.start(net, options.replace(out=str(tmp_path / "reference")), stream=io.StringIO())
+
+    def dying_save(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.start(net, options, stream=io.StringIO())
+    monkeypatch.undo()
+    assert checkpoint.latest(tmp_path / "run") is None
+    resumed = train.resume(net, tmp_path / "run", stream=io.StringIO())
+    assert outcome(resumed.history) == outcome(reference.history)

@@ -21,6 +21,8 @@ _BINARY = {
     "*": PRODUCT, "/": PRODUCT, "//": PRODUCT, "%": PRODUCT,
 }  # fmt: skip
 
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
+
 _UNKNOWN = object()
 
 
@@ -32,6 +34,7 @@ class Py:
     prec: int
     names: frozenset[str] = frozenset()
     value: object = _UNKNOWN
+    negated: str | None = None  # for a comparison, the same comparison negated (``not a < b`` is ``a >= b``)
 
     @property
     def known(self) -> bool:
@@ -83,14 +86,16 @@ def binary(op: str, left: Py, right: Py) -> Py:
     # never chain (``(a < b) == c`` is not ``a < b == c``).
     left_src = _wrap(left, prec + 1 if prec == COMPARE else prec)
     right_src = _wrap(right, prec + 1)
-    return Py(f"{left_src} {op} {right_src}", prec, left.names | right.names)
+    negated = f"{left_src} {_NEGATED[op]} {right_src}" if op in _NEGATED else None
+    return Py(f"{left_src} {op} {right_src}", prec, left.names | right.names, negated=negated)
 
 
 def logical(op: str, left: Py, right: Py) -> Py:
     """``left and right``, ``left or right``, read as truth values as archdsl reads them in an ``if``."""
-    if left.known:
-        decided = not left.value if op == "and" else bool(left.value)
-        return const(bool(left.value)) if decided else right
+    for known, other in ((left, right), (right, left)):
+        if known.known:
+            decided = not known.value if op == "and" else bool(known.value)
+            return const(bool(known.value)) if decided else other
     return binary(op, left, right)
 
 
@@ -100,6 +105,8 @@ def unary(op: str, operand: Py) -> Py:
     if op == "not":
         if operand.known:
             return const(not operand.value)
+        if operand.negated is not None:
+            return Py(operand.negated, COMPARE, operand.names, negated=operand.src)
         return Py(f"not {_wrap(operand, NOT)}", NOT, operand.names)
     if operand.known and not isinstance(operand.value, bool):
         return const(-operand.value)

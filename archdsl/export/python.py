@@ -27,7 +27,9 @@ computes them (``out_size`` is PyTorch's rule for a window).
 
 from __future__ import annotations
 
+import itertools
 import keyword
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -50,6 +52,10 @@ _DIM_NAMES = {1: ("features",), 3: ("channels", "height", "width")}
 
 class Unsupported(BackendError):
     """A construct the Python export cannot write as a class (the ONNX and TorchScript exports can)."""
+
+
+class _RankChange(Unsupported):
+    """A loop body whose output rank is not its input's."""
 
 
 def python_source(net: CompiledNetwork) -> str:
@@ -88,9 +94,12 @@ class _Scope:
 
     container: str
     counts: dict[str, Py] = field(default_factory=dict)
+    # In the network's own class, outside loops and undecided ifs: the IR path of the container
+    # (``concat_0.b1.``), where the resolved graph says what each node gives.
+    prefix: str | None = None
 
-    def copy(self) -> _Scope:
-        return _Scope(self.container, dict(self.counts))
+    def copy(self, prefix: str | None = None) -> _Scope:
+        return _Scope(self.container, dict(self.counts), prefix)
 
 
 @dataclass(frozen=True)
@@ -115,16 +124,17 @@ class _File:
         self.class_names: set[str] = set()
         self.network_class = self._class_name(net.name, suffix="")
         self.base_names = {name: self._class_name(name, suffix="Block") for name in self.program.blocks}
+        self.nodes = {node.path: node for node in ir.walk(net.ir.body)}
 
     def _class_name(self, name: str, suffix: str) -> str:
+        """``conv_block`` -> ``ConvBlock``; on a clash, ``suffix`` and then a number are added."""
         base = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Block"
-        candidate = base
-        number = 2
-        while candidate in self.class_names or candidate in _RESERVED:
-            candidate = f"{base}{suffix}" if suffix and candidate == base else f"{base}{suffix}{number}"
-            number += suffix == "" or candidate != f"{base}{suffix}"
-        self.class_names.add(candidate)
-        return candidate
+        candidates = itertools.chain([base, base + suffix], (f"{base}{suffix}{n}" for n in itertools.count(2)))
+        for candidate in candidates:
+            if candidate not in self.class_names and candidate not in _RESERVED:
+                self.class_names.add(candidate)
+                return candidate
+        raise AssertionError("unreachable")
 
     def block_class(self, block: ir.BlockDef, rank: int, call: ir.Call) -> _ClassInfo:
         key = (block.name, rank)
@@ -133,8 +143,8 @@ class _File:
         if key in self.in_progress:
             raise Unsupported(f"block '{block.name}' calls itself", call.name_span)
         self.in_progress.add(key)
-        taken_ranks = [r for (b, r) in self.classes if b == block.name]
-        name = self.base_names[block.name] if not taken_ranks else self._class_name(f"{block.name}_{rank}d", suffix="")
+        other_ranks = any(b == block.name for b, _ in (*self.classes, *self.in_progress) if (b, _) != key)
+        name = self._class_name(f"{block.name}_{rank}d", suffix="") if other_ranks else self.base_names[block.name]
         writer = _Writer(self, block.params, in_rank=rank)
         end = writer.body(block.body)
         info = _ClassInfo(name, writer.param_names, end.rank)
@@ -157,18 +167,23 @@ class _File:
             parts += [_CONCAT] if "Concat" in self.helpers else []
             parts += [_ADD] if "Add" in self.helpers else []
         parts += [*self.sources, network]
-        return "\n\n".join(part.strip("\n") for part in parts) + "\n"
+        return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
     def _input_dims(self, writer: _Writer) -> list[Py]:
-        if self.net.input_shape != writer.declared_input(self.definition):
+        """The declared input sizes in the network's parameters, or numbers where --input replaced them."""
+        symbolic = [writer.translate(e) for e in self.definition.input]
+        bound, writer.env = writer.env, {k: pyexpr.const(v) for k, v in self.net.param_values.items()}
+        declared = [writer.translate(e).value for e in self.definition.input]
+        writer.env = bound
+        if tuple(declared) != self.net.input_shape:
             return [pyexpr.const(d) for d in self.net.input_shape]
-        return [writer.translate(e) for e in self.definition.input]
+        return symbolic
 
     def _header(self) -> str:
         net = self.net
         source = net.source_path or "a spec"
         shape = ", ".join(str(d) for d in net.input_shape)
-        imports = "import torch\nfrom torch import nn" if self.helpers & {"Concat", "Add"} else "from torch import nn"
+        imports = "import torch\nfrom torch import nn" if "Concat" in self.helpers else "from torch import nn"
         return (
             f'"""{net.name} in plain PyTorch, written by `archdsl export` from {source}.\n\n'
             f"    model = {self.network_class}()\n"
@@ -183,8 +198,10 @@ class _File:
         bound = ", ".join(f"{k}={_literal(v)}" for k, v in net.param_values.items())
         shape = "x".join(str(d) for d in net.input_shape)
         out = "x".join(str(d) for d in net.output_shape)
-        lead = _comment_above(self.definition)
-        text = f"network {net.name}({bound}): {shape} -> {out}, {net.params:,} parameters ({self.definition.span})."
+        span = self.definition.span
+        lead = _comment_above(self.definition) or _comment_above(self.definition, line=1)
+        text = (f"archdsl network {net.name} ({span.file}:{span.line}), exported with {bound or 'no parameters'}\n"
+                f"(the constructor's defaults): {shape} -> {out}, {net.params:,} parameters.")
         return f"{lead}\n\n{text}" if lead else text
 
 
@@ -207,7 +224,8 @@ class _Writer:
             self.param_names[param.name] = python
         self.env = {name: pyexpr.name(python) for name, python in self.param_names.items()}
         self.locals: dict[str, str] = {}  # local name -> what it holds ("shape", "branch", "index", "block")
-        self.pinned: list[frozenset[str]] = []
+        self.pinned: list[frozenset[str]] = []  # names that earlier shapes still read: not to be reassigned
+        self.indices: list[str] = []  # the loop variables in scope
         self.lines: list[str] = []
         self.depth = 2
         self.in_dims: list[Py] = [pyexpr.index(pyexpr.name("in_shape"), i) for i in range(in_rank)]
@@ -239,7 +257,8 @@ class _Writer:
             signature += self._block_signature(fills)
         if keyword_shape:
             signature += ["*", "in_shape"]
-        body = ["        super().__init__()", *fills, *self.lines, f"        self.out_shape = {end.expr()}"]
+        body = _finish(["        super().__init__()", *fills, *self.lines, f"        self.out_shape = {end.expr()}"])
+        body = [_wrap_line(line) for line in body]
         return "\n".join([
             f"class {name}(nn.Sequential):",
             _indent_doc(doc),
@@ -280,13 +299,17 @@ class _Writer:
         while (candidate in busy or keyword.iskeyword(candidate) or candidate in _RESERVED
                or candidate in self.file.class_names or candidate in self.param_names.values()
                or self.locals.get(candidate, kind) != kind):
-            candidate = f"{preferred}{number}"
+            candidate = f"{preferred}_{number}" if preferred[-1].isdigit() else f"{preferred}{number}"
             number += 1
         self.locals[candidate] = kind
         return candidate
 
-    def pin(self, *shapes: _Shape | str) -> None:
-        self.pinned.append(frozenset().union(*(s if isinstance(s, str) and {s} or s.names for s in shapes)))
+    def pin(self, *held: _Shape | str) -> None:
+        """Keep the names that ``held`` reads (or a local's own name) from reuse until unpinned."""
+        names: set[str] = set()
+        for thing in held:
+            names |= {thing} if isinstance(thing, str) else thing.names
+        self.pinned.append(frozenset(names))
 
     # -- expressions ------------------------------------------------------------------------------
 
@@ -326,25 +349,26 @@ class _Writer:
         if in_dims is not None:
             self.in_dims = in_dims
         shape = start if start is not None else _Shape(self.in_rank, whole=pyexpr.name("in_shape"))
-        return self.items(items, shape, _Scope("self"))
+        return self.items(items, shape, _Scope("self", prefix="" if in_dims is not None else None))
 
-    def items(self, items: tuple[ir.Item, ...], shape: _Shape, scope: _Scope) -> _Shape:
-        for item in items:
-            shape = self.item(item, shape, scope)
+    def items(self, items: tuple[ir.Item, ...], shape: _Shape, scope: _Scope, needed: bool = True) -> _Shape:
+        """Write a sequence; ``needed`` is False where nothing reads the shape it ends with."""
+        for position, item in enumerate(items):
+            shape = self.item(item, shape, scope, needed or position < len(items) - 1)
         return shape
 
-    def item(self, item: ir.Item, shape: _Shape, scope: _Scope) -> _Shape:
+    def item(self, item: ir.Item, shape: _Shape, scope: _Scope, needed: bool = True) -> _Shape:
         if isinstance(item, ir.Call):
             block = self.file.program.blocks.get(item.name)
             if block is not None:
                 return self.block_call(item, block, shape, scope)
             return self.layer(item, shape, scope)
         if isinstance(item, ir.Group):
-            return self.items(item.items, shape, scope)
+            return self.items(item.items, shape, scope, needed)
         if isinstance(item, ir.Repeat):
             return self.repeat(item, shape, scope)
         if isinstance(item, ir.Cond):
-            return self.cond(item, shape, scope)
+            return self.cond(item, shape, scope, needed)
         return self.join(item, shape, scope)
 
     def place(self, scope: _Scope, base: str, module: str, block: bool = False) -> str:
@@ -410,9 +434,10 @@ class _Writer:
 
     def block_call(self, call: ir.Call, block: ir.BlockDef, shape: _Shape, scope: _Scope) -> _Shape:
         info = self.file.block_class(block, shape.rank, call)
-        args = []
+        args, known = [], shape.expr().known
         for arg in call.args:
             value = self.translate(arg.value)
+            known = known and value.known
             if arg.name is None:
                 args.append(value.src)
             elif arg.name in info.params:
@@ -420,7 +445,14 @@ class _Writer:
             else:
                 raise Unsupported(f"block {block.name} has no parameter '{arg.name}'", arg.span)
         args.append(f"in_shape={shape.expr()}")
+        index = scope.counts.get(block.name, pyexpr.const(0))
         holder = self.place(scope, block.name, f"{info.name}({', '.join(args)})", block=True)
+        if known and scope.prefix is not None and index.known:
+            # Numbers in, numbers out: a block's output depends on its arguments and input only, so
+            # the resolved graph's shape holds whatever the network's own parameters are.
+            node = self.file.nodes.get(f"{scope.prefix}{block.name}_{index.value}")
+            if isinstance(node, ir.Block):
+                return _Shape(len(node.out_shape), dims=tuple(pyexpr.const(d) for d in node.out_shape))
         root = holder.split(".")[0]
         return _Shape(info.out_rank, whole=pyexpr.attribute(f"{holder}.out_shape", root))
 
@@ -430,12 +462,14 @@ class _Writer:
         """The shape with one expression per size, unpacking a tuple into locals where needed."""
         if shape.dims is not None:
             return shape
-        names = [self.local(n, "shape") for n in _dim_names(shape.rank)]
-        if len(names) == 1:
-            self.emit(f"{names[0]} = {pyexpr.index(shape.whole, 0)}")
-        else:
-            self.emit(f"{', '.join(names)} = {shape.whole}")
+        names = tuple(self.local(n, "shape") for n in _dim_names(shape.rank))
+        self.set(names, whole=shape.whole)
         return _Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+
+    def set(self, targets: tuple[str, ...], values: tuple[Py, ...] = (), whole: Py | None = None) -> None:
+        """Assign sizes to locals; written once the class is complete, leaving out what nothing reads."""
+        if targets:
+            self.lines.append(_Assign("    " * self.depth, targets, values, whole))
 
     def assignable(self, shape: _Shape, needs_dims: bool) -> _Shape:
         """The shape held in locals that a loop may reassign: one per size, or one tuple."""
@@ -451,79 +485,74 @@ class _Writer:
                 target = self.local(preferred, "shape", frozenset(names) | shape.names)
                 names.append(target)
                 targets.append(target)
-                values.append(dim.src)
-            if targets:
-                self.emit(f"{', '.join(targets)} = {', '.join(values)}")
+                values.append(dim)
+            self.set(tuple(targets), tuple(values))
             return _Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
         if shape.whole is not None and self.locals.get(shape.whole.src) == "shape" \
                 and not any(shape.whole.src in p for p in self.pinned):
             return shape
         target = self.local("shape", "shape", shape.names)
-        self.emit(f"{target} = {shape.expr()}")
+        self.set((target,), (shape.expr(),))
         return _Shape(shape.rank, whole=pyexpr.name(target))
 
     def assign(self, target: _Shape, value: _Shape, where: ir.Node) -> None:
         """Statements that make the locals of ``target`` hold ``value``."""
         if value.rank != target.rank:
-            raise Unsupported("the rank of the shape changes here (an image becomes a vector, say) "
+            raise _RankChange("the rank of the shape changes here (an image becomes a vector, say) "
                               "in a way that depends on parameters", where.span)
         if target.whole is not None:
             if value.expr().src != target.whole.src:
-                self.emit(f"{target.whole} = {value.expr()}")
+                self.set((target.whole.src,), (value.expr(),))
             return
         if value.dims is None:
-            names = [d.src for d in target.dims]
-            if len(names) == 1:
-                self.emit(f"{names[0]} = {pyexpr.index(value.whole, 0)}")
-            else:
-                self.emit(f"{', '.join(names)} = {value.whole}")
+            self.set(tuple(d.src for d in target.dims), whole=value.whole)
             return
         changed = [(t.src, v) for t, v in zip(target.dims, value.dims) if t.src != v.src]
-        if len(changed) == 1:
-            name, expr = changed[0]
-            if expr.prec == pyexpr.SUM and expr.src.startswith(f"{name} + "):
-                self.emit(f"{name} += {expr.src[len(name) + 3:]}")
-            else:
-                self.emit(f"{name} = {expr}")
-        elif changed:
-            self.emit(f"{', '.join(n for n, _ in changed)} = {', '.join(v.src for _, v in changed)}")
+        self.set(tuple(n for n, _ in changed), tuple(v for _, v in changed))
 
     # -- repeat, if, concat and add ---------------------------------------------------------------
 
     def repeat(self, item: ir.Repeat, shape: _Shape, scope: _Scope) -> _Shape:
         count = self.translate(item.count)
-        if count.known and count.value in (0, 1) or count.known and count.value < 0:
+        if count.known and (count.value == 1 or count.value <= 0):
             return self.item(item.item, shape, scope) if count.value == 1 else shape
         increments = self.count_names(item.item)
         loop_var = "_"
         if not all(inc.is_(0) for inc in increments.values()):
-            loop_var = self.local("i", "index", frozenset(self._indices()))
+            loop_var = self.local("i" if not self.indices else "j", "index", frozenset(self.indices))
+        written = len(self.lines)
         state = self.assignable(shape, self.needs_dims(item.item))
-        inner = scope.copy()
+        inner = scope.copy(prefix=None)
+        saved_counts = dict(scope.counts)
         for base, inc in increments.items():
             start = scope.counts.get(base, pyexpr.const(0))
-            inner.counts[base] = pyexpr.binary("+", start, pyexpr.binary("*", inc, pyexpr.name(loop_var)))
+            inner.counts[base] = pyexpr.binary("+", pyexpr.binary("*", inc, pyexpr.name(loop_var)), start)
             scope.counts[base] = pyexpr.binary("+", start, pyexpr.binary("*", inc, count))
 
         def loop_body():
             end = self.item(item.item, state, inner)
             self.assign(state, end, item)
 
-        self._active_indices.append(loop_var)
+        self.indices.append(loop_var)
+        pinned = len(self.pinned)
         try:
             lines, _ = self.capture(loop_body)
+        except _RankChange:
+            if not count.known:
+                raise
+            # A body that turns an image into a vector (``repeat 2 <...; flatten>``) cannot be one
+            # loop; with a known count it is written out once per repetition instead.
+            del self.pinned[pinned:]
+            del self.lines[written:]
+            scope.counts = saved_counts
+            for _ in range(count.value):
+                shape = self.item(item.item, shape, scope)
+            return shape
         finally:
-            self._active_indices.pop()
+            self.indices.pop()
         self.emit(f"for {loop_var} in range({count}):")
         self.lines += lines or ["    " * (self.depth + 1) + "pass"]
         return state
-
-    _active_indices: list[str]
-
-    def _indices(self) -> list[str]:
-        if not hasattr(self, "_active_indices"):
-            self._active_indices = []
-        return self._active_indices
 
     def count_names(self, item: ir.Item) -> dict[str, Py]:
         """How many nodes of each name an item adds to its scope: the step of a loop's names."""
@@ -574,30 +603,30 @@ class _Writer:
                 stack.extend(i for branch in item.branches for i in branch)
         return False
 
-    def cond(self, item: ir.Cond, shape: _Shape, scope: _Scope) -> _Shape:
+    def cond(self, item: ir.Cond, shape: _Shape, scope: _Scope, needed: bool) -> _Shape:
         test = self.translate(item.test)
         if test.known:
-            return self.item(item.then if test.value else item.otherwise, shape, scope)
+            return self.item(item.then if test.value else item.otherwise, shape, scope, needed)
         if self.needs_dims(item.then) or self.needs_dims(item.otherwise):
             shape = self.unpack(shape)
-        then_scope, else_scope = scope.copy(), scope.copy()
+        then_scope, else_scope = scope.copy(prefix=None), scope.copy(prefix=None)
         self.pin(shape)
-        then_lines, then_end = self.capture(lambda: self.item(item.then, shape, then_scope))
+        then_lines, then_end = self.capture(lambda: self.item(item.then, shape, then_scope, needed))
         self.pin(then_end)
-        else_lines, else_end = self.capture(lambda: self.item(item.otherwise, shape, else_scope))
+        else_lines, else_end = self.capture(lambda: self.item(item.otherwise, shape, else_scope, needed))
         self.pinned[-2:] = []
         for base in {**then_scope.counts, **else_scope.counts}:
             zero = pyexpr.const(0)
             scope.counts[base] = pyexpr.conditional(test, then_scope.counts.get(base, zero),
                                                     else_scope.counts.get(base, zero))
-        merged = self._merge(then_end, else_end, item)
+        merged = self._merge(then_end, else_end, item) if needed else then_end
         if merged is not then_end:
             then_lines += self.capture(lambda: self.assign(merged, then_end, item))[0]
             else_lines += self.capture(lambda: self.assign(merged, else_end, item))[0]
         self.emit(f"if {test}:")
-        self.lines += then_lines
+        self.lines += then_lines or ["    " * (self.depth + 1) + "pass"]
         self.emit("else:")
-        self.lines += else_lines
+        self.lines += else_lines or ["    " * (self.depth + 1) + "pass"]
         return merged
 
     def _merge(self, then: _Shape, otherwise: _Shape, item: ir.Cond) -> _Shape:
@@ -606,17 +635,24 @@ class _Writer:
             return then
         if then.rank != otherwise.rank:
             raise Unsupported("the two arms of this if give shapes of different ranks", item.span)
-        avoid = then.names | otherwise.names
         if then.dims is None and otherwise.dims is None:
-            return _Shape(then.rank, whole=pyexpr.name(self.local("shape", "shape", avoid)))
-        dims = []
+            return _Shape(then.rank, whole=pyexpr.name(self.reusable([otherwise.whole, then.whole], "shape", set())))
+        dims: list[Py] = []
         for preferred, position in zip(_dim_names(then.rank), range(then.rank)):
             a, b = then.dim(position), otherwise.dim(position)
             if then.dims is not None and otherwise.dims is not None and a.src == b.src:
                 dims.append(a)
             else:
-                dims.append(pyexpr.name(self.local(preferred, "shape", avoid | {d.src for d in dims})))
+                dims.append(pyexpr.name(self.reusable([b, a], preferred, {d.src for d in dims})))
         return _Shape(then.rank, dims=tuple(dims))
+
+    def reusable(self, options: list[Py], preferred: str, taken: set[str]) -> str:
+        """A shape local to hold a merged size: one the arms already use when it is free, else a new one."""
+        for option in options:
+            if self.locals.get(option.src) == "shape" and option.src not in taken \
+                    and not any(option.src in p for p in self.pinned):
+                return option.src
+        return self.local(preferred, "shape", frozenset(taken))
 
     def join(self, item: ir.Branch, shape: _Shape, scope: _Scope) -> _Shape:
         if any(self.needs_dims(i) for branch in item.branches for i in branch):
@@ -626,10 +662,15 @@ class _Writer:
         for position, body in enumerate(item.branches):
             container = self.local(f"b{position}", "branch", shape.names)
             self.emit(f"{container} = nn.Sequential()")
-            end = self.items(body, shape, _Scope(container))
+            self.pin(container)
+            # add returns the first branch's shape: the others' are checked by archdsl, not read here
+            prefix = None
+            if scope.prefix is not None and scope.counts.get(item.op, pyexpr.const(0)).known:
+                prefix = f"{scope.prefix}{item.op}_{scope.counts.get(item.op, pyexpr.const(0)).value}.b{position}."
+            end = self.items(body, shape, _Scope(container, prefix=prefix), needed=item.op == "concat" or position == 0)
             containers.append(container)
             ends.append(end)
-            self.pin(end, container)
+            self.pinned[-1] = self.pinned[-1] | end.names
         del self.pinned[-1 - len(ends):]
         helper = "Concat" if item.op == "concat" else "Add"
         self.file.helpers.add(helper)
@@ -664,6 +705,97 @@ class _Writer:
         return pyexpr.call("out_size", args)
 
 
+@dataclass(frozen=True)
+class _Assign:
+    """Sizes assigned to locals: ``targets = values``, or ``targets = whole`` unpacking a tuple.
+
+    Written once the whole class is known, so that targets nothing reads can be left out (or be
+    ``_`` in an unpacking) and the file passes a linter's checks for unused variables.
+    """
+
+    indent: str
+    targets: tuple[str, ...]
+    values: tuple[Py, ...] = ()
+    whole: Py | None = None
+
+    def reads(self, live: set[str]) -> str:
+        """The text this statement reads, once targets outside ``live`` are dropped."""
+        if self.whole is not None:
+            return self.whole.src if live.intersection(self.targets) else ""
+        return " ".join(v.src for t, v in zip(self.targets, self.values) if t in live)
+
+    def render(self, live: set[str]) -> str | None:
+        keep = [t in live for t in self.targets]
+        if not any(keep):
+            return None
+        if self.whole is not None:
+            if sum(keep) == 1:
+                position = keep.index(True)
+                return f"{self.indent}{self.targets[position]} = {pyexpr.index(self.whole, position)}"
+            return f"{self.indent}{', '.join(t if k else '_' for t, k in zip(self.targets, keep))} = {self.whole}"
+        pairs = [(t, v) for t, v, k in zip(self.targets, self.values, keep) if k]
+        if len(pairs) == 1:
+            name, expr = pairs[0]
+            if expr.prec == pyexpr.SUM and expr.src.startswith(f"{name} + "):
+                return f"{self.indent}{name} += {expr.src[len(name) + 3:]}"
+            return f"{self.indent}{name} = {expr}"
+        return f"{self.indent}{', '.join(t for t, _ in pairs)} = {', '.join(v.src for _, v in pairs)}"
+
+
+def _finish(lines: list) -> list[str]:
+    """The constructor's lines with each ``_Assign`` written out, dropping assignments nothing reads.
+
+    A local is live when a line mentions it, or the value of a live assignment does: the least
+    fixed point, so a size that only feeds its own update in a loop is dropped too.
+    """
+    live = _identifiers(line for line in lines if isinstance(line, str))
+    deferred = [line for line in lines if not isinstance(line, str)]
+    while True:
+        wider = live | _identifiers(d.reads(live) for d in deferred)
+        if wider == live:
+            break
+        live = wider
+    rendered = (line if isinstance(line, str) else line.render(live) for line in lines)
+    return [line for line in rendered if line is not None]
+
+
+# A name, unless it is an attribute (``.width``), a keyword argument or the target of ``=``.
+_NAME_READ = re.compile(r"(?<![.\w])([A-Za-z_]\w*)(?!\w|\s*=(?!=))")
+
+
+def _identifiers(lines) -> set[str]:
+    """The names the lines read (or may read: f-strings count whole), enough to keep every size that is used."""
+    found: set[str] = set()
+    for line in lines:
+        found.update(_NAME_READ.findall(line))
+    return found
+
+
+def _wrap_line(line: str, limit: int = 120) -> str:
+    """A statement longer than ``limit`` ending in a call or tuple, broken inside its last brackets
+    as a formatter would: the arguments on one indented line, or one per line when that is too long."""
+    if len(line) <= limit or not line.endswith(")"):
+        return line
+    depth = 0
+    for opening in range(len(line) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(line[opening], 0)
+        if depth == 0:
+            break
+    indent = line[: len(line) - len(line.lstrip())]
+    inner = line[opening + 1 : -1]
+    if len(indent) + 4 + len(inner) <= limit:
+        return f"{line[: opening + 1]}\n{indent}    {inner}\n{indent})"
+    parts, depth, start = [], 0, 0
+    for position, char in enumerate(inner):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(inner[start:position].strip())
+            start = position + 1
+    parts.append(inner[start:].strip())
+    parts = [part for part in parts if part]  # a one-element tuple's trailing comma
+    return "\n".join([line[: opening + 1], *(f"{indent}    {part}," for part in parts), f"{indent})"])
+
+
 def _dim_names(rank: int) -> tuple[str, ...]:
     return _DIM_NAMES.get(rank) or tuple(f"size{i}" for i in range(rank))
 
@@ -694,11 +826,17 @@ def _literal_default(expr: ir.Expr | None) -> str | None:
     return None
 
 
-def _comment_above(node: ir.BlockDef | ir.NetworkDef) -> str:
-    """The ``#`` comment lines right above a definition: the spec author's description of it."""
+def _comment_above(node: ir.BlockDef | ir.NetworkDef, line: int | None = None) -> str:
+    """The ``#`` comment lines right above a definition (or ``line``): the spec author's description."""
     lines = node.span.source.text.splitlines()
     found: list[str] = []
-    number = node.span.line - 2
+    number = (line if line is not None else node.span.line) - 2
+    if line is not None:  # the comment that opens the file: read down from its first line
+        number = 0
+        while number < len(lines) and lines[number].lstrip().startswith("#"):
+            found.append(lines[number].lstrip()[1:].strip())
+            number += 1
+        return "\n".join(found)
     while number >= 0 and lines[number].lstrip().startswith("#"):
         found.append(lines[number].lstrip()[1:].strip())
         number -= 1
@@ -707,7 +845,7 @@ def _comment_above(node: ir.BlockDef | ir.NetworkDef) -> str:
 
 def _docstring(block: ir.BlockDef, what: str) -> str:
     lead = _comment_above(block)
-    where = f"archdsl {what} {block.name} ({block.span})."
+    where = f"archdsl {what} {block.name} ({block.span.file}:{block.span.line})."
     return f"{lead}\n\n{where}" if lead else where
 
 

@@ -1,0 +1,150 @@
+"""The command line through its real entry points (``python -m archdsl.cli`` and the ``archdsl``
+executable), in subprocesses: what a user types and what they read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SPECS
+
+import archdsl
+
+SPEC_NAMES = sorted(p.stem for p in SPECS.glob("*.arch"))
+
+
+def archdsl_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "archdsl.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_clean_failure(done: subprocess.CompletedProcess) -> str:
+    """Exit status 1, a diagnostic on stderr, no traceback; returns stderr."""
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "error:" in done.stderr
+    return done.stderr
+
+
+def test_compile_prints_a_table_and_totals() -> None:
+    done = archdsl_cli("compile", "specs/lenet.arch")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for path in ("conv_0", "sigmoid_0", "avgpool_1", "flatten_0", "linear_2"):
+        assert path in out
+    assert "params 61,706" in out and "MACs 416,520" in out
+    assert "torchvision" in out  # the MAC convention, in the legend
+
+
+def test_compile_json_has_the_promised_keys_and_partitions_the_totals() -> None:
+    done = archdsl_cli("compile", "specs/googlenet.arch", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert {"network", "input", "output", "params", "macs", "layers"} <= set(data)
+    net = archdsl.load(SPECS / "googlenet.arch")
+    assert (data["network"], data["input"], data["output"]) == ("googlenet", [1, 96, 96], [10])
+    assert (data["params"], data["macs"]) == (net.params, net.macs)
+    assert sum(row["params"] for row in data["layers"]) == data["params"]
+    assert sum(row["macs"] for row in data["layers"]) == data["macs"]
+    assert len(data["layers"]) == sum(1 for _ in net.layers())
+
+
+def test_depth_collapses_blocks_into_rows() -> None:
+    data = json.loads(archdsl_cli("compile", "specs/resnet18.arch", "--json", "--depth", "1").stdout)
+    assert [row["path"] for row in data["layers"]] == [
+        "stem_0", "stage_0", "stage_1", "stage_2", "stage_3", "adaptiveavgpool_0", "flatten_0", "linear_0",
+    ]  # fmt: skip
+    assert sum(row["params"] for row in data["layers"]) == data["params"]
+    text = archdsl_cli("compile", "specs/resnet18.arch", "--depth", "1").stdout
+    assert "stage(2, 128, 2)" in text and "stage_1.residual_0" not in text
+
+
+def test_params_and_input_options() -> None:
+    data = json.loads(archdsl_cli("compile", "specs/vgg16.arch", "--json", "-p", "in_channels=3", "--param", "classes=1000").stdout)
+    assert (data["params"], data["macs"], data["output"]) == (138_357_544, 15_470_264_320, [1000])
+    data = json.loads(archdsl_cli("compile", "specs/vgg11.arch", "--json", "--param", "in_channels=3", "--input", "3x32x32").stdout)
+    assert data["input"] == [3, 32, 32]
+    assert data["params"] == archdsl.load(SPECS / "vgg11.arch", in_channels=3, input_shape=(3, 32, 32)).params
+
+
+def test_emit_ir_is_json_of_the_resolved_graph() -> None:
+    done = archdsl_cli("compile", "specs/resnet18.arch", "--emit", "ir")
+    data = json.loads(done.stdout)
+    assert (data["name"], data["input_shape"], data["params"]) == ("resnet18", [1, 96, 96], 11_178_378)
+    stem = data["body"][0]
+    assert (stem["op"], stem["path"], stem["out_shape"]) == ("block", "stem_0", [64, 24, 24])
+    conv = stem["body"][0]
+    assert (conv["kind"], conv["args"]["k"], conv["span"]["line"]) == ("conv", 7, 12)
+
+
+def test_network_option_picks_one_of_several(tmp_path: Path) -> None:
+    spec = tmp_path / "two.arch"
+    spec.write_text("network a : [1, 8, 8] = relu\nnetwork b : [2, 8, 8] = flatten; linear 3\n")
+    data = json.loads(archdsl_cli("compile", spec, "--json", "--network", "b").stdout)
+    assert (data["network"], data["output"]) == ("b", [3])
+    assert "--network" in assert_clean_failure(archdsl_cli("compile", spec))
+
+
+def test_check_reports_ok_for_every_spec() -> None:
+    done = archdsl_cli("check", *(f"specs/{name}.arch" for name in SPEC_NAMES))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == len(SPEC_NAMES) and all(": ok: " in line for line in lines)
+
+
+def test_errors_are_one_diagnostic_and_status_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.arch"
+    bad.write_text("network n : [1, 8, 8] =\n    conv3x3 4;\n    add [ id | conv3x3 8 ]\n")
+    for command in ("compile", "check"):
+        err = assert_clean_failure(archdsl_cli(command, bad))
+        first, source, caret = err.splitlines()[:3]
+        assert first.startswith(f"{bad}:3:5: error: ")
+        assert source.endswith("add [ id | conv3x3 8 ]") and caret.strip(" |").startswith("^^^")
+    done = archdsl_cli("check", "specs/lenet.arch", bad)
+    assert_clean_failure(done)
+    assert "lenet.arch: ok" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("compile", "specs/nothere.arch"),
+        ("compile", "specs/lenet.arch", "--param", "classes"),
+        ("compile", "specs/lenet.arch", "--param", "clases=3"),
+        ("compile", "specs/lenet.arch", "--param", "classes=ten"),
+        ("compile", "specs/lenet.arch", "--input", "1x0x28"),
+        ("compile", "specs/lenet.arch", "--input", "1x4x4"),
+        ("compile", "specs/lenet.arch", "--emit", "onnx"),
+        ("compile", "specs/lenet.arch", "--max-params", "1000"),
+    ],
+)
+def test_usage_mistakes_end_cleanly(args: tuple[str, ...]) -> None:
+    assert_clean_failure(archdsl_cli(*args))
+
+
+def test_help() -> None:
+    done = archdsl_cli("--help")
+    assert done.returncode == 0
+    assert all(command in done.stdout for command in ("compile", "check", "layers"))
+    done = archdsl_cli("compile", "--help")
+    assert done.returncode == 0
+    for option in ("--param", "--input", "--network", "--depth", "--json", "--emit"):
+        assert option in done.stdout
+
+
+def test_the_installed_executable() -> None:
+    exe = shutil.which("archdsl", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("archdsl is not installed as a command next to this Python")
+    done = subprocess.run([exe, "layers"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    from archdsl.layers import REGISTRY
+
+    assert set(REGISTRY) <= listed
