@@ -65,19 +65,19 @@ def reports_errors(command):
     return wrapper
 
 
-def parse_params(items: list[str] | None) -> dict[str, object]:
-    """``["classes=1000", "ratio=4"]`` to ``{"classes": 1000, "ratio": 4}``."""
+def parse_params(items: list[str] | None, option: str = "--param") -> dict[str, object]:
+    """``["classes=1000", "ratio=4"]`` to ``{"classes": 1000, "ratio": 4}``; ``option`` names them in errors."""
     from archdsl.resolve import parse_value
 
     params: dict[str, object] = {}
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
-            raise UsageError(f"--param takes NAME=VALUE, not '{item}'", hint="for example --param classes=1000")
+            raise UsageError(f"{option} takes NAME=VALUE, not '{item}'", hint=f"for example {option} classes=1000")
         try:
             params[name.strip()] = parse_value(value)
         except UsageError as err:
-            raise UsageError(f"--param {item}: {err.message}", hint=err.hint) from None
+            raise UsageError(f"{option} {item}: {err.message}", hint=err.hint) from None
     return params
 
 
@@ -244,6 +244,87 @@ def _rewrite(path: Path, text: str) -> None:
         shutil.copymode(path, tmp)
 
     write_atomic(path, fill)
+
+
+@app.command("export")
+@reports_errors
+def export_command(
+    spec: SpecArg,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="The file to write.", show_default=False)],
+    to: Annotated[Optional[str], typer.Option(
+        metavar="python|onnx|torchscript",
+        help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).", show_default=False)] = None,
+    param: ParamOpt = None,
+    input: InputOpt = None,
+    network: NetworkOpt = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        metavar="RUN_DIR", help="Export the weights of this `archdsl train` run (its newest finished epoch); "
+        "with --to python they go to FILE's name with .safetensors.", show_default=False)] = None,
+    allow_import_dir: ImportDirOpt = None,
+) -> None:
+    """Write a network as standalone PyTorch source, ONNX or TorchScript."""
+    from archdsl.export import export, format_for
+
+    to = format_for(to, out)
+    net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
+    print(export(net, to, out, checkpoint).describe())
+
+
+@app.command("compare")
+@reports_errors
+def compare_command(
+    spec: SpecArg,
+    other: Annotated[Optional[Path], typer.Argument(
+        metavar="[OTHER]", help="A second spec (B). Default: SPEC again, with --param-b / --input-b.",
+        show_default=False)] = None,
+    param: ParamOpt = None,
+    param_a: Annotated[Optional[list[str]], typer.Option(
+        "--param-a", metavar="NAME=VALUE", help="A parameter of A only (repeatable).", show_default=False)] = None,
+    param_b: Annotated[Optional[list[str]], typer.Option(
+        "--param-b", metavar="NAME=VALUE", help="A parameter of B only (repeatable).", show_default=False)] = None,
+    input: InputOpt = None,
+    input_a: Annotated[Optional[str], typer.Option("--input-a", metavar="CxHxW", help="A's input shape.",
+                                                   show_default=False)] = None,
+    input_b: Annotated[Optional[str], typer.Option("--input-b", metavar="CxHxW", help="B's input shape.",
+                                                   show_default=False)] = None,
+    network: NetworkOpt = None,
+    reference: Annotated[Optional[str], typer.Option(
+        metavar="MODULE:FACTORY", help="Check SPEC against a Python model: a class or factory returning an "
+        "nn.Module (references:vgg11, torchvision.models:resnet18).", show_default=False)] = None,
+    reference_path: Annotated[Optional[list[Path]], typer.Option(
+        metavar="DIR", help="A folder to import the reference from (repeatable; the current folder is searched "
+        "last).", show_default=False)] = None,
+    reference_arg: Annotated[Optional[list[str]], typer.Option(
+        metavar="NAME=VALUE", help="A keyword argument of the reference's factory (repeatable).",
+        show_default=False)] = None,
+    load_weights: Annotated[bool, typer.Option(
+        "--load-weights", help="Copy the reference's weights into the spec's module (by position, shapes "
+        "checked) and compare the outputs.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    allow_import_dir: ImportDirOpt = None,
+) -> None:
+    """Compare two networks' parameters and MACs per layer family, or a spec with a Python model."""
+    from archdsl import compare
+
+    if reference is not None:
+        if other is not None or param_a or param_b or input_a or input_b:
+            raise UsageError("--reference compares one spec with a Python model; it takes no OTHER, --param-a/-b "
+                             "or --input-a/-b", hint="use --param and --input to set the spec")
+        net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
+        data = compare.against_reference(net, reference, reference_path or [],
+                                         parse_params(reference_arg, "--reference-arg"), load_weights)
+        print(json.dumps(data, indent=1) if json_ else compare.render_reference(data), end="\n" if json_ else "")
+        return
+    if load_weights or reference_path or reference_arg:
+        raise UsageError("--load-weights, --reference-path and --reference-arg go with --reference")
+    if other is None and not (param_b or input_b or param_a or input_a):
+        raise UsageError("compare needs a second spec, or --param-b / --input-b to compare SPEC with itself",
+                         hint="for example: archdsl compare specs/vgg11.arch --param-b ratio=4")
+    a = load_network(spec, [*(param or []), *(param_a or [])], network, input_a or input, import_dirs=allow_import_dir)
+    b = load_network(other or spec, [*(param or []), *(param_b or [])], network, input_b or input,
+                     import_dirs=allow_import_dir)
+    data = compare.side_by_side(a, b)
+    print(json.dumps(data, indent=1) if json_ else compare.render_side_by_side(data), end="\n" if json_ else "")
 
 
 @app.command("layers")

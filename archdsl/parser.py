@@ -136,7 +136,11 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
     elif token.type in {"RSQB", "VBAR"} and "CALLNAME" in expected:
         hint = "a branch needs at least one item; 'id' passes the input through unchanged"
     elif token.type == "MORETHAN" and "MORETHAN" not in expected:
-        hint = "'>' closes a group opened with '<'; is a '<' missing, or is this a comparison outside an if?"
+        after = source.text[err.pos_in_stream + 1:].lstrip()[:1]
+        if after.isalnum() or after in "(_.":
+            hint = "a comparison belongs in the test of an if: if A > B then X else Y"
+        else:
+            hint = "'>' closes a group, but no '<' is open here"
     elif token.type == "EQUAL" and "EQUAL" not in expected:
         hint = "keyword arguments are written name=value after the layer's name"
     end_column = getattr(token, "end_column", None) or column + max(1, len(str(token)))

@@ -265,7 +265,7 @@ class _Resolver:
                 message = call.name + err.message[len(kind.key):]
             else:
                 message = f"{call.name}: {err.message}"
-            if err.arg is None and show(shape) not in message:
+            if err.arg is None and "input" not in message:
                 message += f" (input {show(shape)})"
             raise ShapeError(message, where, hint=err.hint) from None
         params = kind.params(args, shape)
@@ -314,7 +314,7 @@ class _Resolver:
                                        hint=f"write {kind.key} ... {name}=... to choose it yourself")
                 if name not in specs:
                     close = _closest(name, specs) or _described(name, kind)
-                    hint = f"did you mean '{close}' ({specs[close].doc})?" if close else _signature(call.name, kind, fixed)
+                    hint = f"did you mean '{close}' ({specs[close].doc.split(' (')[0]})?" if close else _signature(call.name, kind, fixed)
                     raise ResolveError(f"{call.name} has no argument '{name}'", arg.span, hint=hint)
             if name in spans:
                 raise ResolveError(f"{call.name}: argument '{name}' given twice", arg.span)

@@ -31,11 +31,12 @@ def check_golden(path: Path, actual: str) -> None:
         if not path.exists() or path.read_text(encoding="utf-8") != actual:
             path.write_text(actual, encoding="utf-8")
         return
+    name = path.relative_to(REPO) if path.is_relative_to(REPO) else path
     if not path.exists():
-        pytest.fail(f"no golden file {path.relative_to(REPO)}; create it with EXPECTTEST_ACCEPT=1 pytest ...")
+        pytest.fail(f"no golden file {name}; create it with EXPECTTEST_ACCEPT=1 pytest ...")
     expected = path.read_text(encoding="utf-8")
     # A plain assert lets pytest show the difference line by line.
-    assert actual == expected, f"{path.relative_to(REPO)} differs; if the change is intended, rerun with EXPECTTEST_ACCEPT=1"
+    assert actual == expected, f"{name} differs; if the change is intended, rerun with EXPECTTEST_ACCEPT=1"
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ shape, and the test compares verdicts.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 
@@ -114,7 +115,10 @@ def evaluate(e: Expr, env: dict, block_in: tuple[int, ...]):
             raise Reject(f"in.{e.dim} of a vector")
         return block_in[index]
     if isinstance(e, Bin):
-        return _OPS[e.op](evaluate(e.left, env, block_in), evaluate(e.right, env, block_in))
+        left, right = evaluate(e.left, env, block_in), evaluate(e.right, env, block_in)
+        if e.op in ("/", "//", "%") and right == 0:
+            raise Reject("division by zero")
+        return _OPS[e.op](left, right)
     if isinstance(e, Fn):
         return {"min": min, "max": max}[e.name](evaluate(a, env, block_in) for a in e.args)
     assert isinstance(e, Neg)
@@ -288,6 +292,25 @@ def _image(x: torch.Tensor, what: str) -> None:
         raise Reject(f"{what} on a {x.dim()}-d tensor")
 
 
+# The arguments' domains, as the language defines them ("channels ≤ 0, dropout outside [0, 1)" are
+# errors). torch checks less or oddly: nn.Linear(n, 0) and bias=5 pass, Conv2d(out=0) raises an
+# AttributeError, and the meta kernels divide by a zero stride. Shapes are torch's alone.
+_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size"}
+
+
+def check_domains(spelling: str, a: dict) -> None:
+    for name, value in a.items():
+        if name == "bias" and value not in (True, False):  # 0 and 1 compare equal to them
+            raise Reject(f"bias={value}")
+        if spelling == "dropout":
+            if not 0 <= value < 1:
+                raise Reject(f"dropout {value}")
+            continue
+        positive = name in _POSITIVE and not (spelling == "lrn" and name == "k")  # lrn's k is a float constant
+        if positive and value <= 0 or name == "p" and value < 0:
+            raise Reject(f"{spelling} {name}={value}")
+
+
 def torch_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module:
     """The torch module a person writes for one layer of the language, given its input tensor."""
     match = _SUGAR.match(spelling)
@@ -370,11 +393,15 @@ class Oracle(nn.Module):
     def item(self, item, x: torch.Tensor, env: dict, block_in: tuple) -> torch.Tensor:
         if isinstance(item, Layer):
             args = bind(_slots(item.spelling), item.pos, item.kw, env, block_in)
+            check_domains(item.spelling, args)
             return self.module(lambda: torch_layer(item.spelling, args, x), x.device)(x)
         if isinstance(item, Group):
             return self.run(item.items, x, env, block_in)
         if isinstance(item, Repeat):
-            for _ in range(evaluate(item.count, env, block_in)):
+            count = evaluate(item.count, env, block_in)
+            if count < 0:
+                raise Reject("a negative repeat count")
+            for _ in range(count):
                 x = self.item(item.item, x, env, block_in)
             return x
         if isinstance(item, Cond):
@@ -608,7 +635,10 @@ class _Gen:
         return Group(items)
 
     def repeat(self, x, block_in, depth):
-        inner, _ = self.item(x, block_in, depth + 1)
+        inner, y = self.item(x, block_in, depth + 1)
+        if depth < 2 and self.pick([False, False, True]):  # nested: repeat n <repeat m ...; ...>
+            rest, _ = self.sequence(y, block_in, depth + 2, self.int(0, 1))
+            inner = Group([Repeat(Lit(self.int(0, 2)), inner), *rest])
         return Repeat(Lit(self.int(0, 3)), inner)
 
     def cond(self, x, block_in, depth):
@@ -651,8 +681,8 @@ class _Gen:
         same = y.shape == x.shape if op == "add" else (y.dim() == x.dim() and y.shape[2:] == x.shape[2:])
         if same:
             options += [[Layer("id")]] * 2
-        if y.dim() == 2:
-            features = y.shape[1] if op == "add" else self.int(1, 8)
+        features = y.shape[1] if op == "add" else self.int(1, 8)
+        if y.dim() == 2 and math.prod(x.shape[1:]) * features <= 2_000_000:  # a projection of modest size
             options.append([Layer("flatten"), Layer(self.pick(["linear", "fc"]), [Lit(features)])])
         elif x.dim() == 4:
             for s in range(1, 5):
@@ -706,7 +736,7 @@ class _Gen:
         return Layer("conv", [Lit(out)], {"k": Lit(k), **kw})
 
     def layer_convkxk(self, x):
-        c, h, w, wild = self.sizes(x)
+        c, _, _, wild = self.sizes(x)
         k = self.pick([1, 3, 3, 5, 7])
         g = self.groups(c, wild)
         out = g * self.int(1, max(1, self.channels() // g))

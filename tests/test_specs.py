@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CASES, SPECS
+from conftest import CASES, SPECS, check_golden
 from references import REFERENCES
 from strategies import count_params, join_branches, measure, randomise_normalisation
 
@@ -115,3 +115,16 @@ def test_resolved_graph_satisfies_its_schema(name: str) -> None:
 def test_ir_text_golden(name: str, golden, in_repo) -> None:
     text = archdsl.load(f"specs/{name}.arch").text()
     golden(CASES / "specs" / f"{name}.txt", text)
+
+
+def test_golden_files_compare_or_accept(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "g" / "x.txt"
+    monkeypatch.setenv("EXPECTTEST_ACCEPT", "1")
+    check_golden(path, "one")
+    assert path.read_text() == "one\n"
+    monkeypatch.setenv("EXPECTTEST_ACCEPT", "0")
+    check_golden(path, "one\n")
+    with pytest.raises(AssertionError):
+        check_golden(path, "two")
+    with pytest.raises(pytest.fail.Exception):
+        check_golden(tmp_path / "missing.txt", "one")

@@ -59,6 +59,7 @@ def test_fx_symbolic_trace_gives_equal_outputs(small) -> None:
     assert "res_1.add_0.b1.conv_0" in called and "inc_0.concat_0.b2.id_0" in called
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_torchscript_script_and_trace(small) -> None:
     model, x = model_and_input(small)
     with torch.no_grad():

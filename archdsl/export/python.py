@@ -30,15 +30,15 @@ from __future__ import annotations
 import itertools
 import keyword
 import re
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from archdsl import ir
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import BackendError
 from archdsl.export import pyexpr
 from archdsl.export.pyexpr import Py
-from archdsl.layers import REGISTRY, REQUIRED, SAME, Default, LayerKind, lookup
+from archdsl.layers import REQUIRED, SAME, Default, LayerKind, lookup
 from archdsl.resolve import choose_network
 
 # Names the generated code uses besides the classes: never taken by a parameter or a local.
@@ -58,12 +58,18 @@ class _RankChange(Unsupported):
     """A loop body whose output rank is not its input's."""
 
 
-def python_source(net: CompiledNetwork) -> str:
-    """The source of a module that builds ``net`` as plain PyTorch.
+def python_source(net: CompiledNetwork, weights_file: str | None = None) -> str:
+    """The source of a module that builds ``net`` as plain PyTorch; ``weights_file`` is named in its
+    docstring as the safetensors file to load.
 
     >>> print(python_source(archdsl.load("specs/lenet.arch")))   # doctest: +SKIP
     """
-    return _File(net).render()
+    return _File(net, weights_file).render()
+
+
+def network_class_name(net: CompiledNetwork) -> str:
+    """The name of the network's class in ``python_source(net)``: ``Resnet18`` for ``resnet18``."""
+    return _File(net).network_class
 
 
 # -- shapes in generated code ---------------------------------------------------------------------
@@ -113,8 +119,9 @@ class _ClassInfo:
 
 
 class _File:
-    def __init__(self, net: CompiledNetwork) -> None:
+    def __init__(self, net: CompiledNetwork, weights_file: str | None = None) -> None:
         self.net = net
+        self.weights_file = weights_file
         self.program = net.program
         self.definition = choose_network(net.program, net.name)
         self.classes: dict[tuple[str, int], _ClassInfo] = {}
@@ -143,7 +150,8 @@ class _File:
         if key in self.in_progress:
             raise Unsupported(f"block '{block.name}' calls itself", call.name_span)
         self.in_progress.add(key)
-        other_ranks = any(b == block.name for b, _ in (*self.classes, *self.in_progress) if (b, _) != key)
+        # A block used on images and on vectors gets a class per rank: the first keeps the plain name.
+        other_ranks = [k for k in (*self.classes, *self.in_progress) if k[0] == block.name and k != key]
         name = self._class_name(f"{block.name}_{rank}d", suffix="") if other_ranks else self.base_names[block.name]
         writer = _Writer(self, block.params, in_rank=rank)
         end = writer.body(block.body)
@@ -154,13 +162,12 @@ class _File:
         return info
 
     def render(self) -> str:
-        writer = _Writer(self, self.definition.params, in_rank=len(self.net.input_shape))
+        writer = _Writer(self, self.definition.params, len(self.net.input_shape), self.sizes)
         dims = self._input_dims(writer)
         end = writer.body(self.definition.body, _Shape(len(dims), dims=tuple(dims)), in_dims=dims)
-        defaults = {writer.param_names[k]: v for k, v in self.net.param_values.items()}
-        network = writer.render_class(self.network_class, self._network_doc(), end, defaults=defaults)
+        network = writer.render_class(self.network_class, self._network_doc(), end, defaults=self.net.param_values)
         parts = [self._header()]
-        if "out_size" in self.helpers:
+        if any("out_size(" in source for source in (*self.sources, network)):  # some uses may be dropped as unread
             parts.append(_OUT_SIZE)
         if self.helpers & {"Concat", "Add"}:
             parts.append(_JOIN)
@@ -169,39 +176,56 @@ class _File:
         parts += [*self.sources, network]
         return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        """The names of the input's symbolic sizes (``H``, ``W`` of ``1xHxW``): the network class's keyword arguments."""
+        return tuple(dict.fromkeys(str(d) for d in self.net.input_shape if not isinstance(d, int)))
+
     def _input_dims(self, writer: _Writer) -> list[Py]:
-        """The declared input sizes in the network's parameters, or numbers where --input replaced them."""
-        symbolic = [writer.translate(e) for e in self.definition.input]
-        bound, writer.env = writer.env, {k: pyexpr.const(v) for k, v in self.net.param_values.items()}
-        declared = [writer.translate(e).value for e in self.definition.input]
+        """The declared input sizes in the network's parameters, or the ones --input gave instead."""
+        bound = writer.env
+        writer.env = {k: pyexpr.const(v) for k, v in self.net.param_values.items()}
+        writer.env |= {name: pyexpr.name(writer.param_names[name]) for name in self.sizes}
+        try:
+            declared = [writer.translate(e) for e in self.definition.input]
+        except Unsupported:  # [1, H, W] given concrete sizes with --input
+            declared = []
         writer.env = bound
-        if tuple(declared) != self.net.input_shape:
-            return [pyexpr.const(d) for d in self.net.input_shape]
-        return symbolic
+        given = [pyexpr.const(d) if isinstance(d, int) else pyexpr.name(writer.param_names[str(d)])
+                 for d in self.net.input_shape]
+        if [d.src for d in declared] != [d.src for d in given]:
+            return given
+        return [writer.translate(e) for e in self.definition.input]
 
     def _header(self) -> str:
         net = self.net
-        source = net.source_path or "a spec"
-        shape = ", ".join(str(d) for d in net.input_shape)
+        sizes = ", ".join(f"{name}=..." for name in self.sizes)
+        usage = [f"    model = {self.network_class}({sizes})"]
+        if self.weights_file:
+            usage.append(f'    safetensors.torch.load_model(model, "{self.weights_file}")  # the weights beside this file')
+        usage.append(f"    logits = model(torch.randn(8, {', '.join(str(d) for d in net.input_shape)}))")
         imports = "import torch\nfrom torch import nn" if "Concat" in self.helpers else "from torch import nn"
-        return (
-            f'"""{net.name} in plain PyTorch, written by `archdsl export` from {source}.\n\n'
-            f"    model = {self.network_class}()\n"
-            f"    logits = model(torch.randn(8, {shape}))\n\n"
-            "Submodules are named as archdsl names them, so the state_dict of archdsl's module (or the\n"
-            "weights of `archdsl train`) loads here with load_state_dict(strict=True).\n"
-            '"""\n\n' + imports
-        )
+        return "\n".join([
+            f'"""{net.name} in plain PyTorch, written by `archdsl export` from {net.source_path or "a spec"}.',
+            "",
+            *usage,
+            "",
+            "Submodules are named as archdsl names them, so the state_dict of archdsl's module (or the",
+            "weights of `archdsl train`) loads here with load_state_dict(strict=True).",
+            '"""',
+            "",
+            imports,
+        ])
 
     def _network_doc(self) -> str:
         net = self.net
         bound = ", ".join(f"{k}={_literal(v)}" for k, v in net.param_values.items())
-        shape = "x".join(str(d) for d in net.input_shape)
-        out = "x".join(str(d) for d in net.output_shape)
+        shape, out = ir.format_shape(net.input_shape), ir.format_shape(net.output_shape)
+        params = f"{net.params:,}" if isinstance(net.params, int) else str(net.params)
         span = self.definition.span
         lead = _comment_above(self.definition) or _comment_above(self.definition, line=1)
-        text = (f"archdsl network {net.name} ({span.file}:{span.line}), exported with {bound or 'no parameters'}\n"
-                f"(the constructor's defaults): {shape} -> {out}, {net.params:,} parameters.")
+        text = f"archdsl network {net.name} ({span.file}:{span.line}): {shape} -> {out}, {params} parameters"
+        text += f",\nexported with {bound} (the constructor's defaults)." if bound else "."
         return f"{lead}\n\n{text}" if lead else text
 
 
@@ -211,17 +235,18 @@ class _File:
 class _Writer:
     """Writes the constructor of one class: its statements, its locals, the shape as it goes."""
 
-    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_rank: int) -> None:
+    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_rank: int, sizes: tuple[str, ...] = ()) -> None:
         self.file = file
         self.params = params
         self.in_rank = in_rank
         taken = _RESERVED | file.class_names
         self.param_names: dict[str, str] = {}
-        for param in params:
-            python = param.name
+        for name in (*(param.name for param in params), *sizes):
+            python = name
             while keyword.iskeyword(python) or python in taken or python in self.param_names.values():
                 python += "_"
-            self.param_names[param.name] = python
+            self.param_names[name] = python
+        self.sizes = [self.param_names[name] for name in sizes]  # symbolic input sizes: keyword arguments
         self.env = {name: pyexpr.name(python) for name, python in self.param_names.items()}
         self.locals: dict[str, str] = {}  # local name -> what it holds ("shape", "branch", "index", "block")
         self.pinned: list[frozenset[str]] = []  # names that earlier shapes still read: not to be reassigned
@@ -252,7 +277,8 @@ class _Writer:
         signature = ["self"]
         fills: list[str] = []
         if defaults is not None:
-            signature += [f"{python}={_literal(defaults[python])}" for python in self.param_names.values()]
+            signature += [f"{self.param_names[k]}={_literal(v)}" for k, v in defaults.items()]
+            signature += ["*", *self.sizes] if self.sizes else []
         else:
             signature += self._block_signature(fills)
         if keyword_shape:
@@ -697,7 +723,6 @@ class _Writer:
             return pyexpr.binary("+", size, pyexpr.const(change))
         if p.is_(0) and d.is_(1) and s.src == k.src:
             return pyexpr.binary("//", size, k)
-        self.file.helpers.add("out_size")
         args = [size, k, s, p, d]
         defaults = [None, None, 1, 0, 1]
         while len(args) > 2 and args[-1].is_(defaults[len(args) - 1]):
@@ -1001,5 +1026,3 @@ class Add(Join):
             total = total + y
         return total
 '''
-
-assert set(EMITTERS) == set(REGISTRY), "every layer kind needs a Python emitter"

@@ -22,6 +22,7 @@ class Context:
     device: torch.device
     rank: int = 0
     world_size: int = 1
+    owns_group: bool = False  # joined here, so left here (a caller's own process group stays up)
 
     @property
     def is_cuda(self) -> bool:
@@ -60,16 +61,17 @@ def setup(device: str) -> Context:
         target = torch.device("cuda", local_rank)
     else:
         target = torch.device("cpu")
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo",
                                 device_id=target if use_cuda else None)
-    return Context(target, rank, world_size)
+    return Context(target, rank, world_size, owns_group)
 
 
 def teardown(context: Context) -> None:
     import torch.distributed as dist
 
-    if context.distributed and dist.is_initialized():
+    if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -1,0 +1,369 @@
+"""``archdsl compare``: two networks side by side, or a spec against a Python model.
+
+Side by side, parameters and MACs are summed per layer family (convolution, linear,
+normalisation, ...: each kind's ``family`` in the registry) and in total, with B's count over A's.
+That answers "how do AlexNet's and VGG's parameter counts compare" and "how many MACs sit in the
+convolutions and how many in the fully connected layers" from the resolved graphs alone::
+
+    archdsl compare specs/alexnet.arch specs/vgg11.arch
+    archdsl compare specs/vgg11.arch --param-b ratio=4
+
+Against a reference (a factory or class in a Python module, ``references:vgg11``), it checks the
+parameter count, the output shape and the ``state_dict``: tensors are matched by shape and order
+(a diff of the two lists of shapes), so one missing tensor shows as one difference rather than
+shifting every pair after it. With ``load_weights`` the reference's tensors are copied in by
+position and the outputs compared.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from archdsl import ir
+from archdsl.compiled import CompiledNetwork
+from archdsl.errors import UsageError
+from archdsl.layers import REGISTRY
+from archdsl.summary import LEGEND, format_table
+from archdsl.symbolic import Dim
+
+MACS_LEGEND = LEGEND.partition(" Memory:")[0]  # the summary's legend, without what it says of memory
+
+FAMILIES = tuple(dict.fromkeys(kind.family for kind in REGISTRY.values()))
+
+# Outputs count as agreeing within float32 noise: the same arithmetic in another order.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+# -- side by side ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Costs:
+    layers: int = 0
+    params: Dim = 0
+    macs: Dim = 0
+
+    def __add__(self, other: Costs) -> Costs:
+        return Costs(self.layers + other.layers, self.params + other.params, self.macs + other.macs)
+
+    def as_json(self) -> dict:
+        return {"layers": self.layers, "params": _json(self.params), "macs": _json(self.macs)}
+
+
+def by_family(network: ir.Network) -> dict[str, Costs]:
+    """Layers, parameters and MACs per layer family, in the registry's order of families.
+
+    >>> by_family(archdsl.load("specs/lenet.arch").ir)["linear"]   # doctest: +SKIP
+    Costs(layers=3, params=59134, macs=58920)
+    """
+    costs: dict[str, Costs] = {}
+    for layer in ir.layers(network.body):
+        family = REGISTRY[layer.kind].family
+        costs[family] = costs.get(family, Costs()) + Costs(1, layer.params, layer.macs)
+    return {family: costs[family] for family in FAMILIES if family in costs}
+
+
+def ratio(a: Dim, b: Dim) -> float | None:
+    """B over A, or None where it is undefined (A is zero, or a count is symbolic)."""
+    if not isinstance(a, int) or not isinstance(b, int) or a == 0:
+        return None
+    return b / a
+
+
+def side_by_side(a: CompiledNetwork, b: CompiledNetwork) -> dict:
+    """Both networks' costs per family and in total, with the ratios B/A: the JSON form."""
+    costs_a, costs_b = by_family(a.ir), by_family(b.ir)
+    rows = []
+    for family in FAMILIES:
+        if family in costs_a or family in costs_b:
+            ca, cb = costs_a.get(family, Costs()), costs_b.get(family, Costs())
+            rows.append({"family": family, "a": ca.as_json(), "b": cb.as_json(), "ratio": _ratios(ca, cb)})
+    total_a = Costs(sum(c.layers for c in costs_a.values()), a.params, a.macs)
+    total_b = Costs(sum(c.layers for c in costs_b.values()), b.params, b.macs)
+    return {
+        "a": _describe(a),
+        "b": _describe(b),
+        "families": rows,
+        "total": {"a": total_a.as_json(), "b": total_b.as_json(), "ratio": _ratios(total_a, total_b)},
+        "ratio": "b / a",
+        "legend": MACS_LEGEND,
+    }
+
+
+def render_side_by_side(data: dict) -> str:
+    """The text form: a line per network, then a row per family and the totals."""
+    total_a, total_b = data["total"]["a"], data["total"]["b"]
+    body = []
+    for row in [*data["families"], {"family": "total", **data["total"]}]:
+        a, b, r = row["a"], row["b"], row["ratio"]
+        body.append([
+            row["family"], f"{a['layers']} / {b['layers']}",
+            _share(a["params"], total_a["params"]), _share(b["params"], total_b["params"]), _times(r["params"]),
+            _share(a["macs"], total_a["macs"]), _share(b["macs"], total_b["macs"]), _times(r["macs"]),
+        ])
+    header = ["family", "layers A / B", "params A", "params B", "B/A", "MACs A", "MACs B", "B/A"]
+    table = format_table(header, body, right={1, 2, 3, 4, 5, 6, 7})
+    note = textwrap.fill(f"B/A: B's count over A's. {MACS_LEGEND}", width=100)
+    return f"A  {data['a']['label']}\nB  {data['b']['label']}\n\n{table}\n\n{note}\n"
+
+
+def _describe(net: CompiledNetwork) -> dict:
+    label = (f"{net.name}({ir.format_args(net.param_values)}) : {ir.format_shape(net.input_shape)} -> "
+             f"{ir.format_shape(net.output_shape)}")
+    return {"network": net.name, "spec": net.source_path, "parameters": net.param_values, "label": label,
+            "input": [_json(d) for d in net.input_shape], "output": [_json(d) for d in net.output_shape],
+            "params": _json(net.params), "macs": _json(net.macs)}
+
+
+def _ratios(a: Costs, b: Costs) -> dict:
+    return {"params": ratio(a.params, b.params), "macs": ratio(a.macs, b.macs)}
+
+
+def _json(value: Dim):
+    return value if isinstance(value, int) else str(value)
+
+
+def _share(value, total) -> str:
+    if not isinstance(value, int):
+        return str(value)
+    if not isinstance(total, int) or not total or not value:
+        return f"{value:,}"
+    return f"{value:,} ({100 * value / total:.1f}%)"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:#.3g}".rstrip(".") + "x"
+
+
+# -- against a reference --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the mapping: a tensor of the spec's module, of the reference's, or of both."""
+
+    ours: str | None
+    our_shape: tuple[int, ...] | None
+    theirs: str | None
+    their_shape: tuple[int, ...] | None
+
+    @property
+    def status(self) -> str:
+        if self.ours is None:
+            return "only in the reference"
+        if self.theirs is None:
+            return "only in the spec"
+        return "same shape" if self.our_shape == self.their_shape else "shape differs"
+
+    def as_json(self) -> dict:
+        return {"spec": self.ours, "spec_shape": _list(self.our_shape), "reference": self.theirs,
+                "reference_shape": _list(self.their_shape), "status": self.status}
+
+
+def map_tensors(ours: list[tuple[str, tuple[int, ...]]], theirs: list[tuple[str, tuple[int, ...]]]) -> list[Entry]:
+    """Pair two state_dicts' tensors by shape and order: a diff of their shape sequences.
+
+    Runs of equal shapes pair one to one; a run replaced by another of the same length pairs
+    position by position (shapes differ); the rest is on one side only.
+    """
+    matcher = difflib.SequenceMatcher(None, [s for _, s in ours], [s for _, s in theirs], autojunk=False)
+    entries: list[Entry] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        left, right = ours[i1:i2], theirs[j1:j2]
+        paired = min(len(left), len(right)) if op in ("equal", "replace") else 0
+        entries += [Entry(k, s, rk, rs) for (k, s), (rk, rs) in zip(left[:paired], right[:paired])]
+        entries += [Entry(k, s, None, None) for k, s in left[paired:]]
+        entries += [Entry(None, None, rk, rs) for rk, rs in right[paired:]]
+    return entries
+
+
+def load_reference(target: str, paths: list[Path], kwargs: dict, device: str = "meta"):
+    """The ``torch.nn.Module`` that ``MODULE:FACTORY`` names, made with ``kwargs``, on ``device``.
+
+    ``paths`` go first on ``sys.path`` (then the current folder). A factory that cannot run on the
+    meta device is made on the CPU instead.
+    """
+    import torch
+
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise UsageError(f"--reference takes MODULE:FACTORY, not '{target}'",
+                         hint="for example --reference torchvision.models:vgg11 or --reference mymodels:Net")
+    found = _import(module_name, [*paths, Path.cwd()])
+    for part in attribute.split("."):
+        if not hasattr(found, part):
+            names = [n for n in dir(found) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            raise UsageError(f"{module_name} has no '{attribute}'",
+                             hint=f"did you mean '{close[0]}'?" if close else f"{module_name} defines {', '.join(names[:12])}")
+        found = getattr(found, part)
+    if isinstance(found, torch.nn.Module):
+        if kwargs:
+            raise UsageError(f"{target} is a module, not a factory: it takes no --reference-arg")
+        return found
+    if not callable(found):
+        raise UsageError(f"{target} is a {type(found).__name__}, not a model class or factory")
+    try:
+        with torch.device(device):
+            model = found(**kwargs)
+    except Exception as err:  # the user's code: any failure is theirs to read
+        if device == "meta":
+            return load_reference(target, paths, kwargs, device="cpu")
+        raise UsageError(f"{target}({_call_args(kwargs)}) failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{target}({_call_args(kwargs)}) returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _import(name: str, paths: list[Path]):
+    saved = list(sys.path)
+    sys.path[:0] = [str(p) for p in paths]
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and (name == err.name or name.startswith(err.name + ".")):
+            raise UsageError(f"no module named '{name}'",
+                             hint="pass the folder that holds it with --reference-path DIR") from None
+        raise UsageError(f"importing {name} failed: {err}") from None
+    except Exception as err:  # a module that fails while it loads: the user's code
+        raise UsageError(f"importing {name} failed: {type(err).__name__}: {err}") from None
+    finally:
+        sys.path[:] = saved
+
+
+def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwargs: dict,
+                      load_weights: bool = False) -> dict:
+    """The spec against the reference: counts, output shapes, the tensor mapping and, with
+    ``load_weights``, the outputs with the reference's weights copied in. The JSON form."""
+    import torch
+
+    if not all(isinstance(d, int) for d in net.input_shape):
+        raise UsageError(f"comparing with a reference needs a concrete input size, not {ir.format_shape(net.input_shape)}",
+                         hint="give one with --input, e.g. --input 1x96x96")
+    reference = load_reference(target, paths, kwargs)
+    with torch.device("meta"):
+        ours = net.build()
+    our_tensors = [(k, tuple(v.shape)) for k, v in ours.state_dict().items()]
+    their_tensors = [(k, tuple(v.shape)) for k, v in reference.state_dict().items()]
+    their_params = sum(p.numel() for p in reference.parameters())
+    try:
+        their_output = _output_shape(reference, target, net.input_shape)
+    except UsageError:
+        # Some models cannot run on the meta device (data-dependent code, say): try a real tensor.
+        if next((t.is_meta for t in reference.state_dict().values()), False):
+            their_output = _output_shape(load_reference(target, paths, kwargs, "cpu"), target, net.input_shape)
+        else:
+            raise
+    entries = map_tensors(our_tensors, their_tensors)
+    result = {
+        "spec": _describe(net),
+        "reference": {"target": target, "arguments": kwargs, "params": their_params, "output": list(their_output)},
+        "params": {"spec": _json(net.params), "reference": their_params, "same": net.params == their_params},
+        "output": {"spec": [_json(d) for d in net.output_shape], "reference": list(their_output),
+                   "same": tuple(net.output_shape) == their_output},
+        "tensors": {"spec": len(our_tensors), "reference": len(their_tensors)},
+        "mapping": [entry.as_json() for entry in entries],
+        "differences": [entry.as_json() for entry in entries if entry.status != "same shape"],
+    }
+    if load_weights:
+        result["outputs"] = _compare_outputs(net, target, paths, kwargs, entries)
+    return result
+
+
+def _output_shape(reference, target: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    import torch
+
+    device = next((t.device for t in reference.state_dict().values()), torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            output = reference.eval()(torch.zeros(1, *input_shape, device=device))
+    except Exception as err:  # the user's model refusing the spec's input
+        raise UsageError(f"the reference fails on a 1x{ir.format_shape(input_shape)} input: {type(err).__name__}: {err}",
+                         hint="make both take the same input: --param or --input for the spec, "
+                              "--reference-arg for the reference") from None
+    if not isinstance(output, torch.Tensor):
+        raise UsageError(f"{target} returns a {type(output).__name__}, not one tensor",
+                         hint="wrap it in a factory that returns the model's main output")
+    return tuple(output.shape[1:])
+
+
+def _compare_outputs(net: CompiledNetwork, target: str, paths: list[Path], kwargs: dict, entries: list[Entry]) -> dict:
+    """Copy the reference's tensors into the spec's module by position, then run both on one batch."""
+    import torch
+
+    mismatch = next((e for e in entries if e.status != "same shape"), None)
+    if mismatch is not None:
+        where = mismatch.ours or mismatch.theirs
+        raise UsageError(
+            f"cannot copy the reference's weights: {mismatch.status} at {where} "
+            f"({_shape(mismatch.our_shape)} in the spec, {_shape(mismatch.their_shape)} in the reference)",
+            hint="every tensor must match by shape and order; see the mapping without --load-weights")
+    reference = load_reference(target, paths, kwargs, device="cpu").eval()
+    ours = net.build().eval()
+    values = list(reference.state_dict().values())
+    ours.load_state_dict({entry.ours: value for entry, value in zip(entries, values)}, strict=True)
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = ours(x), reference(x)
+    difference = (a - b).abs().max().item()
+    return {"batch": 2, "max_abs_difference": difference, "equal": bool(torch.equal(a, b)),
+            "agree": bool(torch.allclose(a, b, rtol=RTOL, atol=ATOL)), "rtol": RTOL, "atol": ATOL}
+
+
+def render_reference(data: dict) -> str:
+    """The text form of ``against_reference``."""
+    spec, ref = data["spec"], data["reference"]
+    call = f"{ref['target']}({_call_args(ref['arguments'])})"
+
+    def verdict(same: bool) -> str:
+        return "same" if same else "DIFFERENT"
+
+    params, output = data["params"], data["output"]
+    summary = format_table(
+        ["", "spec", "reference", "check"],
+        [["parameters", _count(params["spec"]), f"{params['reference']:,}", verdict(params["same"])],
+         ["output", _shape(output["spec"]), _shape(output["reference"]), verdict(output["same"])],
+         ["tensors", str(data["tensors"]["spec"]), str(data["tensors"]["reference"]),
+          verdict(data["tensors"]["spec"] == data["tensors"]["reference"])]],
+        right={1, 2},
+    )
+    mapping = format_table(
+        ["spec tensor", "shape", "reference tensor", "shape", "difference"],
+        [[m["spec"] or "-", _shape(m["spec_shape"]), m["reference"] or "-", _shape(m["reference_shape"]),
+          "" if m["status"] == "same shape" else m["status"]] for m in data["mapping"]],
+        right={1, 3},
+    )
+    count = len(data["differences"])
+    lines = [f"spec       {spec['label']}", f"reference  {call}", "", summary, "",
+             "state_dict, matched by shape and order:", mapping, "",
+             "differences: none" if not count else f"differences: {count}"]
+    outputs = data.get("outputs")
+    if outputs is not None:
+        agreement = "equal" if outputs["equal"] else (
+            f"agree within rtol={outputs['rtol']:g}, atol={outputs['atol']:g}" if outputs["agree"] else "DIFFER")
+        lines.append(f"outputs with the reference's weights copied in (a batch of {outputs['batch']}): "
+                     f"max |difference| {outputs['max_abs_difference']:.3g}, {agreement}")
+    return "\n".join(lines) + "\n"
+
+
+def _call_args(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _shape(shape) -> str:
+    if shape is None:
+        return "-"
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def _list(shape):
+    return None if shape is None else list(shape)

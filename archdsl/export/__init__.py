@@ -1,0 +1,117 @@
+"""Exports: a compiled network as a file to ship, in one of three formats.
+
+* ``python``: a standalone PyTorch source file, one ``nn.Module`` class per block (``python.py``);
+* ``onnx``: through ``torch.onnx.export``, checked with ``onnx.checker`` (``onnx.py``);
+* ``torchscript``: scripted, or traced where scripting fails (``torchscript.py``).
+
+Weights come from a run of ``archdsl train`` (``checkpoint``, its newest finished epoch, refused
+when it was trained from another spec or other parameters) or else from a fresh initialisation.
+Every file is written atomically: a reader sees the old file or the new one, never half of one.
+
+    $ archdsl export specs/resnet18.arch --to onnx -o resnet18.onnx --checkpoint runs/resnet18-1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from archdsl import ir
+from archdsl.compiled import CompiledNetwork
+from archdsl.errors import UsageError
+
+FORMATS = {"python": ".py", "onnx": ".onnx", "torchscript": ".pt"}
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote: the files, how (``scripted``, ``opset 18``, ...), and whose weights."""
+
+    files: tuple[Path, ...]
+    format: str
+    how: str
+    weights: str
+
+    def describe(self) -> str:
+        names = " and ".join(str(f) for f in self.files)
+        return f"wrote {names}: {self.format}, {self.how}; weights: {self.weights}"
+
+
+def format_for(to: str | None, path: Path) -> str:
+    """The format named by ``--to``, or else the one the output file's suffix implies."""
+    if to is None:
+        by_suffix = {suffix: name for name, suffix in FORMATS.items()} | {".pth": "torchscript"}
+        if path.suffix in by_suffix:
+            return by_suffix[path.suffix]
+        raise UsageError(f"cannot tell the format of '{path}' from its suffix",
+                         hint="pass --to python, --to onnx or --to torchscript")
+    if to not in FORMATS:
+        raise UsageError(f"--to takes python, onnx or torchscript, not '{to}'")
+    return to
+
+
+def export(net: CompiledNetwork, to: str, path: Path, checkpoint: Path | None = None) -> Exported:
+    """Write ``net`` to ``path`` in the format ``to``, with the weights of the run in ``checkpoint``.
+
+    >>> export(archdsl.load("specs/lenet.arch"), "onnx", Path("lenet.onnx")).describe()   # doctest: +SKIP
+    'wrote lenet.onnx: ONNX opset 18, batch size dynamic, checked by onnx.checker; weights: ...'
+    """
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: no folder {path.parent}", file=str(path))
+    if to == "python":
+        return _python(net, path, checkpoint)
+    _require_concrete(net, to)
+    module, weights = trained_module(net, checkpoint)
+    if to == "onnx":
+        from archdsl.export.onnx import write_onnx
+
+        return Exported((path,), "ONNX", write_onnx(module, net.input_shape, path, net.params), weights)
+    from archdsl.export.torchscript import write_torchscript
+
+    return Exported((path,), "TorchScript", write_torchscript(module, net.input_shape, path), weights)
+
+
+def trained_module(net: CompiledNetwork, checkpoint: Path | None):
+    """The network's module in eval mode, with the checkpoint's weights when one is given; and their origin."""
+    module = net.build().eval()
+    if checkpoint is None:
+        return module, "fresh initialisation (PyTorch's defaults; pass --checkpoint RUN_DIR for trained ones)"
+    from archdsl.runner import checkpoint as checkpoints
+    from archdsl.runner import runfolder
+
+    run = runfolder.read(checkpoint)
+    found = checkpoints.latest(checkpoint)
+    if found is None:
+        raise UsageError(f"{checkpoint} holds no checkpoint yet: no epoch has finished", file=str(checkpoint))
+    checkpoints.load_weights(module, found, spec=checkpoints.spec_hash(net), trained_from=run.trained_from())
+    return module.eval(), f"{found.weights} (epoch {found.epoch})"
+
+
+def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Exported:
+    from archdsl.export.python import python_source
+    from archdsl.runner.atomic import write_atomic, write_text_atomic
+
+    if checkpoint is None:
+        write_text_atomic(path, python_source(net))
+        return Exported((path,), "Python source", f"class {_class_line(net)}", "none (the source holds no weights)")
+    _require_concrete(net, "python")
+    module, weights = trained_module(net, checkpoint)
+    tensors = path.with_suffix(".safetensors")
+    from safetensors.torch import save_model
+
+    write_atomic(tensors, lambda tmp: save_model(module, str(tmp), metadata={"network": net.name}))
+    write_text_atomic(path, python_source(net, weights_file=tensors.name))
+    return Exported((path, tensors), "Python source", f"class {_class_line(net)}", weights)
+
+
+def _class_line(net: CompiledNetwork) -> str:
+    from archdsl.export.python import network_class_name
+
+    return network_class_name(net)
+
+
+def _require_concrete(net: CompiledNetwork, to: str) -> None:
+    if not all(isinstance(d, int) for d in net.input_shape):
+        shape = ir.format_shape(net.input_shape)
+        raise UsageError(f"the {to} export needs a concrete input size, and {net.name}'s is {shape}",
+                         file=net.source_path, hint="give one with --input, e.g. --input 1x96x96")

@@ -1,0 +1,80 @@
+"""ONNX through ``torch.onnx.export`` (the torch.export-based exporter), checked with ``onnx.checker``.
+
+The batch size stays dynamic; every other size is the network's. A model whose weights pass the
+protobuf limit of 2 GiB keeps them in ``NAME.onnx.data`` beside it, as ONNX's external-data
+convention has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from archdsl.errors import BackendError, UsageError
+from archdsl.runner.atomic import fsync_folder
+
+# Protobuf refuses messages over 2 GiB; stay clear of it with the graph's own bytes on top.
+EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) -> str:
+    """Export ``module`` (in eval mode) for inputs of ``input_shape`` to ``path``; how it was written."""
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 (torch.onnx.export needs it, and says so less clearly)
+    except ImportError:
+        raise UsageError("the ONNX export needs the onnx and onnxscript packages",
+                         hint="pip install onnx onnxscript (and onnxruntime to run the file)") from None
+    import torch
+
+    example = torch.zeros(2, *input_shape)
+    batch = torch.export.Dim("batch", min=1)
+    with _quiet():
+        try:
+            program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
+                                        input_names=["input"], output_names=["output"],
+                                        dynamic_shapes=({0: batch},))
+        except Exception as err:  # the exporter raises many kinds; all mean the same to a user
+            raise BackendError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from None
+    external = params * 4 > EXTERNAL_DATA_BYTES
+    folder = None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        staged = folder / path.name
+        program.save(str(staged), external_data=external)
+        onnx.checker.check_model(str(staged))
+        opset = next(entry.version for entry in onnx.load(str(staged), load_external_data=False).opset_import
+                     if entry.domain in ("", "ai.onnx"))
+        # The weights file first, the model last: a reader never finds a model without its weights.
+        for staged_file in sorted(folder.iterdir(), key=lambda p: p.name == path.name):
+            os.replace(staged_file, path.parent / staged_file.name)
+        fsync_folder(path.parent)
+    except OSError as err:
+        raise UsageError(f"cannot write {path.name}: {err.strerror or err}", file=str(path)) from None
+    except onnx.checker.ValidationError as err:
+        raise BackendError(f"the exported ONNX model fails onnx.checker: {err}") from None
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    data = f", weights in {path.name}.data" if external else ""
+    return f"opset {opset}, batch size dynamic, checked by onnx.checker{data}"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter's progress lines and its warnings about torch internals are not the user's business."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)

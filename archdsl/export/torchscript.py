@@ -1,0 +1,32 @@
+"""TorchScript: ``torch.jit.script`` where it succeeds, ``torch.jit.trace`` where it does not.
+
+archdsl's own modules (``nn.Sequential`` and the two joins of the torch backend) script, so a
+trace is a fallback for what scripting may refuse in future layer kinds; the output says which.
+TorchScript is deprecated upstream in favour of ``torch.export``; the ONNX export goes that way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from archdsl.errors import BackendError
+from archdsl.runner.atomic import write_atomic
+
+
+def write_torchscript(module, input_shape: tuple[int, ...], path: Path) -> str:
+    """Save ``module`` (in eval mode) as TorchScript at ``path``; ``scripted`` or ``traced``."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        try:
+            compiled, how = torch.jit.script(module), "scripted"
+        except Exception as scripting:  # torch.jit raises several kinds of frontend errors
+            try:
+                compiled, how = torch.jit.trace(module, torch.zeros(2, *input_shape)), "traced"
+            except Exception as err:
+                raise BackendError(f"TorchScript failed: scripting said {scripting}; tracing said {err}") from None
+            how += f" (scripting failed: {type(scripting).__name__})"
+        write_atomic(path, lambda tmp: torch.jit.save(compiled, str(tmp)))
+    return how

@@ -1,0 +1,355 @@
+"""Exports (archdsl/export/): Python source, ONNX and TorchScript, each held to the module archdsl builds.
+
+The oracle is archdsl's own torch module, itself checked against hand-written references in
+test_specs.py: the generated Python classes must load its ``state_dict`` with ``strict=True`` and
+give its outputs exactly; the ONNX file, run by onnxruntime, and the TorchScript file, reloaded,
+must give its outputs too. Random programs from ``strategies.programs()`` reach the constructs the
+specs do not (nested repeats, ``if`` inside loops, keyword arguments, defaults that read ``in.c``).
+
+Rewrite the source goldens in tests/cases/export/ with ``EXPECTTEST_ACCEPT=1 pytest tests/test_export.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import CASES, SPECS
+from hypothesis import HealthCheck, assume, given, settings
+from strategies import programs, randomise_normalisation
+from typer.testing import CliRunner
+
+import archdsl
+from archdsl.cli import app
+from archdsl.errors import ArchError, BackendError
+from archdsl.export import export
+from archdsl.export.python import EMITTERS, Unsupported, network_class_name, python_source
+from archdsl.export.torchscript import write_torchscript
+from archdsl.layers import REGISTRY
+
+# torch.jit.load says TorchScript is deprecated; the export's docs say so too.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+
+NAMES = sorted(p.stem for p in SPECS.glob("*.arch"))
+
+# Other constructor arguments than the exported defaults: the generated network class takes the
+# network's parameters, so each export is checked away from them too (and VGG at ratio 8 is cheap).
+SETTINGS = {
+    "vgg11": {"ratio": 8}, "vgg16": {"ratio": 8}, "vgg19": {"ratio": 8},
+    "lenet": {"classes": 7}, "resnet18": {"in_channels": 3}, "densenet": {"growth": 8},
+}  # fmt: skip
+
+ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # onnxruntime's kernels sum in another order than torch's
+_counter = itertools.count()
+
+
+def import_source(source: str, folder: Path):
+    """The generated file as a module, imported from ``folder`` as a user would import it."""
+    name = f"exported_{next(_counter)}"
+    path = folder / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def built(net: archdsl.CompiledNetwork, seed: int = 0) -> torch.nn.Module:
+    """archdsl's module in eval mode, with BN statistics that are not the identity."""
+    module = net.build(seed=seed)
+    randomise_normalisation(module, torch.Generator().manual_seed(seed))
+    return module.eval()
+
+
+def assert_reproduces(net: archdsl.CompiledNetwork, generated_class, tmp_path: Path, **kwargs) -> None:
+    """The generated class, made with ``kwargs``, loads ``net``'s weights strictly and gives its outputs."""
+    oracle = built(net)
+    with torch.device("meta"):
+        generated = generated_class(**kwargs)
+    generated.load_state_dict(oracle.state_dict(), strict=True, assign=True)
+    generated.eval()
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(generated(x), oracle(x))
+    assert tuple(generated.out_shape) == net.output_shape
+
+
+# -- the Python source ----------------------------------------------------------------------------
+
+
+def test_every_layer_kind_has_a_python_emitter() -> None:
+    assert set(EMITTERS) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_python_source_reproduces_every_spec(name: str, tmp_path: Path) -> None:
+    source = python_source(archdsl.load(SPECS / f"{name}.arch"))
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    assert imported <= {"torch"}, imported  # standalone: no archdsl
+    module = import_source(source, tmp_path)
+    net_class = getattr(module, network_class_name(archdsl.load(SPECS / f"{name}.arch")))
+
+    # At the exported defaults the keys and shapes are archdsl's (on the meta device: no memory, no time)...
+    with torch.device("meta"):
+        ours = {k: v.shape for k, v in archdsl.load(SPECS / f"{name}.arch").build().state_dict().items()}
+        theirs = {k: v.shape for k, v in net_class().state_dict().items()}
+    assert list(theirs) == list(ours) and theirs == ours
+    # ... and at other parameters, the constructor's arguments, the outputs are too.
+    settings_ = SETTINGS.get(name, {})
+    assert_reproduces(archdsl.load(SPECS / f"{name}.arch", **settings_), net_class, tmp_path, **settings_)
+
+
+def test_blocks_become_classes_with_their_parameters(tmp_path: Path) -> None:
+    source = python_source(archdsl.load(SPECS / "vgg11.arch"))
+    assert "self.vgg_0 = Vgg(1, 64 // ratio, in_shape=(in_channels, 224, 224))" in source
+    assert "class Classifier(nn.Sequential):" in source
+    module = import_source(source, tmp_path)
+    block = module.Vgg(2, 8, in_shape=(3, 32, 32))  # the block on its own, as d2l's vgg_block(2, 8)
+    assert [name for name, _ in block.named_children()] == ["conv_0", "relu_0", "conv_1", "relu_1", "maxpool_0"]
+    assert block.out_shape == (8, 16, 16)
+    assert block(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet"])
+def test_python_source_golden(name: str, in_repo, golden) -> None:
+    # resnet18 holds an ``if`` reading in.c and a repeat of n - 1; densenet a repeated concat and a
+    # default parameter computed from in.c.
+    golden(CASES / "export" / f"{name}.py.golden", python_source(archdsl.load(f"specs/{name}.arch")))
+
+
+def test_generated_files_pass_ruff(tmp_path: Path) -> None:
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (pip install ruff: a test-only dependency)")
+    for name in NAMES:
+        (tmp_path / f"{name}.py").write_text(python_source(archdsl.load(SPECS / f"{name}.arch")), encoding="utf-8")
+    ruff = [sys.executable, "-m", "ruff"]
+    check = subprocess.run([*ruff, "check", "--isolated", "--no-cache", str(tmp_path)],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    # Formatted as ruff would format it, at the repository's line length.
+    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", "--diff", "--line-length", "120", str(tmp_path)],
+                         capture_output=True, text=True, check=False)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(program=programs())
+def test_python_source_reproduces_random_programs(program, tmp_path_factory) -> None:
+    folder = tmp_path_factory.mktemp("program")
+    for relative, text in program.files().items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text(text, encoding="utf-8")
+    net = archdsl.load(folder / "main.arch")
+    try:
+        source = python_source(net)
+    except Unsupported:
+        assume(False)  # an ``if`` whose arms give an image and a vector: refused, tested below
+    module = import_source(source, folder)
+    assert_reproduces(net, getattr(module, network_class_name(net)), folder)
+
+
+def test_symbolic_input_sizes_become_keyword_arguments(tmp_path: Path) -> None:
+    text = "network g(classes = 10) : [1, H, W] = conv 4 k=3 s=2; relu; maxpool2; flatten; linear classes\n"
+    source = python_source(archdsl.loads(text))
+    assert "def __init__(self, classes=10, *, H, W):" in source
+    module = import_source(source, tmp_path)
+    assert_reproduces(archdsl.loads(text, input_shape=(1, 21, 17)), module.G, tmp_path, H=21, W=17)
+
+
+def test_input_given_on_the_command_line_is_written_as_numbers() -> None:
+    source = python_source(archdsl.load(SPECS / "lenet.arch", input_shape=(3, 32, 32)))
+    assert "self.conv_0 = nn.Conv2d(3, 6, 5, padding=2)" in source
+    assert "nn.Linear(576, 120)" in source  # 16 x 6 x 6
+
+
+def test_names_that_python_reserves_are_renamed(tmp_path: Path) -> None:
+    text = (
+        "block net(class, min = 2, in_shape = 3) = conv (class * min) k=in_shape; relu\n"
+        "network net(self = 4) : [self, 9, 9] = net(class = 2, in_shape = 1); net(3, min = 1); flatten; fc 5\n"
+    )
+    source = python_source(archdsl.loads(text))
+    assert "class NetBlock(nn.Sequential):" in source and "class Net(nn.Sequential):" in source
+    assert "def __init__(self, class_, min_=2, in_shape_=3, *, in_shape):" in source
+    module = import_source(source, tmp_path)
+    assert_reproduces(archdsl.loads(text), module.Net, tmp_path)
+
+
+def test_an_if_whose_arms_differ_in_rank_is_refused_at_its_place() -> None:
+    text = "block b(n) = if n > 1 then flatten else id\nnetwork x : [1, 4, 4] = b(2); fc 3\n"
+    with pytest.raises(BackendError) as caught:
+        python_source(archdsl.loads(text, path="x.arch"))
+    assert (caught.value.line, caught.value.column) == (1, 14)
+    assert caught.value.message == "the two arms of this if give shapes of different ranks"
+
+
+# -- ONNX and TorchScript -------------------------------------------------------------------------
+
+# Small settings: the point is each construct (branches, BN, pools, dropout), not the size.
+SMALL = {
+    "lenet": ({}, None), "alexnet": ({}, (1, 67, 67)), "vgg11": ({"ratio": 8}, (1, 32, 32)),
+    "vgg16": ({"ratio": 8}, (1, 32, 32)), "vgg19": ({"ratio": 8}, (1, 32, 32)), "nin": ({}, (1, 67, 67)),
+    "googlenet": ({}, (1, 32, 32)), "resnet18": ({}, (1, 32, 32)), "densenet": ({"growth": 8}, (1, 32, 32)),
+}  # fmt: skip
+
+
+def small(name: str) -> archdsl.CompiledNetwork:
+    params, shape = SMALL[name]
+    return archdsl.load(SPECS / f"{name}.arch", input_shape=shape, **params)
+
+
+# Between them: sigmoid, average and max pooling with padding, dropout, global pooling, concat, add, BN.
+@pytest.mark.parametrize("name", ["lenet", "alexnet", "googlenet", "resnet18", "densenet"])
+def test_onnx_runs_in_onnxruntime_to_the_same_outputs(name: str, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from archdsl.export.onnx import write_onnx
+
+    net = small(name)
+    module = built(net)
+    path = tmp_path / f"{name}.onnx"
+    how = write_onnx(module, net.input_shape, path, net.params)
+    assert how.startswith("opset ") and "checked by onnx.checker" in how
+    onnx.checker.check_model(str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, *net.input_shape, generator=torch.Generator().manual_seed(2))  # not the traced batch of 2
+    (y,) = session.run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(y, module(x).numpy(), **ONNX_TOLERANCE)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torchscript_reloads_to_the_same_outputs(name: str, tmp_path: Path) -> None:
+    net = small(name)
+    module = built(net)
+    path = tmp_path / f"{name}.pt"
+    assert write_torchscript(module, net.input_shape, path) == "scripted"
+    reloaded = torch.jit.load(str(path))
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), module(x))
+
+
+def test_torchscript_falls_back_to_tracing_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise RuntimeError("cannot script this")
+
+    monkeypatch.setattr(torch.jit, "script", refuse)
+    net = small("lenet")
+    module = built(net)
+    path = tmp_path / "l.pt"
+    assert write_torchscript(module, net.input_shape, path) == "traced (scripting failed: RuntimeError)"
+    x = torch.randn(3, *net.input_shape)
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(path))(x), module(x))
+
+
+# -- the command, with a checkpoint of a real run ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory) -> Path:
+    """A finished one-epoch ``archdsl train`` run of LeNet on 64 random 28x28 images."""
+    folder = tmp_path_factory.mktemp("run")
+    rng = np.random.default_rng(0)
+    np.savez(folder / "data.npz",
+             x_train=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), y_train=rng.integers(0, 10, 64),
+             x_test=rng.integers(0, 256, (32, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 32))
+    result = CliRunner().invoke(app, ["train", str(SPECS / "lenet.arch"), "--data", str(folder / "data.npz"),
+                                      "--epochs", "1", "--batch-size", "32", "--out", str(folder / "run")])
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def trained_lenet(run: Path) -> torch.nn.Module:
+    """The run's weights, read independently of the export code."""
+    from safetensors.torch import load_file
+
+    (weights,) = (run / "checkpoints").glob("*.safetensors")
+    module = archdsl.load(SPECS / "lenet.arch").build()
+    module.load_state_dict(load_file(weights), strict=True)
+    return module.eval()
+
+
+def test_export_command_writes_python_with_the_checkpoint_weights(lenet_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lenet_model.py"
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--checkpoint", str(lenet_run)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"wrote {out} and {tmp_path / 'lenet_model.safetensors'}: Python source")
+    from safetensors.torch import load_model
+
+    model = import_source(out.read_text(encoding="utf-8"), tmp_path).Lenet()
+    load_model(model, str(tmp_path / "lenet_model.safetensors"))
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), trained_lenet(lenet_run)(x))
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_export_command_writes_the_checkpoint_weights(suffix: str, lenet_run: Path, tmp_path: Path) -> None:
+    if suffix == ".onnx":
+        pytest.importorskip("onnx")
+        ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / f"lenet{suffix}"
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--checkpoint", str(lenet_run)])
+    assert result.exit_code == 0, result.output
+    assert "epoch-0001.safetensors (epoch 1)" in result.output
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = trained_lenet(lenet_run)(x)
+    if suffix == ".onnx":
+        (y,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
+        np.testing.assert_allclose(y, expected.numpy(), **ONNX_TOLERANCE)
+    else:
+        with torch.no_grad():
+            assert torch.equal(torch.jit.load(str(out))(x), expected)
+
+
+def test_a_checkpoint_of_another_spec_is_refused(lenet_run: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "--param", "classes=7",
+                                      "-o", str(tmp_path / "x.pt"), "--checkpoint", str(lenet_run)])
+    assert result.exit_code == 1
+    assert "error: this checkpoint was trained from a different spec (or different --param values)" in result.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-o", "x.txt"], "archdsl: error: cannot tell the format of 'x.txt' from its suffix"),
+    (["-o", "x.py", "--to", "tflite"], "archdsl: error: --to takes python, onnx or torchscript, not 'tflite'"),
+    (["-o", "no/such/folder/x.py"], "error: cannot write no/such/folder/x.py: no folder no/such/folder"),
+])  # fmt: skip
+def test_export_command_errors(args: list[str], message: str, in_repo) -> None:
+    result = CliRunner().invoke(app, ["export", "specs/lenet.arch", *args])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_failed_export_leaves_the_old_file(tmp_path: Path) -> None:
+    spec = tmp_path / "x.arch"
+    spec.write_text("block b(n) = if n > 1 then flatten else id\nnetwork x : [1, 4, 4] = b(2); fc 3\n", encoding="utf-8")
+    out = tmp_path / "x.py"
+    out.write_text("old\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["export", str(spec), "-o", str(out)])
+    assert result.exit_code == 1 and "different ranks" in result.output
+    assert out.read_text(encoding="utf-8") == "old\n"
+    assert {p.name for p in tmp_path.iterdir()} == {"x.arch", "x.py"}  # no temporary file left behind
+
+
+def test_export_api_describes_what_it_wrote(tmp_path: Path) -> None:
+    result = export(small("densenet"), "torchscript", tmp_path / "d.pt")
+    assert result.files == (tmp_path / "d.pt",) and result.how == "scripted"
+    assert result.describe().startswith(f"wrote {tmp_path / 'd.pt'}: TorchScript, scripted; weights: fresh initialisation")
+    with pytest.raises(ArchError, match="needs a concrete input size"):
+        export(archdsl.loads("network g : [1, H, W] = gap; flatten"), "onnx", tmp_path / "g.onnx")
