@@ -1,9 +1,9 @@
 """``archdsl fmt``: print a spec in one canonical style, keeping its comments.
 
-The formatter works on the parser's own token stream (the contextual lexer's, so ``<`` as a group and
-``<`` as a comparison are told apart) and changes only the whitespace between tokens, plus trailing
-``;`` and ``,`` that it drops. The tokens, and so the syntax tree, stay the same; a property test
-checks it on every spec and on generated programs.
+The formatter works on the tokens the parser itself reads (Lark's interactive parser, so each token
+has the type the grammar gave it) and changes only the whitespace between them, plus trailing ``;``
+and ``,`` that it drops. The tokens, and so the syntax tree, stay the same: a property test checks it
+on every spec and on generated programs. Comments are the text between tokens that is not space.
 
 What is fixed: single spaces between tokens (none inside ``(...)``, ``<...>``, shapes and ``in.c``,
 none around a keyword argument's ``=``), a body's continuation lines indented by four, a multi-line
