@@ -6,8 +6,8 @@ arguments); on its own, each name it calls must still be a block or a layer kind
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from archdsl import ir
 from archdsl.program import Program, load_program, paused_gc, read_source
@@ -17,20 +17,9 @@ from archdsl.resolve import lookup, resolve_network, unknown_call
 def check_block_names(program: Program) -> None:
     """Raise for the first call, in any block, of a name that is neither a block nor a layer."""
     for block in program.blocks.values():
-        stack: list[ir.Item] = list(block.body)
-        while stack:
-            item = stack.pop()
-            if isinstance(item, ir.Call):
-                if item.name not in program.blocks and lookup(item.name) is None:
-                    raise unknown_call(item, program)
-            elif isinstance(item, ir.Group):
-                stack.extend(item.items)
-            elif isinstance(item, ir.Repeat):
-                stack.append(item.item)
-            elif isinstance(item, ir.Cond):
-                stack.extend((item.then, item.otherwise))
-            else:
-                stack.extend(i for branch in item.branches for i in branch)
+        for item in ir.walk_items(block.body):
+            if isinstance(item, ir.Call) and item.name not in program.blocks and lookup(item.name) is None:
+                raise unknown_call(item, program)
 
 
 def check_file(path: Path, import_dirs: Sequence[Path] | None = None) -> str:

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,24 +28,24 @@ app = typer.Typer(
 
 SpecArg = Annotated[Path, typer.Argument(help="The .arch spec file.", show_default=False)]
 ParamOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--param", "-p", help="Set a network parameter: NAME=VALUE (repeatable).", show_default=False),
 ]
 InputOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--input", help="Override the declared input shape, e.g. 3x224x224 (batch left out).", show_default=False),
 ]
 NetworkOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--network", "-n", help="Which network, when the spec defines several.", show_default=False),
 ]
 ImportDirOpt = Annotated[
-    Optional[list[Path]],
+    list[Path] | None,
     typer.Option("--allow-import-dir", help="A folder that imports may also reach, besides the spec's own "
                  "folder (repeatable).", show_default=False),
 ]
 MaxParamsOpt = Annotated[
-    Optional[int],
+    int | None,
     typer.Option("--max-params", help="Refuse networks with more parameters than this (default: what fits in memory).",
                  show_default=False),
 ]
@@ -117,9 +117,9 @@ def compile_command(
     param: ParamOpt = None,
     input: InputOpt = None,
     network: NetworkOpt = None,
-    depth: Annotated[Optional[int], typer.Option(help="Show blocks below this depth as one row each.", min=1)] = None,
+    depth: Annotated[int | None, typer.Option(help="Show blocks below this depth as one row each.", min=1)] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    emit: Annotated[Optional[str], typer.Option(help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")] = None,
+    emit: Annotated[str | None, typer.Option(help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")] = None,
     max_params: MaxParamsOpt = None,
     allow_import_dir: ImportDirOpt = None,
 ) -> None:
@@ -143,13 +143,13 @@ def compile_command(
 @reports_errors
 def graph_command(
     spec: SpecArg,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Where to write; the suffix picks the format: .svg, .png, .pdf or .dot "
                             "(default: NETWORK.svg here).", show_default=False)] = None,
     param: ParamOpt = None,
     input: InputOpt = None,
     network: NetworkOpt = None,
-    depth: Annotated[Optional[int], typer.Option(
+    depth: Annotated[int | None, typer.Option(
         help="Draw block calls nested this deep (top-level calls are 1) as one node each.", min=1)] = None,
     direction: Annotated[str, typer.Option(help="TB (top to bottom) or LR (left to right).")] = "TB",
     fold_activations: Annotated[bool, typer.Option(
@@ -251,13 +251,13 @@ def _rewrite(path: Path, text: str) -> None:
 def export_command(
     spec: SpecArg,
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="The file to write.", show_default=False)],
-    to: Annotated[Optional[str], typer.Option(
+    to: Annotated[str | None, typer.Option(
         metavar="python|onnx|torchscript",
         help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).", show_default=False)] = None,
     param: ParamOpt = None,
     input: InputOpt = None,
     network: NetworkOpt = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(
+    checkpoint: Annotated[Path | None, typer.Option(
         metavar="RUN_DIR", help="Export the weights of this `archdsl train` run (its newest finished epoch); "
         "with --to python they go to FILE's name with .safetensors.", show_default=False)] = None,
     allow_import_dir: ImportDirOpt = None,
@@ -274,27 +274,27 @@ def export_command(
 @reports_errors
 def compare_command(
     spec: SpecArg,
-    other: Annotated[Optional[Path], typer.Argument(
+    other: Annotated[Path | None, typer.Argument(
         metavar="[OTHER]", help="A second spec (B). Default: SPEC again, with --param-b / --input-b.",
         show_default=False)] = None,
     param: ParamOpt = None,
-    param_a: Annotated[Optional[list[str]], typer.Option(
+    param_a: Annotated[list[str] | None, typer.Option(
         "--param-a", metavar="NAME=VALUE", help="A parameter of A only (repeatable).", show_default=False)] = None,
-    param_b: Annotated[Optional[list[str]], typer.Option(
+    param_b: Annotated[list[str] | None, typer.Option(
         "--param-b", metavar="NAME=VALUE", help="A parameter of B only (repeatable).", show_default=False)] = None,
     input: InputOpt = None,
-    input_a: Annotated[Optional[str], typer.Option("--input-a", metavar="CxHxW", help="A's input shape.",
+    input_a: Annotated[str | None, typer.Option("--input-a", metavar="CxHxW", help="A's input shape.",
                                                    show_default=False)] = None,
-    input_b: Annotated[Optional[str], typer.Option("--input-b", metavar="CxHxW", help="B's input shape.",
+    input_b: Annotated[str | None, typer.Option("--input-b", metavar="CxHxW", help="B's input shape.",
                                                    show_default=False)] = None,
     network: NetworkOpt = None,
-    reference: Annotated[Optional[str], typer.Option(
+    reference: Annotated[str | None, typer.Option(
         metavar="MODULE:FACTORY", help="Check SPEC against a Python model: a class or factory returning an "
         "nn.Module (references:vgg11, torchvision.models:resnet18).", show_default=False)] = None,
-    reference_path: Annotated[Optional[list[Path]], typer.Option(
+    reference_path: Annotated[list[Path] | None, typer.Option(
         metavar="DIR", help="A folder to import the reference from (repeatable; the current folder is searched "
         "last).", show_default=False)] = None,
-    reference_arg: Annotated[Optional[list[str]], typer.Option(
+    reference_arg: Annotated[list[str] | None, typer.Option(
         metavar="NAME=VALUE", help="A keyword argument of the reference's factory (repeatable).",
         show_default=False)] = None,
     load_weights: Annotated[bool, typer.Option(

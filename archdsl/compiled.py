@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from archdsl import ir
 from archdsl.program import Program, load_program, paused_gc, read_source

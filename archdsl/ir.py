@@ -45,7 +45,7 @@ class Node(BaseModel):
 
 
 class Number(Node):
-    value: Union[int, float]
+    value: int | float
 
 
 class Var(Node):
@@ -85,7 +85,7 @@ Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func]
 class Arg(Node):
     """One argument of a call: positional when ``name`` is None."""
 
-    name: Union[str, None]
+    name: str | None
     value: Expr
 
 
@@ -131,7 +131,7 @@ Item = Union[Call, Group, Repeat, Branch, Cond]
 
 class Param(Node):
     name: str
-    default: Union[Expr, None]
+    default: Expr | None
 
 
 class BlockDef(Node):
@@ -144,8 +144,8 @@ class NetworkDef(Node):
     name: str
     params: tuple[Param, ...]
     input: tuple[Expr, ...]
-    output: Union[tuple[Expr, ...], None]
-    output_span: Union[Span, None]
+    output: tuple[Expr, ...] | None
+    output_span: Span | None
     body: tuple[Item, ...]
 
 
@@ -215,6 +215,23 @@ class Network(BaseModel):
     macs: Dim
     body: tuple[Resolved, ...]
     span: Span
+
+
+def walk_items(items: tuple[Item, ...]):
+    """Every syntax item in ``items`` and inside them (groups, repeats, branches, both arms of an if),
+    without recursion; the order is unspecified."""
+    stack: list[Item] = list(items)
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, Group):
+            stack.extend(item.items)
+        elif isinstance(item, Repeat):
+            stack.append(item.item)
+        elif isinstance(item, Cond):
+            stack.extend((item.then, item.otherwise))
+        elif isinstance(item, Branch):
+            stack.extend(i for branch in item.branches for i in branch)
 
 
 def children(node: Resolved) -> tuple[Resolved, ...]:

@@ -18,8 +18,9 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from archdsl.ir import Shape, Value
 from archdsl.shapes import LayerError, require_rank, spatial

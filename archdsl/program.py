@@ -12,10 +12,10 @@ from __future__ import annotations
 import codecs
 import gc
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ResolveError

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
-from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest  # noqa: F401 (lookup is re-exported)
+from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
 from archdsl.program import Program
 from archdsl.shapes import LayerError, join, mismatch_hint, show
-from archdsl.symbolic import Sym, SymbolicError
 from archdsl.source import Span
+from archdsl.symbolic import Sym, SymbolicError
 
 _TRUTH = {"true": True, "false": False}
 _FUNCS = {"min": min, "max": max}

@@ -89,7 +89,8 @@ def mismatch_hint(op: str, shapes: list[Shape]) -> str:
         if shape[1:] == first[1:]:
             return f"give the branches the same output channels (branch 1 has {first[0]}, branch {index} has {shape[0]})"
         gap = first[1] - shape[1]
-        if isinstance(gap, int) and min(first[1], shape[1]) * 2 <= max(first[1], shape[1]) + 1:
+        concrete = isinstance(first[1], int) and isinstance(shape[1], int)
+        if concrete and min(first[1], shape[1]) * 2 <= max(first[1], shape[1]) + 1:
             # One side is about half the other or less: a stride, not a padding, makes the difference.
             larger = index if gap < 0 else 1
             stride = round(max(first[1], shape[1]) / min(first[1], shape[1]))

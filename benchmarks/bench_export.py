@@ -2,6 +2,7 @@
 
     python benchmarks/bench_export.py            # medians of 3 in-process runs, one command each
     python benchmarks/bench_export.py --quick    # one in-process run each, no commands
+    python benchmarks/bench_export.py --breakdown googlenet   # where one ONNX export's time goes
 
 In process, a run is ``archdsl.export.export(net, FORMAT, path)`` on a compiled network: for ONNX and
 TorchScript that includes building the module (PyTorch's initialisation of every weight) and writing
@@ -14,28 +15,24 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from timing import median_seconds
 
-import archdsl  # noqa: E402
-from archdsl.export import FORMATS, export  # noqa: E402
+import archdsl
+from archdsl.export import FORMATS, export
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPECS = ["lenet", "alexnet", "vgg11", "vgg16", "vgg19", "nin", "googlenet", "resnet18", "densenet"]
 
 
 def timed(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(fn, repeat, warmup=False)
 
 
 def command_seconds(spec: Path, out: Path) -> float:
@@ -45,10 +42,39 @@ def command_seconds(spec: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def breakdown(name: str) -> None:
+    """Where one ONNX export's time goes, in this fresh process: imports, building, the exporter."""
+    from archdsl.export.onnx import write_onnx
+
+    start = time.perf_counter()
+    import torch  # noqa: F401
+
+    steps = {"import torch": time.perf_counter()}
+    import onnx  # noqa: F401
+    import onnxscript  # noqa: F401
+
+    steps["import onnx and onnxscript"] = time.perf_counter()
+    net = archdsl.load(ROOT / "specs" / f"{name}.arch")
+    module = net.build().eval()
+    steps["compile the spec and build the module"] = time.perf_counter()
+    path = Path(tempfile.mkdtemp(prefix="bench-export-")) / f"{name}.onnx"
+    write_onnx(module, net.input_shape, path, net.params)
+    steps["first export (torch.onnx.export, save, onnx.checker)"] = time.perf_counter()
+    write_onnx(module, net.input_shape, path, net.params)
+    steps["second export, same process"] = time.perf_counter()
+    for step, end in steps.items():
+        print(f"{step}: {end - start:.2f} s")
+        start = end
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="one in-process run each, and no commands")
+    parser.add_argument("--breakdown", metavar="SPEC", help="time the steps of one ONNX export of specs/SPEC.arch")
     args = parser.parse_args()
+    if args.breakdown:
+        breakdown(args.breakdown)
+        return
     repeat = 1 if args.quick else 3
     folder = Path(tempfile.mkdtemp(prefix="bench-export-"))
     export(archdsl.load(ROOT / "specs" / "lenet.arch"), "onnx", folder / "warm.onnx")  # imports, first compile
@@ -62,7 +88,7 @@ def main() -> None:
         cells = [name, f"{net.params:,}"]
         for fmt, suffix in FORMATS.items():
             path = folder / f"{name}{suffix}"
-            cells.append(f"{timed(lambda: export(net, fmt, path), repeat):.2f}")
+            cells.append(f"{timed(lambda net=net, fmt=fmt, path=path: export(net, fmt, path), repeat):.2f}")
         cells.append(f"{(folder / f'{name}.onnx').stat().st_size / 1e6:,.1f}")
         if not args.quick:
             cells += [f"{command_seconds(spec, folder / f'cmd-{name}{suffix}'):.2f}" for suffix in FORMATS.values()]

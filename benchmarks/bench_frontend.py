@@ -28,22 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-import archdsl  # noqa: E402
-from archdsl import summary  # noqa: E402
+from timing import median_seconds
+
+import archdsl
+from archdsl import summary
 
 SPECS = ["lenet", "alexnet", "vgg11", "vgg16", "vgg19", "nin", "googlenet", "resnet18", "densenet"]
 PEER_SPECS = ["vgg16", "googlenet", "resnet18", "densenet"]
-
-
-def best_of(fn, repeat: int) -> float:
-    """Median wall time of ``repeat`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def generated_spec(layers: int) -> str:
@@ -58,11 +49,11 @@ def front_end(repeat: int) -> list[str]:
         path = ROOT / "specs" / f"{name}.arch"
         net = archdsl.load(path)
         count = sum(1 for _ in net.layers())
-        seconds = best_of(lambda: archdsl.load(path), repeat)
+        seconds = median_seconds(lambda: archdsl.load(path), repeat)
         rows.append(f"| {name} | {count} | {seconds * 1e3:.2f} | {seconds / count * 1e6:.1f} |")
     for layers in (100, 1_000, 10_000):
         text = generated_spec(layers)
-        seconds = best_of(lambda: archdsl.loads(text), max(3, repeat // 4))
+        seconds = median_seconds(lambda: archdsl.loads(text), max(3, repeat // 4))
         rows.append(f"| generated | {layers:,} | {seconds * 1e3:.1f} | {seconds / layers * 1e6:.1f} |")
     return rows
 
@@ -75,8 +66,8 @@ def symbolic(repeat: int) -> list[str]:
     rows = ["| spec | concrete (ms) | symbolic 1×H×W (ms) | ratio |", "|---|---:|---:|---:|"]
     for name in ("googlenet", "densenet", "resnet18", "vgg16"):
         path = ROOT / "specs" / f"{name}.arch"
-        concrete = best_of(lambda: archdsl.load(path), repeat)
-        symbolic_time = best_of(lambda: archdsl.load(path, input_shape=shape), repeat)
+        concrete = median_seconds(lambda: archdsl.load(path), repeat)
+        symbolic_time = median_seconds(lambda: archdsl.load(path, input_shape=shape), repeat)
         rows.append(f"| {name} | {concrete * 1e3:.2f} | {symbolic_time * 1e3:.2f} | {symbolic_time / concrete:.2f}× |")
     return rows
 
@@ -97,7 +88,7 @@ def torchinfo_in_process(name: str, repeat: int) -> float | None:
         text = str(torchinfo_summary(model, input_size=(1, *shape), device="meta", depth=10, verbose=0))
         assert "Total params" in text
 
-    return best_of(run, repeat)
+    return median_seconds(run, repeat)
 
 
 def archdsl_in_process(name: str, repeat: int) -> float:
@@ -108,7 +99,7 @@ def archdsl_in_process(name: str, repeat: int) -> float:
         text = summary.render_text(net.ir)
         assert "params" in text
 
-    return best_of(run, repeat)
+    return median_seconds(run, repeat)
 
 
 TORCHINFO_SCRIPT = """
@@ -127,7 +118,7 @@ def command_time(argv: list[str], repeat: int) -> float:
     def run() -> None:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    return best_of(run, repeat)
+    return median_seconds(run, repeat)
 
 
 def peers(repeat: int) -> list[str]:

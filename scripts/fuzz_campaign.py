@@ -27,10 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-
-import test_formatter  # noqa: E402
-import test_fuzz  # noqa: E402
+import test_formatter
+import test_fuzz
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 CHUNK = 1000  # cases per Hypothesis run; the time budget is checked between runs
 

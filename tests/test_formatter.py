@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -113,6 +114,23 @@ def test_every_case_round_trips(text):
 @CI
 @given(grammar_programs())
 def test_generated_programs_round_trip(text):
+    check_round_trip(text)
+
+
+@st.composite
+def commented_programs(draw) -> str:
+    """A grammar program with comments and line breaks dropped between random tokens (the generator
+    pads every token with spaces, so any space is a boundary between two tokens)."""
+    pieces = draw(grammar_programs()).split(" ")
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, len(pieces)))
+        pieces.insert(at, draw(st.sampled_from(["# note\n", "\n", "\n\n", "#\n", "  # two  \n"])))
+    return " ".join(pieces)
+
+
+@settings(CI, max_examples=300)
+@given(commented_programs())
+def test_comments_anywhere_survive_the_round_trip(text):
     check_round_trip(text)
 
 

@@ -54,7 +54,7 @@ def export(net: CompiledNetwork, to: str, path: Path, checkpoint: Path | None = 
     """Write ``net`` to ``path`` in the format ``to``, with the weights of the run in ``checkpoint``.
 
     >>> export(archdsl.load("specs/lenet.arch"), "onnx", Path("lenet.onnx")).describe()   # doctest: +SKIP
-    'wrote lenet.onnx: ONNX opset 18, batch size dynamic, checked by onnx.checker; weights: ...'
+    'wrote lenet.onnx: ONNX, opset 20, batch size dynamic, checked by onnx.checker; weights: ...'
     """
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: no folder {path.parent}", file=str(path))
@@ -88,26 +88,22 @@ def trained_module(net: CompiledNetwork, checkpoint: Path | None):
 
 
 def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Exported:
-    from archdsl.export.python import python_source
+    from archdsl.export.python import network_class_name, python_source
     from archdsl.runner.atomic import write_atomic, write_text_atomic
 
+    how = f"class {network_class_name(net)}"
     if checkpoint is None:
         write_text_atomic(path, python_source(net))
-        return Exported((path,), "Python source", f"class {_class_line(net)}", "none (the source holds no weights)")
-    _require_concrete(net, "python")
-    module, weights = trained_module(net, checkpoint)
-    tensors = path.with_suffix(".safetensors")
+        return Exported((path,), "Python source", how, "none (the source holds no weights)")
     from safetensors.torch import save_model
 
+    tensors = path.with_suffix(".safetensors")
+    source = python_source(net, weights_file=tensors.name)  # first: a spec it cannot write leaves no weights behind
+    _require_concrete(net, "python")
+    module, weights = trained_module(net, checkpoint)
     write_atomic(tensors, lambda tmp: save_model(module, str(tmp), metadata={"network": net.name}))
-    write_text_atomic(path, python_source(net, weights_file=tensors.name))
-    return Exported((path, tensors), "Python source", f"class {_class_line(net)}", weights)
-
-
-def _class_line(net: CompiledNetwork) -> str:
-    from archdsl.export.python import network_class_name
-
-    return network_class_name(net)
+    write_text_atomic(path, source)
+    return Exported((path, tensors), "Python source", how, weights)
 
 
 def _require_concrete(net: CompiledNetwork, to: str) -> None:

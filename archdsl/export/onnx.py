@@ -48,10 +48,10 @@ def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) ->
         staged = folder / path.name
         program.save(str(staged), external_data=external)
         onnx.checker.check_model(str(staged))
-        opset = next(entry.version for entry in onnx.load(str(staged), load_external_data=False).opset_import
-                     if entry.domain in ("", "ai.onnx"))
         # The weights file first, the model last: a reader never finds a model without its weights.
         for staged_file in sorted(folder.iterdir(), key=lambda p: p.name == path.name):
+            with open(staged_file, "rb+") as handle:
+                os.fsync(handle.fileno())
             os.replace(staged_file, path.parent / staged_file.name)
         fsync_folder(path.parent)
     except OSError as err:
@@ -62,7 +62,7 @@ def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) ->
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
     data = f", weights in {path.name}.data" if external else ""
-    return f"opset {opset}, batch size dynamic, checked by onnx.checker{data}"
+    return f"opset {program.model.opset_imports['']}, batch size dynamic, checked by onnx.checker{data}"
 
 
 @contextlib.contextmanager

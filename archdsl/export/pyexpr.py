@@ -48,7 +48,7 @@ class Py:
         return self.src
 
 
-def const(value: bool | int | float) -> Py:
+def const(value: bool | float) -> Py:
     src = repr(value) if not isinstance(value, float) or math.isfinite(value) else f'float("{value}")'
     return Py(src, UNARY if src.startswith("-") else ATOM, value=value)
 

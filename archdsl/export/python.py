@@ -23,21 +23,24 @@ size without Lazy modules. Submodules are named as archdsl's torch backend names
 The network becomes the last class, its parameters constructor arguments defaulting to the values
 it was exported with. Sizes that are known are written as numbers; the rest as the arithmetic that
 computes them (``out_size`` is PyTorch's rule for a window).
+
+Each layer kind's constructor call is in ``python_layers.py``; the last touches on the text (unread
+sizes left out, long lines broken) in ``python_text.py``; expressions are built by ``pyexpr.py``.
 """
 
 from __future__ import annotations
 
 import itertools
 import keyword
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from archdsl import ir
 from archdsl.compiled import CompiledNetwork
-from archdsl.errors import BackendError
 from archdsl.export import pyexpr
 from archdsl.export.pyexpr import Py
+from archdsl.export.python_layers import EMITTERS, RankChange, Shape, Unsupported
+from archdsl.export.python_text import ADD, CONCAT, JOIN, OUT_SIZE, Assign, finish, indent_doc, wrap_line
 from archdsl.layers import REQUIRED, SAME, Default, LayerKind, lookup
 from archdsl.resolve import choose_network
 
@@ -48,14 +51,6 @@ _RESERVED = {
 }  # fmt: skip
 
 _DIM_NAMES = {1: ("features",), 3: ("channels", "height", "width")}
-
-
-class Unsupported(BackendError):
-    """A construct the Python export cannot write as a class (the ONNX and TorchScript exports can)."""
-
-
-class _RankChange(Unsupported):
-    """A loop body whose output rank is not its input's."""
 
 
 def python_source(net: CompiledNetwork, weights_file: str | None = None) -> str:
@@ -72,26 +67,7 @@ def network_class_name(net: CompiledNetwork) -> str:
     return _File(net).network_class
 
 
-# -- shapes in generated code ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """The shape at a point of a constructor: its sizes as expressions, or one expression for the tuple."""
-
-    rank: int
-    dims: tuple[Py, ...] | None = None
-    whole: Py | None = None
-
-    def expr(self) -> Py:
-        return self.whole if self.whole is not None else pyexpr.tuple_of(list(self.dims))
-
-    def dim(self, position: int) -> Py:
-        return self.dims[position] if self.dims is not None else pyexpr.index(self.whole, position)
-
-    @property
-    def names(self) -> frozenset[str]:
-        return self.expr().names
+# -- where the writer is ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -119,6 +95,8 @@ class _ClassInfo:
 
 
 class _File:
+    """The file being written: a class per block and input rank, as calls reach them, and the network last."""
+
     def __init__(self, net: CompiledNetwork, weights_file: str | None = None) -> None:
         self.net = net
         self.weights_file = weights_file
@@ -164,15 +142,15 @@ class _File:
     def render(self) -> str:
         writer = _Writer(self, self.definition.params, len(self.net.input_shape), self.sizes)
         dims = self._input_dims(writer)
-        end = writer.body(self.definition.body, _Shape(len(dims), dims=tuple(dims)), in_dims=dims)
+        end = writer.body(self.definition.body, Shape(len(dims), dims=tuple(dims)), in_dims=dims)
         network = writer.render_class(self.network_class, self._network_doc(), end, defaults=self.net.param_values)
         parts = [self._header()]
         if any("out_size(" in source for source in (*self.sources, network)):  # some uses may be dropped as unread
-            parts.append(_OUT_SIZE)
+            parts.append(OUT_SIZE)
         if self.helpers & {"Concat", "Add"}:
-            parts.append(_JOIN)
-            parts += [_CONCAT] if "Concat" in self.helpers else []
-            parts += [_ADD] if "Add" in self.helpers else []
+            parts.append(JOIN)
+            parts += [CONCAT] if "Concat" in self.helpers else []
+            parts += [ADD] if "Add" in self.helpers else []
         parts += [*self.sources, network]
         return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
@@ -272,7 +250,7 @@ class _Writer:
             self.lines = saved
             self.depth -= 1
 
-    def render_class(self, name: str, doc: str, end: _Shape, *, keyword_shape: bool = False,
+    def render_class(self, name: str, doc: str, end: Shape, *, keyword_shape: bool = False,
                      defaults: dict[str, object] | None = None) -> str:
         signature = ["self"]
         fills: list[str] = []
@@ -283,11 +261,11 @@ class _Writer:
             signature += self._block_signature(fills)
         if keyword_shape:
             signature += ["*", "in_shape"]
-        body = _finish(["        super().__init__()", *fills, *self.lines, f"        self.out_shape = {end.expr()}"])
-        body = [_wrap_line(line) for line in body]
+        body = finish(["        super().__init__()", *fills, *self.lines, f"        self.out_shape = {end.expr()}"])
+        body = [wrap_line(line) for line in body]
         return "\n".join([
             f"class {name}(nn.Sequential):",
-            _indent_doc(doc),
+            indent_doc(doc),
             "",
             f"    def __init__({', '.join(signature)}):",
             *body,
@@ -330,7 +308,7 @@ class _Writer:
         self.locals[candidate] = kind
         return candidate
 
-    def pin(self, *held: _Shape | str) -> None:
+    def pin(self, *held: Shape | str) -> None:
         """Keep the names that ``held`` reads (or a local's own name) from reuse until unpinned."""
         names: set[str] = set()
         for thing in held:
@@ -370,20 +348,20 @@ class _Writer:
 
     # -- sequences --------------------------------------------------------------------------------
 
-    def body(self, items: tuple[ir.Item, ...], start: _Shape | None = None, in_dims: list[Py] | None = None) -> _Shape:
+    def body(self, items: tuple[ir.Item, ...], start: Shape | None = None, in_dims: list[Py] | None = None) -> Shape:
         """Write a class body; blocks start from ``in_shape``, the network from its input sizes."""
         if in_dims is not None:
             self.in_dims = in_dims
-        shape = start if start is not None else _Shape(self.in_rank, whole=pyexpr.name("in_shape"))
+        shape = start if start is not None else Shape(self.in_rank, whole=pyexpr.name("in_shape"))
         return self.items(items, shape, _Scope("self", prefix="" if in_dims is not None else None))
 
-    def items(self, items: tuple[ir.Item, ...], shape: _Shape, scope: _Scope, needed: bool = True) -> _Shape:
+    def items(self, items: tuple[ir.Item, ...], shape: Shape, scope: _Scope, needed: bool = True) -> Shape:
         """Write a sequence; ``needed`` is False where nothing reads the shape it ends with."""
         for position, item in enumerate(items):
             shape = self.item(item, shape, scope, needed or position < len(items) - 1)
         return shape
 
-    def item(self, item: ir.Item, shape: _Shape, scope: _Scope, needed: bool = True) -> _Shape:
+    def item(self, item: ir.Item, shape: Shape, scope: _Scope, needed: bool = True) -> Shape:
         if isinstance(item, ir.Call):
             block = self.file.program.blocks.get(item.name)
             if block is not None:
@@ -414,7 +392,7 @@ class _Writer:
 
     # -- layers and blocks ------------------------------------------------------------------------
 
-    def layer(self, call: ir.Call, shape: _Shape, scope: _Scope) -> _Shape:
+    def layer(self, call: ir.Call, shape: Shape, scope: _Scope) -> Shape:
         found = lookup(call.name)
         if found is None:
             raise Unsupported(f"unknown layer or block '{call.name}'", call.name_span)
@@ -423,7 +401,7 @@ class _Writer:
         if emitter.needs_dims:
             shape = self.unpack(shape)
         args = self.bind_layer(kind, preset, call)
-        module, out = emitter.write(kind, args, shape, self, call)
+        module, out = emitter.write(kind, args, shape, call)
         self.place(scope, kind.key, module)
         return out
 
@@ -458,7 +436,7 @@ class _Writer:
                 values[spec.name] = None if spec.default is None else pyexpr.const(spec.default)
         return values
 
-    def block_call(self, call: ir.Call, block: ir.BlockDef, shape: _Shape, scope: _Scope) -> _Shape:
+    def block_call(self, call: ir.Call, block: ir.BlockDef, shape: Shape, scope: _Scope) -> Shape:
         info = self.file.block_class(block, shape.rank, call)
         args, known = [], shape.expr().known
         for arg in call.args:
@@ -478,26 +456,26 @@ class _Writer:
             # the resolved graph's shape holds whatever the network's own parameters are.
             node = self.file.nodes.get(f"{scope.prefix}{block.name}_{index.value}")
             if isinstance(node, ir.Block):
-                return _Shape(len(node.out_shape), dims=tuple(pyexpr.const(d) for d in node.out_shape))
+                return Shape(len(node.out_shape), dims=tuple(pyexpr.const(d) for d in node.out_shape))
         root = holder.split(".")[0]
-        return _Shape(info.out_rank, whole=pyexpr.attribute(f"{holder}.out_shape", root))
+        return Shape(info.out_rank, whole=pyexpr.attribute(f"{holder}.out_shape", root))
 
     # -- shapes -----------------------------------------------------------------------------------
 
-    def unpack(self, shape: _Shape) -> _Shape:
+    def unpack(self, shape: Shape) -> Shape:
         """The shape with one expression per size, unpacking a tuple into locals where needed."""
         if shape.dims is not None:
             return shape
         names = tuple(self.local(n, "shape") for n in _dim_names(shape.rank))
         self.set(names, whole=shape.whole)
-        return _Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+        return Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
 
     def set(self, targets: tuple[str, ...], values: tuple[Py, ...] = (), whole: Py | None = None) -> None:
         """Assign sizes to locals; written once the class is complete, leaving out what nothing reads."""
         if targets:
-            self.lines.append(_Assign("    " * self.depth, targets, values, whole))
+            self.lines.append(Assign("    " * self.depth, targets, values, whole))
 
-    def assignable(self, shape: _Shape, needs_dims: bool) -> _Shape:
+    def assignable(self, shape: Shape, needs_dims: bool) -> Shape:
         """The shape held in locals that a loop may reassign: one per size, or one tuple."""
         if needs_dims:
             shape = self.unpack(shape)
@@ -513,18 +491,18 @@ class _Writer:
                 targets.append(target)
                 values.append(dim)
             self.set(tuple(targets), tuple(values))
-            return _Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+            return Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
         if shape.whole is not None and self.locals.get(shape.whole.src) == "shape" \
                 and not any(shape.whole.src in p for p in self.pinned):
             return shape
         target = self.local("shape", "shape", shape.names)
         self.set((target,), (shape.expr(),))
-        return _Shape(shape.rank, whole=pyexpr.name(target))
+        return Shape(shape.rank, whole=pyexpr.name(target))
 
-    def assign(self, target: _Shape, value: _Shape, where: ir.Node) -> None:
+    def assign(self, target: Shape, value: Shape, where: ir.Node) -> None:
         """Statements that make the locals of ``target`` hold ``value``."""
         if value.rank != target.rank:
-            raise _RankChange("the rank of the shape changes here (an image becomes a vector, say) "
+            raise RankChange("the rank of the shape changes here (an image becomes a vector, say) "
                               "in a way that depends on parameters", where.span)
         if target.whole is not None:
             if value.expr().src != target.whole.src:
@@ -538,7 +516,7 @@ class _Writer:
 
     # -- repeat, if, concat and add ---------------------------------------------------------------
 
-    def repeat(self, item: ir.Repeat, shape: _Shape, scope: _Scope) -> _Shape:
+    def repeat(self, item: ir.Repeat, shape: Shape, scope: _Scope) -> Shape:
         count = self.translate(item.count)
         if count.known and (count.value == 1 or count.value <= 0):
             return self.item(item.item, shape, scope) if count.value == 1 else shape
@@ -563,7 +541,7 @@ class _Writer:
         pinned = len(self.pinned)
         try:
             lines, _ = self.capture(loop_body)
-        except _RankChange:
+        except RankChange:
             if not count.known:
                 raise
             # A body that turns an image into a vector (``repeat 2 <...; flatten>``) cannot be one
@@ -610,26 +588,16 @@ class _Writer:
 
     def needs_dims(self, item: ir.Item) -> bool:
         """True when the item reads sizes (a convolution's input channels, say) rather than passing them on."""
-        stack = [item]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, ir.Call):
-                found = lookup(item.name) if item.name not in self.file.program.blocks else None
+        for inner in ir.walk_items((item,)):
+            if isinstance(inner, ir.Call):
+                found = lookup(inner.name) if inner.name not in self.file.program.blocks else None
                 if found is not None and EMITTERS[found[0].key].needs_dims:
                     return True
-            elif isinstance(item, ir.Group):
-                stack.extend(item.items)
-            elif isinstance(item, ir.Repeat):
-                stack.append(item.item)
-            elif isinstance(item, ir.Cond):
-                stack.extend((item.then, item.otherwise))
-            else:
-                if item.op == "concat":
-                    return True
-                stack.extend(i for branch in item.branches for i in branch)
+            elif isinstance(inner, ir.Branch) and inner.op == "concat":
+                return True
         return False
 
-    def cond(self, item: ir.Cond, shape: _Shape, scope: _Scope, needed: bool) -> _Shape:
+    def cond(self, item: ir.Cond, shape: Shape, scope: _Scope, needed: bool) -> Shape:
         test = self.translate(item.test)
         if test.known:
             return self.item(item.then if test.value else item.otherwise, shape, scope, needed)
@@ -655,14 +623,14 @@ class _Writer:
         self.lines += else_lines or ["    " * (self.depth + 1) + "pass"]
         return merged
 
-    def _merge(self, then: _Shape, otherwise: _Shape, item: ir.Cond) -> _Shape:
+    def _merge(self, then: Shape, otherwise: Shape, item: ir.Cond) -> Shape:
         """The shape after an ``if``: shared expressions stay, the rest go through locals set in both arms."""
         if then.expr().src == otherwise.expr().src:
             return then
         if then.rank != otherwise.rank:
             raise Unsupported("the two arms of this if give shapes of different ranks", item.span)
         if then.dims is None and otherwise.dims is None:
-            return _Shape(then.rank, whole=pyexpr.name(self.reusable([otherwise.whole, then.whole], "shape", set())))
+            return Shape(then.rank, whole=pyexpr.name(self.reusable([otherwise.whole, then.whole], "shape", set())))
         dims: list[Py] = []
         for preferred, position in zip(_dim_names(then.rank), range(then.rank)):
             a, b = then.dim(position), otherwise.dim(position)
@@ -670,7 +638,7 @@ class _Writer:
                 dims.append(a)
             else:
                 dims.append(pyexpr.name(self.reusable([b, a], preferred, {d.src for d in dims})))
-        return _Shape(then.rank, dims=tuple(dims))
+        return Shape(then.rank, dims=tuple(dims))
 
     def reusable(self, options: list[Py], preferred: str, taken: set[str]) -> str:
         """A shape local to hold a merged size: one the arms already use when it is free, else a new one."""
@@ -680,7 +648,7 @@ class _Writer:
                 return option.src
         return self.local(preferred, "shape", frozenset(taken))
 
-    def join(self, item: ir.Branch, shape: _Shape, scope: _Scope) -> _Shape:
+    def join(self, item: ir.Branch, shape: Shape, scope: _Scope) -> Shape:
         if any(self.needs_dims(i) for branch in item.branches for i in branch):
             shape = self.unpack(shape)
         self.pin(shape)
@@ -709,117 +677,7 @@ class _Writer:
         for end in ends[1:]:
             channels = pyexpr.binary("+", channels, end.dim(0))
         rest = [ends[0].dim(i) for i in range(1, ends[0].rank)]
-        return _Shape(ends[0].rank, dims=(channels, *rest))
-
-    # -- helpers used by emitters -----------------------------------------------------------------
-
-    def window(self, size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False) -> Py:
-        """The size along one axis after a convolution or pooling window, as simple as it can be written."""
-        values = (size, k, s, p, d)
-        if all(v.known for v in values):
-            return pyexpr.const((size.value + 2 * p.value - d.value * (k.value - 1) - 1) // s.value + 1)
-        if s.is_(1) and (same or all(v.known for v in (k, p, d))):
-            change = 0 if same else 2 * p.value - d.value * (k.value - 1)
-            return pyexpr.binary("+", size, pyexpr.const(change))
-        if p.is_(0) and d.is_(1) and s.src == k.src:
-            return pyexpr.binary("//", size, k)
-        args = [size, k, s, p, d]
-        defaults = [None, None, 1, 0, 1]
-        while len(args) > 2 and args[-1].is_(defaults[len(args) - 1]):
-            args.pop()
-        return pyexpr.call("out_size", args)
-
-
-@dataclass(frozen=True)
-class _Assign:
-    """Sizes assigned to locals: ``targets = values``, or ``targets = whole`` unpacking a tuple.
-
-    Written once the whole class is known, so that targets nothing reads can be left out (or be
-    ``_`` in an unpacking) and the file passes a linter's checks for unused variables.
-    """
-
-    indent: str
-    targets: tuple[str, ...]
-    values: tuple[Py, ...] = ()
-    whole: Py | None = None
-
-    def reads(self, live: set[str]) -> str:
-        """The text this statement reads, once targets outside ``live`` are dropped."""
-        if self.whole is not None:
-            return self.whole.src if live.intersection(self.targets) else ""
-        return " ".join(v.src for t, v in zip(self.targets, self.values) if t in live)
-
-    def render(self, live: set[str]) -> str | None:
-        keep = [t in live for t in self.targets]
-        if not any(keep):
-            return None
-        if self.whole is not None:
-            if sum(keep) == 1:
-                position = keep.index(True)
-                return f"{self.indent}{self.targets[position]} = {pyexpr.index(self.whole, position)}"
-            return f"{self.indent}{', '.join(t if k else '_' for t, k in zip(self.targets, keep))} = {self.whole}"
-        pairs = [(t, v) for t, v, k in zip(self.targets, self.values, keep) if k]
-        if len(pairs) == 1:
-            name, expr = pairs[0]
-            if expr.prec == pyexpr.SUM and expr.src.startswith(f"{name} + "):
-                return f"{self.indent}{name} += {expr.src[len(name) + 3:]}"
-            return f"{self.indent}{name} = {expr}"
-        return f"{self.indent}{', '.join(t for t, _ in pairs)} = {', '.join(v.src for _, v in pairs)}"
-
-
-def _finish(lines: list) -> list[str]:
-    """The constructor's lines with each ``_Assign`` written out, dropping assignments nothing reads.
-
-    A local is live when a line mentions it, or the value of a live assignment does: the least
-    fixed point, so a size that only feeds its own update in a loop is dropped too.
-    """
-    live = _identifiers(line for line in lines if isinstance(line, str))
-    deferred = [line for line in lines if not isinstance(line, str)]
-    while True:
-        wider = live | _identifiers(d.reads(live) for d in deferred)
-        if wider == live:
-            break
-        live = wider
-    rendered = (line if isinstance(line, str) else line.render(live) for line in lines)
-    return [line for line in rendered if line is not None]
-
-
-# A name, unless it is an attribute (``.width``), a keyword argument or the target of ``=``.
-_NAME_READ = re.compile(r"(?<![.\w])([A-Za-z_]\w*)(?!\w|\s*=(?!=))")
-
-
-def _identifiers(lines) -> set[str]:
-    """The names the lines read (or may read: f-strings count whole), enough to keep every size that is used."""
-    found: set[str] = set()
-    for line in lines:
-        found.update(_NAME_READ.findall(line))
-    return found
-
-
-def _wrap_line(line: str, limit: int = 120) -> str:
-    """A statement longer than ``limit`` ending in a call or tuple, broken inside its last brackets
-    as a formatter would: the arguments on one indented line, or one per line when that is too long."""
-    if len(line) <= limit or not line.endswith(")"):
-        return line
-    depth = 0
-    for opening in range(len(line) - 1, -1, -1):
-        depth += {")": 1, "(": -1}.get(line[opening], 0)
-        if depth == 0:
-            break
-    indent = line[: len(line) - len(line.lstrip())]
-    inner = line[opening + 1 : -1]
-    if len(indent) + 4 + len(inner) <= limit:
-        return f"{line[: opening + 1]}\n{indent}    {inner}\n{indent})"
-    parts, depth, start = [], 0, 0
-    for position, char in enumerate(inner):
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(inner[start:position].strip())
-            start = position + 1
-    parts.append(inner[start:].strip())
-    parts = [part for part in parts if part]  # a one-element tuple's trailing comma
-    return "\n".join([line[: opening + 1], *(f"{indent}    {part}," for part in parts), f"{indent})"])
-
+        return Shape(ends[0].rank, dims=(channels, *rest))
 
 def _dim_names(rank: int) -> tuple[str, ...]:
     return _DIM_NAMES.get(rank) or tuple(f"size{i}" for i in range(rank))
@@ -874,155 +732,3 @@ def _docstring(block: ir.BlockDef, what: str) -> str:
     return f"{lead}\n\n{where}" if lead else where
 
 
-def _indent_doc(text: str) -> str:
-    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    lines = text.splitlines()
-    if len(lines) == 1:
-        return f'    """{lines[0]}"""'
-    body = "\n".join(f"    {line}" if line else "" for line in lines[1:])
-    return f'    """{lines[0]}\n{body}\n    """'
-
-
-# -- one emitter per layer kind -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Emitter:
-    """How a layer kind is written: its module's constructor call and the shape it gives."""
-
-    write: Callable[[LayerKind, dict, _Shape, _Writer, ir.Call], tuple[str, _Shape]]
-    needs_dims: bool = True  # False: the layer passes its input's shape on untouched
-
-
-def _nn(cls: str, positional: list[Py], keywords: list[tuple[str, Py, object]] = ()) -> str:
-    """``nn.Conv2d(1, 6, 5, padding=2)``: keyword arguments left out where they equal torch's default."""
-    parts = [p.src for p in positional]
-    for name, value, default in keywords:
-        same = default.src == value.src if isinstance(default, Py) else value.is_(default)
-        if not same:
-            parts.append(f"{name}={value}")
-    return f"nn.{cls}({', '.join(parts)})"
-
-
-def _rank(shape: _Shape, ranks: tuple[int, ...], kind: LayerKind, call: ir.Call) -> None:
-    if shape.rank not in ranks:
-        raise Unsupported(f"{call.name} cannot take a rank-{shape.rank} input here", call.span)
-
-
-def _conv(kind, args, shape, writer, call):
-    _rank(shape, (3,), kind, call)
-    c, h, w = shape.dims
-    k, s, d = args["k"], args["s"], args["d"]
-    same = args["p"] is SAME
-    if same and not (k.known and k.value % 2):
-        raise Unsupported(f"'{call.name}' has an even kernel", call.span)
-    p = pyexpr.binary("//", pyexpr.binary("*", d, pyexpr.const(k.value - 1)), pyexpr.const(2)) if same else args["p"]
-    module = _nn("Conv2d", [c, args["out"], k], [
-        ("stride", s, 1), ("padding", p, 0), ("dilation", d, 1), ("groups", args["groups"], 1), ("bias", args["bias"], True),
-    ])
-    out = (args["out"], writer.window(h, k, s, p, d, same), writer.window(w, k, s, p, d, same))
-    return module, _Shape(3, dims=out)
-
-
-def _pool(kind, args, shape, writer, call):
-    _rank(shape, (3,), kind, call)
-    c, h, w = shape.dims
-    k, p = args["k"], args["p"]
-    s = args["s"] if args["s"] is not None else k
-    one = pyexpr.const(1)
-    module = _nn(kind.torch_class, [k], [("stride", s, k), ("padding", p, 0)])
-    return module, _Shape(3, dims=(c, writer.window(h, k, s, p, one), writer.window(w, k, s, p, one)))
-
-
-def _adaptive(kind, args, shape, writer, call):
-    _rank(shape, (3,), kind, call)
-    h = args["h"]
-    w = args["w"] if args["w"] is not None else h
-    size = h if h.src == w.src else pyexpr.tuple_of([h, w])
-    return _nn("AdaptiveAvgPool2d", [size]), _Shape(3, dims=(shape.dims[0], h, w))
-
-
-def _linear(kind, args, shape, writer, call):
-    _rank(shape, (1,), kind, call)
-    module = _nn("Linear", [shape.dims[0], args["out"]], [("bias", args["bias"], True)])
-    return module, _Shape(1, dims=(args["out"],))
-
-
-def _flatten(kind, args, shape, writer, call):
-    size = shape.dims[0]
-    for dim in shape.dims[1:]:
-        size = pyexpr.binary("*", size, dim)
-    return "nn.Flatten()", _Shape(1, dims=(size,))
-
-
-def _bn(kind, args, shape, writer, call):
-    _rank(shape, (1, 3), kind, call)
-    cls = "BatchNorm2d" if shape.rank == 3 else "BatchNorm1d"
-    return _nn(cls, [shape.dims[0]], [("eps", args["eps"], 1e-5), ("momentum", args["momentum"], 0.1)]), shape
-
-
-def _lrn(kind, args, shape, writer, call):
-    _rank(shape, (3,), kind, call)
-    keywords = [("alpha", args["alpha"], 1e-4), ("beta", args["beta"], 0.75), ("k", args["k"], 1.0)]
-    return _nn("LocalResponseNorm", [args["size"]], keywords), shape
-
-
-def _plain(cls: str | None = None) -> _Emitter:
-    return _Emitter(lambda kind, args, shape, writer, call: (f"nn.{cls or kind.torch_class}()", shape), needs_dims=False)
-
-
-EMITTERS: dict[str, _Emitter] = {
-    "conv": _Emitter(_conv),
-    "maxpool": _Emitter(_pool),
-    "avgpool": _Emitter(_pool),
-    "adaptiveavgpool": _Emitter(_adaptive),
-    "linear": _Emitter(_linear),
-    "flatten": _Emitter(_flatten),
-    "bn": _Emitter(_bn),
-    "dropout": _Emitter(lambda kind, args, shape, writer, call: (_nn("Dropout", [args["p"]]), shape), needs_dims=False),
-    "lrn": _Emitter(_lrn, needs_dims=False),
-    "id": _plain("Identity"),
-    "relu": _plain(),
-    "sigmoid": _plain(),
-    "tanh": _plain(),
-    "gelu": _plain(),
-    "leakyrelu": _Emitter(lambda kind, args, shape, writer, call: (_nn("LeakyReLU", [], [("negative_slope", args["slope"], 0.01)]), shape),
-                          needs_dims=False),
-    "softmax": _Emitter(lambda kind, args, shape, writer, call: ("nn.Softmax(dim=1)", shape), needs_dims=False),
-}
-
-# -- fixed text -----------------------------------------------------------------------------------
-
-_OUT_SIZE = '''
-def out_size(size, k, s=1, p=0, d=1):
-    """The size along one axis after a window of k, stride s, padding p and dilation d (PyTorch's rule)."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-'''
-
-_JOIN = '''
-class Join(nn.ModuleDict):
-    """Branches that each run on the same input, named b0, b1, ..."""
-
-    def __init__(self, *branches):
-        super().__init__({f"b{i}": branch for i, branch in enumerate(branches)})
-'''
-
-_CONCAT = '''
-class Concat(Join):
-    """Concatenates the branches' outputs on channels."""
-
-    def forward(self, x):
-        return torch.cat([branch(x) for branch in self.values()], 1)
-'''
-
-_ADD = '''
-class Add(Join):
-    """Sums the branches' outputs (a residual connection)."""
-
-    def forward(self, x):
-        outputs = [branch(x) for branch in self.values()]
-        total = outputs[0]
-        for y in outputs[1:]:
-            total = total + y
-        return total
-'''

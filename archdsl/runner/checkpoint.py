@@ -1,11 +1,19 @@
-"""Checkpoints, one per finished epoch, each safe to resume from whenever the run is killed.
+"""Checkpoints, one per finished epoch, each safe to resume from whenever the run is killed, and
+each refused rather than trusted when it was damaged or came from someone else.
 
     RUN/checkpoints/epoch-0003.safetensors  the weights; metadata: spec hash, network, epoch
     RUN/checkpoints/epoch-0003.state.pt     optimiser and grad-scaler state, global step, epoch,
                                             the metrics so far (torch.load(weights_only=True))
+    RUN/checkpoints/epoch-0003.json         the manifest: the SHA-256 of both files
 
-Both files are written atomically, the weights first: a checkpoint exists once its state file
-does, so a kill at any moment leaves the last complete one intact. Older ones are pruned after.
+All three are written atomically, the manifest last: a checkpoint exists once its manifest does,
+so a kill at any moment leaves the last complete one intact; files without a manifest are the
+leftovers of an interrupted save and are pruned, with older checkpoints, by the next one.
+
+Loading never runs code from the files: weights go through safetensors, the state through
+``torch.load(weights_only=True)`` (never retried without it). Before either is parsed, its bytes
+must match the manifest's SHA-256; the weights must then have the network's own names and shapes
+and be finite.
 
 No RNG state is saved, on purpose: every random draw of epoch e (the data order, dropout) comes
 from generators seeded with (seed, epoch), so a resumed run draws exactly what an uninterrupted
@@ -15,10 +23,13 @@ one would, on any number of processes.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import pickle
 import re
+import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +40,8 @@ from archdsl.errors import UsageError
 from archdsl.runner.atomic import fsync_folder, write_atomic
 
 FOLDER = "checkpoints"
-STATE_PATTERN = re.compile(r"epoch-(\d+)\.state\.pt")
+MANIFEST_PATTERN = re.compile(r"epoch-(\d+)\.json")
+MANIFEST_FORMAT = 1
 
 
 class Spec(Protocol):
@@ -60,22 +72,16 @@ class Checkpoint:
     epoch: int
     weights: Path
     state: Path
+    manifest: Path
 
 
 def latest(run_dir: Path) -> Checkpoint | None:
-    """The newest complete checkpoint of a run, or None when no epoch has finished."""
+    """The newest complete checkpoint of a run (one with a manifest), or None when no epoch has finished."""
     folder = run_dir / FOLDER
     if not folder.is_dir():
         return None
-    epochs = sorted(
-        (int(match.group(1)) for p in folder.iterdir() if (match := STATE_PATTERN.fullmatch(p.name))),
-        reverse=True,
-    )
-    for epoch in epochs:
-        found = _paths(run_dir, epoch)
-        if found.weights.is_file():
-            return found
-    return None
+    epochs = [int(match.group(1)) for p in folder.iterdir() if (match := MANIFEST_PATTERN.fullmatch(p.name))]
+    return _paths(run_dir, max(epochs)) if epochs else None
 
 
 def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: str, network: str) -> Checkpoint:
@@ -90,46 +96,153 @@ def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: 
     except OSError as err:
         raise UsageError(f"cannot create {folder}: {err.strerror or err}", file=str(folder)) from None
     metadata = {"archdsl_spec_hash": spec, "network": network, "epoch": str(epoch)}
-    write_atomic(target.weights, lambda tmp: save_model(model, str(tmp), metadata=metadata))
-    write_atomic(target.state, lambda tmp: torch.save({**state, "spec_hash": spec}, tmp))
+    digests = {
+        target.weights.name: _write_hashed(target.weights, lambda tmp: save_model(model, str(tmp), metadata=metadata)),
+        target.state.name: _write_hashed(target.state, lambda tmp: torch.save({**state, "spec_hash": spec}, tmp)),
+    }
+    manifest = {"format": MANIFEST_FORMAT, "epoch": epoch, "sha256": digests}
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_atomic(target.manifest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    keep = {target.weights.name, target.state.name, target.manifest.name}
     for stale in folder.iterdir():
-        if stale.name.startswith("epoch-") and stale not in (target.weights, target.state):
+        # Older epochs, and the temporaries of a save that a kill interrupted (".epoch-...tmp").
+        if stale.name.lstrip(".").startswith("epoch-") and stale.name not in keep:
             stale.unlink(missing_ok=True)
     fsync_folder(folder)
     return target
 
 
 def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str) -> dict[str, Any]:
-    """The training state, refused if it belongs to another spec. Never unpickles arbitrary objects."""
+    """The training state, refused if damaged or from another spec. Never unpickles arbitrary objects."""
+    data = _verified_bytes(checkpoint, checkpoint.state)
+    path = checkpoint.state
     try:
-        state = torch.load(checkpoint.state, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-        raise UsageError(f"cannot read the checkpoint {checkpoint.state.name}: {err}",
-                         file=str(checkpoint.state)) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols; refusals still raise
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UsageError(
+            f"{path.name} holds more than tensors and plain data; refused, since loading it could run code"
+            f" ({_refused_global(err)})",
+            file=str(path),
+            hint="only load checkpoints that archdsl wrote; never unpickle a file from others",
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        raise UsageError(f"cannot read the checkpoint {path.name}: {_first_line(err)}", file=str(path)) from None
     if not isinstance(state, dict) or "spec_hash" not in state:
-        raise UsageError(f"{checkpoint.state.name} is not an archdsl checkpoint", file=str(checkpoint.state))
-    _check_spec(state["spec_hash"], spec, checkpoint.state, trained_from)
+        raise UsageError(f"{path.name} is not an archdsl checkpoint", file=str(path))
+    _check_spec(state["spec_hash"], spec, path, trained_from)
     return state
 
 
 def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, trained_from: str) -> None:
-    """Load the weights into ``model`` (its own device), refused if they belong to another spec."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_model
+    """Load the weights into ``model`` (its own device), refused if damaged, from another spec,
+    not of the network's names and shapes, or not finite."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
 
+    path = checkpoint.weights
+    data = _verified_bytes(checkpoint, path)
     try:
-        with safe_open(str(checkpoint.weights), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise UsageError(f"cannot read the weights {checkpoint.weights.name}: {err}",
-                         file=str(checkpoint.weights)) from None
-    _check_spec(metadata.get("archdsl_spec_hash"), spec, checkpoint.weights, trained_from)
-    device = next(model.parameters()).device
+        tensors = load_tensors(data)
+        metadata = _metadata(data)
+    except (SafetensorError, ValueError) as err:
+        raise UsageError(f"cannot read the weights {path.name}: {_first_line(err)}", file=str(path)) from None
+    _check_spec(metadata.get("archdsl_spec_hash"), spec, path, trained_from)
+    _check_tensors(tensors, model, path)
+    with torch.no_grad():
+        model.load_state_dict(tensors, strict=False)  # _check_tensors did the strict part, aliases included
+
+
+def _write_hashed(path: Path, write: Callable[[Path], None]) -> str:
+    """Write ``path`` atomically and return the SHA-256 of the bytes that reached the disk."""
+    digest = ""
+
+    def write_and_hash(tmp: Path) -> None:
+        nonlocal digest
+        write(tmp)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+
+    write_atomic(path, write_and_hash)
+    return digest
+
+
+def _verified_bytes(checkpoint: Checkpoint, path: Path) -> bytes:
+    """The bytes of ``path``, refused unless their SHA-256 is the one the manifest recorded."""
     try:
-        load_model(model, str(checkpoint.weights), strict=True, device=str(device))
-    except (RuntimeError, SafetensorError) as err:
-        raise UsageError(f"the weights in {checkpoint.weights.name} do not fit the network: {err}",
-                         file=str(checkpoint.weights)) from None
+        manifest = json.loads(checkpoint.manifest.read_bytes())
+        expected = manifest["sha256"][path.name]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"the manifest {checkpoint.manifest.name} is missing or damaged ({_first_line(err)})",
+                         file=str(checkpoint.manifest)) from None
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {path.name}: {err.strerror or err}", file=str(path)) from None
+    found = hashlib.sha256(data).hexdigest()
+    if found != expected:
+        raise UsageError(
+            f"{path.name} has changed since it was written: its SHA-256 is {found[:16]}..., "
+            f"the manifest {checkpoint.manifest.name} recorded {str(expected)[:16]}...",
+            file=str(path),
+            hint="the file is damaged or was replaced; refusing to load it",
+        )
+    return data
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], model: torch.nn.Module, path: Path) -> None:
+    """The file's tensors must be the network's own: the same names, the same shapes, finite values.
+
+    safetensors stores one name of each group of tied tensors, so a name missing from the file is
+    fine when the network ties it to one that is present.
+    """
+    own = model.state_dict()
+    unexpected = sorted(set(tensors) - set(own))
+    if unexpected:
+        raise UsageError(f"{path.name} holds tensors the network does not have: {', '.join(unexpected[:5])}",
+                         file=str(path))
+    stored = {_storage_key(own[name]) for name in tensors}
+    missing = sorted(name for name in own if name not in tensors and _storage_key(own[name]) not in stored)
+    if missing:
+        raise UsageError(f"{path.name} lacks tensors of the network: {', '.join(missing[:5])}", file=str(path))
+    for name, tensor in tensors.items():
+        if tensor.shape != own[name].shape:
+            raise UsageError(
+                f"tensor '{name}' in {path.name} has shape {_shape(tensor.shape)}, "
+                f"the network's has shape {_shape(own[name].shape)}",
+                file=str(path),
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UsageError(f"tensor '{name}' in {path.name} holds NaN or infinite values", file=str(path),
+                             hint="the run diverged before this checkpoint, or the file was altered")
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes that ``safetensors.torch.load`` has already accepted:
+    an 8-byte little-endian header length, then the JSON header."""
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + length]).get("__metadata__") or {}
+
+
+def _storage_key(tensor: torch.Tensor) -> tuple[int, int, tuple[int, ...]]:
+    return tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape)
+
+
+def _refused_global(err: Exception) -> str:
+    """The line of torch's weights_only message that names what was refused, without its advice
+    to retry with weights_only=False (which is exactly what must not be done with such a file)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "Unsupported" in line or "global" in line.lower()]
+    return (named or lines or [type(err).__name__])[0].removeprefix("WeightsUnpickler error: ")
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _shape(shape: torch.Size) -> str:
+    return "[" + ", ".join(str(dim) for dim in shape) + "]"
 
 
 def _check_spec(found: str | None, expected: str, path: Path, trained_from: str) -> None:
@@ -142,5 +255,5 @@ def _check_spec(found: str | None, expected: str, path: Path, trained_from: str)
 
 
 def _paths(run_dir: Path, epoch: int) -> Checkpoint:
-    folder = run_dir / FOLDER
-    return Checkpoint(epoch, folder / f"epoch-{epoch:04d}.safetensors", folder / f"epoch-{epoch:04d}.state.pt")
+    folder, stem = run_dir / FOLDER, f"epoch-{epoch:04d}"
+    return Checkpoint(epoch, folder / f"{stem}.safetensors", folder / f"{stem}.state.pt", folder / f"{stem}.json")

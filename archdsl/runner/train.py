@@ -194,12 +194,15 @@ class _Trainer:
                 )
                 history.append(row)
                 if context.is_main:
+                    # The checkpoint last: once it exists, a resume never redoes this epoch, so
+                    # metrics.csv and the curves must already show it (a kill before it redoes the
+                    # epoch and rewrites both from the same history).
+                    runfolder.write_metrics(run_dir, history)
+                    write_curves(run_dir, history, f"{self.net.name} on {image_data.name}")
                     state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict() if scaler is not None else {},
                              "history": [asdict(r) for r in history]}
                     checkpoint.save(run_dir, model, state, spec=self.spec_hash, network=self.net.name)
-                    runfolder.write_metrics(run_dir, history)
-                    write_curves(run_dir, history, f"{self.net.name} on {image_data.name}")
                 report.end_epoch(row)
             final = history[-1]
             report.message(f"loss {final.train_loss:.3f}, train acc {final.train_acc:.3f}, "
