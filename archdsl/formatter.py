@@ -79,6 +79,7 @@ class _Frame:
 @dataclass
 class _Line:
     indent: int
+    comment_indent: int  # for comments moved above the line: where one written there would go
     text: str = ""
     trailing: str | None = None
     hoisted: list[str] = field(default_factory=list)
@@ -218,7 +219,7 @@ class _Printer:
         self._flush()
         if following is not None:
             self._blank(blank or self._blank_before(at, self.tokens[following].start_pos))
-            self.line = _Line(indent)
+            self.line = _Line(indent, self._comment_indent(indent, following))
 
     def _comment_indent(self, indent: int, following: int | None) -> int:
         # A comment just before a closing bracket belongs with the items above it.
@@ -238,9 +239,8 @@ class _Printer:
         line, self.line = self.line, None
         if line is None or not line.text:
             return
-        pad = " " * line.indent
-        self.out.extend(pad + text for text in line.hoisted)
-        self.out.append(pad + line.text + (f"  {line.trailing}" if line.trailing else ""))
+        self.out.extend(" " * line.comment_indent + text for text in line.hoisted)
+        self.out.append(" " * line.indent + line.text + (f"  {line.trailing}" if line.trailing else ""))
 
 
 def _brackets(tokens: list[Token]) -> dict[int, int]:

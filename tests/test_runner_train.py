@@ -74,7 +74,7 @@ def test_the_run_folder(finished):
     assert (folder / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (folder / "curves.svg").read_bytes()[:1000]
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
-        "epoch-0002.safetensors", "epoch-0002.state.pt"]  # older epochs are pruned
+        "epoch-0002.json", "epoch-0002.safetensors", "epoch-0002.state.pt"]  # older epochs are pruned
 
 
 def test_a_cpu_run_repeats_exactly(finished, tmp_path):
