@@ -267,3 +267,16 @@ def test_a_run_killed_in_its_first_epoch_starts_over_in_its_folder(tmp_path, mon
     assert checkpoint.latest(tmp_path / "run") is None
     resumed = train.resume(net, tmp_path / "run", stream=io.StringIO())
     assert outcome(resumed.history) == outcome(reference.history)
+
+
+def test_a_folder_whose_creation_was_killed_is_taken_over_but_a_run_is_not(tmp_path):
+    from archdsl.runner import runfolder
+
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / runfolder.SPEC_FILE).write_text("network old : [1, 4, 4] = flatten")
+    (unfinished / f".{runfolder.RUN_JSON}.123.tmp").write_text("{")
+    runfolder.create(unfinished, "network n : [1, 4, 4] = flatten", {"spec": {}})
+    assert (unfinished / runfolder.SPEC_FILE).read_text() == "network n : [1, 4, 4] = flatten"
+    with pytest.raises(UsageError, match="already holds files"):
+        runfolder.create(unfinished, "network m : [1, 4, 4] = flatten", {"spec": {}})

@@ -99,7 +99,9 @@ def create(folder: Path, spec_text: str, record: dict[str, Any]) -> None:
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} exists and is not a folder", file=str(folder),
                          hint="choose another --out")
-    if folder.is_dir() and any(folder.iterdir()):
+    # run.json is written last: a folder without it (the spec copy, temporary files of a write that was
+    # killed) is a creation that never finished, and is taken over rather than refused.
+    if (folder.is_dir() and (folder / RUN_JSON).exists()) or _foreign_files(folder):
         raise UsageError(
             f"{folder} already holds files; a new run needs an empty or new folder",
             file=str(folder),
@@ -112,6 +114,13 @@ def create(folder: Path, spec_text: str, record: dict[str, Any]) -> None:
                          hint="choose another --out, or fix the permissions of its parent folder") from None
     write_text_atomic(folder / SPEC_FILE, spec_text)
     write_text_atomic(folder / RUN_JSON, json.dumps({"format": FORMAT, **record}, indent=2) + "\n")
+
+
+def _foreign_files(folder: Path) -> bool:
+    """Whether the folder holds anything besides what an unfinished ``create`` leaves."""
+    if not folder.is_dir():
+        return False
+    return any(p.name != SPEC_FILE and not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in folder.iterdir())
 
 
 def read(folder: Path) -> RunInfo:
