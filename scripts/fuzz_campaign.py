@@ -1,8 +1,9 @@
 """The long fuzzing campaign: the generators of tests/test_fuzz.py, run for 100,000+ cases.
 
-Each case is a program drawn from archdsl's grammar or a mutated spec. It must compile or raise one
-ArchError with its place (the oracle of tests/test_fuzz.py); a program that parses must also survive
-the formatter's round trip (tests/test_formatter.py). Unlike the tests, the campaign does not stop at
+Each case is a program drawn from archdsl's grammar (as is, or with comments and line breaks dropped
+between its tokens) or a mutated spec. It must compile or raise one ArchError with its place (the
+oracle of tests/test_fuzz.py); a program that parses must also survive the formatter's round trip
+(tests/test_formatter.py). Unlike the tests, the campaign does not stop at
 the first failure: it counts every outcome and keeps one example of each distinct failure, then
 prints a report (and writes it with --report) for docs/reliability.md.
 
@@ -116,11 +117,17 @@ def main() -> int:
         def mutant_chunk(mutant):
             campaign.run_case("mutants", lambda: campaign.mutant(folder, *mutant))
 
+        @settings_
+        @given(test_formatter.commented_programs())
+        def commented_chunk(text):
+            campaign.run_case("commented", lambda: campaign.grammar(text))
+
+        chunks = [grammar_chunk, mutant_chunk, commented_chunk]
         chunk = 0
         while sum(campaign.cases.values()) < args.cases:
             if args.seconds is not None and time.perf_counter() - start > args.seconds:
                 break
-            run = grammar_chunk if chunk % 2 == 0 else mutant_chunk
+            run = chunks[chunk % len(chunks)]
             seed(args.seed + chunk)(run)()
             chunk += 1
             done = sum(campaign.cases.values())

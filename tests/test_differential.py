@@ -136,7 +136,7 @@ def check_real_outputs(net: archdsl.CompiledNetwork, program: Program) -> None:
     assert torch.equal(traced, actual)
 
 
-@bounded(60)
+@bounded(150)
 @given(programs(valid=True))
 def test_valid_programs_compile_and_agree_with_torch(program: Program) -> None:
     assert torch_verdict(program) is None  # valid by construction
@@ -145,7 +145,7 @@ def test_valid_programs_compile_and_agree_with_torch(program: Program) -> None:
     check_against_torch(net, program, files)
 
 
-@bounded(80)
+@bounded(200)
 @given(programs(valid=False))
 def test_archdsl_rejects_exactly_what_torch_rejects(program: Program) -> None:
     net, err, files = compile_program(program)
@@ -160,7 +160,7 @@ def test_archdsl_rejects_exactly_what_torch_rejects(program: Program) -> None:
         check_against_torch(net, program, files)
 
 
-@bounded(15)
+@bounded(40)
 @given(programs(valid=True, big=True))
 def test_wide_networks_on_the_meta_device(program: Program) -> None:
     net, err, files = compile_program(program)

@@ -2,9 +2,10 @@
 
 Two sources of input:
 
-* ``grammar_programs()``: programs drawn from archdsl's own Lark grammar (Hypothesis's ``from_lark``), with
-  terminals padded by spaces so that keywords and names do not fuse, and names and numbers drawn
-  mostly from the ones a spec uses, so that many programs get past name resolution into shapes;
+* ``grammar_programs()``: programs drawn from archdsl's own Lark grammar (with the strategy that
+  Hypothesis's ``from_lark`` returns, bounded in depth), terminals padded by spaces so that keywords
+  and names do not fuse, names and numbers mostly the ones a spec uses (so that many programs get past
+  name resolution into shapes) and sometimes extremes (``1e999``, a 400-digit integer);
 * ``spec_mutants()``: the specs in specs/ with tokens deleted, duplicated, swapped or replaced,
   truncated, with random bytes and bytes that are not UTF-8, in the spec or in a file it imports.
 
@@ -35,8 +36,9 @@ from archdsl.parser import GRAMMAR
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "specs"
 SPEC_FILES = sorted(p.relative_to(SPECS).as_posix() for p in SPECS.rglob("*.arch"))
-MAINS = [p for p in SPEC_FILES if "/" not in p]
-IMPORTERS = {lib: [m for m in MAINS if f'"{lib}"' in (SPECS / m).read_text()] for lib in SPEC_FILES if "/" in lib}
+MAINS = [p for p in SPEC_FILES if re.search(r"^network ", (SPECS / p).read_text(), re.M)]
+# For a file of blocks, a network spec that imports it (each file of blocks has one).
+IMPORTERS = {lib: next(m for m in MAINS if f'"{lib}"' in (SPECS / m).read_text()) for lib in SPEC_FILES if lib not in MAINS}
 
 CI = settings(
     max_examples=600,
@@ -224,10 +226,10 @@ def compile_mutant(folder: Path, name: str, data: bytes) -> str:
     """Write the mutant over its file in ``folder`` and compile the spec that uses it; restore after."""
     target = folder / name
     original = (SPECS / name).read_bytes()
-    mains = [name] if name in MAINS else IMPORTERS.get(name) or MAINS[:1]
+    main = name if name in MAINS else IMPORTERS[name]
     target.write_bytes(data)
     try:
-        return outcome(lambda: archdsl.load(folder / mains[0], input_shape=None))
+        return outcome(lambda: archdsl.load(folder / main))
     finally:
         target.write_bytes(original)
 
