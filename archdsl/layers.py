@@ -39,7 +39,9 @@ class Default:
 class ArgSpec:
     """One argument of a layer kind: its name, type, default and the check its value must pass.
 
-    ``check`` returns None when the value is fine, else what is wrong ("must be positive").
+    ``check`` returns None when the value is fine, else what is wrong ("must be positive"). Required
+    arguments may be given by position (``conv 96 11``), the rest only by name (``s=4``) unless
+    ``positional`` says otherwise, so that ``conv3x3 16 32`` is an error rather than a stride of 32.
     """
 
     name: str
@@ -47,6 +49,11 @@ class ArgSpec:
     default: Any = REQUIRED
     check: Callable[[Any], str | None] | None = None
     doc: str = ""
+    positional: bool = False
+
+    @property
+    def by_position(self) -> bool:
+        return self.positional or self.default is REQUIRED
 
 
 def positive(value) -> str | None:
@@ -287,7 +294,7 @@ class AdaptiveAvgPool(LayerKind):
     doc = "adaptive average pooling to H×W: adaptiveavgpool H W (W defaults to H); gap is 1×1"
     args = (
         ArgSpec("h", int, check=positive, doc="output height"),
-        ArgSpec("w", int, None, doc="output width (default: h)"),
+        ArgSpec("w", int, None, doc="output width (default: h)", positional=True),
     )
 
     def sugar(self, name):
@@ -367,7 +374,7 @@ class Dropout(LayerKind):
     key = "dropout"
     family = "regularisation"
     doc = "dropout P: zeroes each element with probability P in training"
-    args = (ArgSpec("p", float, 0.5, probability, "drop probability"),)
+    args = (ArgSpec("p", float, 0.5, probability, "drop probability", positional=True),)
 
     def build(self, args, in_shape):
         return _torch().Dropout(args["p"])
@@ -435,7 +442,7 @@ class GELU(Activation):
 class LeakyReLU(Activation):
     key = "leakyrelu"
     doc = "leakyrelu slope=0.01: x, or slope·x below 0"
-    args = (ArgSpec("slope", float, 0.01, doc="slope below zero"),)
+    args = (ArgSpec("slope", float, 0.01, doc="slope below zero", positional=True),)
 
     def build(self, args, in_shape):
         return _torch().LeakyReLU(args["slope"])
@@ -488,7 +495,7 @@ class LocalResponseNorm(LayerKind):
     family = "normalisation"
     doc = "local response normalisation across channels: lrn size=5 alpha=1e-4 beta=0.75 k=1"
     args = (
-        ArgSpec("size", int, 5, positive, "neighbouring channels"),
+        ArgSpec("size", int, 5, positive, "neighbouring channels", positional=True),
         ArgSpec("alpha", float, 1e-4, doc="scale"),
         ArgSpec("beta", float, 0.75, doc="exponent"),
         ArgSpec("k", float, 1.0, doc="additive constant"),

@@ -291,7 +291,7 @@ class _Resolver:
         fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
         values: dict[str, ir.Value] = dict(fixed)
         spans: dict[str, Span] = {}
-        slots = [spec.name for spec in kind.args if spec.name not in fixed]
+        slots = [spec.name for spec in kind.args if spec.name not in fixed and spec.by_position]
         position = 0
         for arg in call.args:
             if arg.name is None and isinstance(arg.value, ir.Var) and arg.value.name not in scope.env:
@@ -302,8 +302,10 @@ class _Resolver:
             if arg.name is None:
                 if position >= len(slots):
                     raise ResolveError(
-                        f"{call.name} takes {_count(len(slots), 'positional argument')}, but more were given",
-                        arg.span, hint=_signature(call.name, kind, fixed),
+                        f"{call.name} takes {_count(len(slots), 'positional argument')}"
+                        f"{' (' + ', '.join(slots) + ')' if slots else ''}, but more were given",
+                        arg.span, hint=_signature(call.name, kind, fixed) if len(slots) == len(specs) - len(fixed)
+                        else f"give the others by name; {_signature(call.name, kind, fixed)}",
                     )
                 name = slots[position]
                 position += 1
