@@ -237,7 +237,7 @@ def _rewrite(path: Path, text: str) -> None:
     """Replace a file's text atomically, keeping its permissions: the old file or the new, never half."""
     import shutil
 
-    from archdsl.runner.atomic import write_atomic
+    from archdsl.atomic import write_atomic
 
     def fill(tmp: Path) -> None:
         tmp.write_bytes(text.encode("utf-8"))

@@ -297,7 +297,7 @@ def save(graph, path: Path) -> None:
 
     A .dot file is the DOT source and needs no Graphviz; .svg, .png and .pdf are rendered by ``dot``.
     """
-    from archdsl.runner.atomic import write_bytes_atomic
+    from archdsl.atomic import write_bytes_atomic
 
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:

@@ -88,8 +88,8 @@ def trained_module(net: CompiledNetwork, checkpoint: Path | None):
 
 
 def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Exported:
+    from archdsl.atomic import write_atomic, write_text_atomic
     from archdsl.export.python import network_class_name, python_source
-    from archdsl.runner.atomic import write_atomic, write_text_atomic
 
     how = f"class {network_class_name(net)}"
     if checkpoint is None:

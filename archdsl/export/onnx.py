@@ -15,8 +15,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from archdsl.atomic import fsync_folder
 from archdsl.errors import BackendError, UsageError
-from archdsl.runner.atomic import fsync_folder
 
 # Protobuf refuses messages over 2 GiB; stay clear of it with the graph's own bytes on top.
 EXTERNAL_DATA_BYTES = 1_800_000_000

@@ -10,8 +10,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from archdsl.atomic import write_atomic
 from archdsl.errors import BackendError
-from archdsl.runner.atomic import write_atomic
 
 
 def write_torchscript(module, input_shape: tuple[int, ...], path: Path) -> str:

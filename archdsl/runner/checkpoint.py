@@ -36,8 +36,8 @@ from typing import Any, Protocol
 
 import torch
 
+from archdsl.atomic import fsync_folder, write_atomic
 from archdsl.errors import UsageError
-from archdsl.runner.atomic import fsync_folder, write_atomic
 
 FOLDER = "checkpoints"
 MANIFEST_PATTERN = re.compile(r"epoch-(\d+)\.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from archdsl.runner.atomic import write_atomic
+from archdsl.atomic import write_atomic
 from archdsl.runner.runfolder import EpochMetrics
 
 CURVES = "curves"

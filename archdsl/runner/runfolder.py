@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from archdsl.atomic import write_text_atomic
 from archdsl.errors import UsageError
-from archdsl.runner.atomic import write_text_atomic
 from archdsl.runner.datasets import Normalization
 from archdsl.runner.options import TrainOptions
 
