@@ -63,9 +63,6 @@ class Span(BaseModel):
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 
-    def model_dump_location(self) -> str:
-        return str(self)
-
 
 def render_excerpt(span: Span) -> str:
     """The source line under the span, with carets under the culprit."""

@@ -229,10 +229,6 @@ def _show_atom(atom: Atom) -> str:
     return f"floor(({inner}) / {m})" if a else f"floor({name} / {m})"
 
 
-def is_symbolic(value) -> bool:
-    return isinstance(value, Sym)
-
-
 def single_atom(value: Sym) -> Atom | None:
     """The one atom a spatial size depends on (sizes of one axis are ``atom + c``), else None."""
     atoms = {atom for mono in value.terms for atom in mono}
