@@ -11,7 +11,7 @@ Two layers of nodes:
 Backends (torch, Graphviz, summaries) read the resolved graph only. Nodes never change; a pass
 returns new ones.
 
-Passes create nodes with ``model_construct``: their values come from the parser and from the rules
+Passes create nodes with ``Frozen.make``: their values come from the parser and from the rules
 of ``resolve`` and ``layers``, which already guarantee the types, and validating them again would
 double the front end's time and its start-up (schemas are built on first use, ``defer_build``).
 ``validate`` checks a whole resolved graph against the schema; the tests run it on every spec.
@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict
-
+from archdsl.frozen import Frozen
 from archdsl.source import Span
 from archdsl.symbolic import Dim, Sym
 
@@ -35,9 +34,7 @@ Shape = tuple[Dim, ...]
 Value = Union[bool, int, float]
 
 
-class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
+class Node(Frozen):
     span: Span
 
 
@@ -164,10 +161,8 @@ class Module(Node):
 # -- the resolved graph --------------------------------------------------------------------------
 
 
-class GraphNode(BaseModel):
+class GraphNode(Frozen):
     """What every resolved node has: a unique dotted path (the torch submodule path), shapes, costs."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     path: str
@@ -202,10 +197,8 @@ class Join(GraphNode):
 Resolved = Union[Layer, Block, Join]
 
 
-class Network(BaseModel):
+class Network(Frozen):
     """A network resolved at concrete parameters and input shape."""
-
-    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     params_bound: dict[str, Value]

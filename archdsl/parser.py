@@ -8,6 +8,7 @@ of what was expected.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,11 +63,40 @@ def _lark() -> Lark:
     )
 
 
+# Syntax trees of recently parsed texts, by (path, text): what Python's bytecode cache is to a model
+# written in Python. Loading a spec again (a parameter sweep, `compare` at two settings, a notebook
+# re-running a cell) resolves again but does not parse again; its imports, which every spec of a
+# family shares, are parsed once. Trees are immutable, so sharing them is safe. Bounded: texts up
+# to CACHE_TEXT_LIMIT characters, the CACHE_ENTRIES most recently used.
+CACHE_ENTRIES = 64
+CACHE_TEXT_LIMIT = 256 * 2**10
+_cache: OrderedDict[tuple[str, str], ir.Module] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget every cached syntax tree (the benchmarks use this to time cold parses)."""
+    _cache.clear()
+
+
 def parse(source: Source) -> ir.Module:
-    """Parse one file's text into its syntax tree.
+    """Parse one file's text into its syntax tree (a cached one when the same path had the same text).
 
     >>> parse(Source("x.arch", "network n : [1, 28, 28] = flatten; linear 10"))   # doctest: +SKIP
     """
+    key = (source.path, source.text)
+    module = _cache.get(key)
+    if module is not None:
+        _cache.move_to_end(key)
+        return module
+    module = _parse(source)
+    if len(source.text) <= CACHE_TEXT_LIMIT:
+        _cache[key] = module
+        if len(_cache) > CACHE_ENTRIES:
+            _cache.popitem(last=False)
+    return module
+
+
+def _parse(source: Source) -> ir.Module:
     if len(source.text) > MAX_SOURCE_SIZE:
         raise LimitError(f"the spec is {len(source.text):,} characters long, more than the limit of {MAX_SOURCE_SIZE:,}",
                          file=source.path, hint="split it into files that import each other")
@@ -83,7 +113,7 @@ def parse(source: Source) -> ir.Module:
 
 
 def _span_in(source: Source, meta_or_token) -> Span:
-    return Span.model_construct(
+    return Span.make(
         source=source,
         line=meta_or_token.line,
         column=meta_or_token.column,
@@ -192,7 +222,7 @@ class _ToIR(Transformer_NonRecursive):
         return _span_in(self.source, meta_or_token)
 
     def start(self, meta, *decls):
-        return ir.Module.model_construct(
+        return ir.Module.make(
             span=self._span(meta) if not meta.empty else self.source.span(1, 1),
             imports=tuple(d for d in decls if isinstance(d, ir.Import)),
             blocks=tuple(d for d in decls if isinstance(d, ir.BlockDef)),
@@ -200,13 +230,13 @@ class _ToIR(Transformer_NonRecursive):
         )
 
     def import_(self, meta, path: Token):
-        return ir.Import.model_construct(span=self._span(meta), path=str(path)[1:-1])
+        return ir.Import.make(span=self._span(meta), path=str(path)[1:-1])
 
     def block(self, meta, name: Token, params, body):
-        return ir.BlockDef.model_construct(span=self._span(name), name=str(name), params=params or (), body=body)
+        return ir.BlockDef.make(span=self._span(name), name=str(name), params=params or (), body=body)
 
     def network(self, meta, name: Token, params, input_shape, output_shape, body):
-        return ir.NetworkDef.model_construct(
+        return ir.NetworkDef.make(
             span=self._span(name),
             name=str(name),
             params=params or (),
@@ -220,7 +250,7 @@ class _ToIR(Transformer_NonRecursive):
         return params
 
     def param(self, meta, name: Token, default):
-        return ir.Param.model_construct(span=self._span(name), name=str(name), default=default)
+        return ir.Param.make(span=self._span(name), name=str(name), default=default)
 
     def shape(self, meta, *dims):
         return (dims, self._span(meta))
@@ -229,46 +259,46 @@ class _ToIR(Transformer_NonRecursive):
         return items
 
     def call(self, meta, name: Token, *args):
-        args = tuple(a if isinstance(a, ir.Arg) else ir.Arg.model_construct(span=a.span, name=None, value=a) for a in args if a is not None)
-        return ir.Call.model_construct(span=self._span(meta), name=str(name), name_span=self._span(name), args=args)
+        args = tuple(a if isinstance(a, ir.Arg) else ir.Arg.make(span=a.span, name=None, value=a) for a in args if a is not None)
+        return ir.Call.make(span=self._span(meta), name=str(name), name_span=self._span(name), args=args)
 
     def kwarg(self, meta, name: Token, value):
-        return ir.Arg.model_construct(span=self._span(meta), name=str(name), value=value)
+        return ir.Arg.make(span=self._span(meta), name=str(name), value=value)
 
     def group(self, meta, items):
-        return ir.Group.model_construct(span=self._span(meta), items=items)
+        return ir.Group.make(span=self._span(meta), items=items)
 
     def repeat(self, meta, count, item):
-        return ir.Repeat.model_construct(span=self._span(meta), count=count, item=item)
+        return ir.Repeat.make(span=self._span(meta), count=count, item=item)
 
     def branch(self, meta, op: Token, *bodies):
-        return ir.Branch.model_construct(span=self._span(op), op=str(op), branches=bodies)
+        return ir.Branch.make(span=self._span(op), op=str(op), branches=bodies)
 
     def cond(self, meta, test, then, otherwise):
-        return ir.Cond.model_construct(span=self._span(meta), test=test, then=then, otherwise=otherwise)
+        return ir.Cond.make(span=self._span(meta), test=test, then=then, otherwise=otherwise)
 
     def number(self, meta, token: Token):
         text = str(token)
         value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ir.Number.model_construct(span=self._span(token), value=value)
+        return ir.Number.make(span=self._span(token), value=value)
 
     def var(self, meta, token: Token):
-        return ir.Var.model_construct(span=self._span(token), name=str(token))
+        return ir.Var.make(span=self._span(token), name=str(token))
 
     def input_dim(self, meta, dim: Token):
-        return ir.InputDim.model_construct(span=self._span(meta), dim=str(dim))
+        return ir.InputDim.make(span=self._span(meta), dim=str(dim))
 
     def func(self, meta, name: Token, *args):
-        return ir.Func.model_construct(span=self._span(meta), name=str(name), args=args)
+        return ir.Func.make(span=self._span(meta), name=str(name), args=args)
 
     def binop(self, meta, left, op: Token, right):
-        return ir.BinOp.model_construct(span=self._span(meta), op=str(op), left=left, right=right)
+        return ir.BinOp.make(span=self._span(meta), op=str(op), left=left, right=right)
 
     compare = binop
     boolop = binop
 
     def unop(self, meta, op: Token, operand):
-        return ir.UnOp.model_construct(span=self._span(meta), op=str(op), operand=operand)
+        return ir.UnOp.make(span=self._span(meta), op=str(op), operand=operand)
 
     def not_(self, meta, operand):
-        return ir.UnOp.model_construct(span=self._span(meta), op="not", operand=operand)
+        return ir.UnOp.make(span=self._span(meta), op="not", operand=operand)

@@ -67,6 +67,15 @@ class _Scope:
         return _Scope(env if env is not None else self.env, in_shape if in_shape is not None else self.in_shape, prefix)
 
 
+class _OverBudget(Exception):
+    """A building walk went past its layer budget: the network is large enough to be sized first."""
+
+
+# Networks up to this many layers are built in one walk; larger ones are sized first (see _Resolver).
+# Building this many layers takes about 20 ms, so a spec that turns out huge loses little.
+SIZE_FIRST_ABOVE = 2_000
+
+
 @dataclass(frozen=True)
 class _Size:
     """What the sizing pass keeps of a node: its output shape and parameter count, nothing built."""
@@ -82,13 +91,15 @@ class _Resolver:
     instantiated again with the same arguments, input shape and depth reuses its first count, and a
     repeat whose item maps its input shape to itself multiplies instead of looping. Counting layers and
     parameters that way is cheap even for specs that would expand to billions of layers, so
-    ``resolve_network`` sizes first and refuses what is over the limits before building anything.
+    ``resolve_network`` sizes a network that outgrows ``SIZE_FIRST_ABOVE`` layers first, and refuses what
+    is over the limits before building it.
     """
 
-    def __init__(self, program: Program, limits: Limits, sizing: bool = False) -> None:
+    def __init__(self, program: Program, limits: Limits, sizing: bool = False, budget: int | None = None) -> None:
         self.program = program
         self.limits = limits
         self.sizing = sizing
+        self.budget = budget  # building stops with _OverBudget past this many layers
         self.layers = 0
         self.params = 0
         self.active: list[str] = []  # blocks being instantiated, for recursion errors
@@ -235,7 +246,7 @@ class _Resolver:
             raise ShapeError(problem, item.span, hint=mismatch_hint(item.op, shapes), notes=notes)
         if self.sizing:
             return _Size(out_shape, sum(n.params for b in branches for n in b))
-        return ir.Join.model_construct(
+        return ir.Join.make(
             op=item.op, name=name, path=path, in_shape=shape, out_shape=out_shape,
             params=sum(n.params for b in branches for n in b), macs=sum(n.macs for b in branches for n in b),
             span=item.span, branches=tuple(branches),
@@ -271,10 +282,12 @@ class _Resolver:
         params = kind.params(args, shape)
         self.count(1, call.span)
         self.params += params
+        if self.budget is not None and isinstance(self.params, int) and self.params > self.limits.max_params:
+            raise _OverBudget  # sizing counts them all, for the message
         if self.sizing:
             return _Size(out_shape, params)
         name, path = scope.name(kind.key)
-        return ir.Layer.model_construct(
+        return ir.Layer.make(
             kind=kind.key, spelling=call.name, args=args, name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=params, macs=kind.macs(args, shape, out_shape), span=call.span,
         )
@@ -285,6 +298,8 @@ class _Resolver:
         if self.layers > self.limits.max_layers:
             raise LimitError(f"the network has more than {self.limits.max_layers:,} layers", span,
                              hint="archdsl refuses specs this large before expanding them")
+        if self.budget is not None and self.layers > self.budget:
+            raise _OverBudget
 
     def bind_layer_args(self, kind: LayerKind, preset: dict, call: ir.Call, scope: _Scope) -> tuple[dict, dict[str, Span]]:
         specs = {spec.name: spec for spec in kind.args}
@@ -364,7 +379,7 @@ class _Resolver:
         if self.sizing:
             self.sized[key] = (_Size(out_shape, sum(n.params for n in nodes)), self.layers - before)
             return self.sized[key][0]
-        return ir.Block.model_construct(
+        return ir.Block.make(
             block=block.name, call=call_text, body=tuple(nodes), name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
             macs=sum(n.macs for n in nodes), span=call.span,
@@ -564,19 +579,19 @@ def resolve_network(
     elif any(isinstance(d, bool) or not isinstance(d, (int, Sym)) or (isinstance(d, int) and d <= 0) for d in input_shape):
         raise UsageError(f"input sizes must be positive whole numbers or size names, not {show(input_shape)}")
     scope.in_shape = input_shape
-    # Sizes first, in plain integers: a spec that would explode stops here, before anything is built.
-    sizer = _Resolver(program, resolver.limits, sizing=True)
-    sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
-    if isinstance(sizer.params, int) and sizer.params > resolver.limits.max_params:
-        weights = sizer.params * 4  # whole GiB in integers: an absurd spec's count would overflow a float
-        size = f"{weights // 2**30:,} GiB" if weights >= 2**30 else f"{weights / 2**20:,.1f} MiB"
-        raise LimitError(
-            f"network {definition.name} needs {sizer.params:,} parameters ({size} of fp32 weights), "
-            f"more than the limit of {resolver.limits.max_params:,}",
-            definition.span,
-            hint="raise the limit with --max-params if this is intended",
-        )
-    nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
+    # A small network is built in one walk. A large one is sized first, in plain integers: a spec that
+    # would explode stops there, before anything is built.
+    try:
+        resolver.budget = SIZE_FIRST_ABOVE
+        nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
+    except _OverBudget:
+        sizer = _Resolver(program, resolver.limits, sizing=True)
+        sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
+        _check_params(definition, sizer.params, resolver.limits)
+        resolver = _Resolver(program, resolver.limits)
+        scope = _Scope(env, input_shape, "")
+        nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
+    _check_params(definition, resolver.params, resolver.limits)
     if definition.output is not None:
         expected = tuple(_shape_dim(resolver, e, scope, "output") for e in definition.output)
         if expected != out_shape:
@@ -587,10 +602,22 @@ def resolve_network(
                 f"network {definition.name} outputs {show(out_shape)}, but its declaration says [{', '.join(map(ir.format_dim, expected))}]",
                 definition.output_span, hint=hint,
             )
-    return ir.Network.model_construct(
+    return ir.Network.make(
         name=definition.name, params_bound=env, input_shape=input_shape, output_shape=out_shape,
         params=sum(n.params for n in nodes), macs=sum(n.macs for n in nodes), body=tuple(nodes), span=definition.span,
     )
+
+
+def _check_params(definition: ir.NetworkDef, params: ir.Dim, limits: Limits) -> None:
+    if isinstance(params, int) and params > limits.max_params:
+        weights = params * 4  # whole GiB in integers: an absurd spec's count would overflow a float
+        size = f"{weights // 2**30:,} GiB" if weights >= 2**30 else f"{weights / 2**20:,.1f} MiB"
+        raise LimitError(
+            f"network {definition.name} needs {params:,} parameters ({size} of fp32 weights), "
+            f"more than the limit of {limits.max_params:,}",
+            definition.span,
+            hint="raise the limit with --max-params if this is intended",
+        )
 
 
 def input_of(program: Program, network: str | None = None, params: dict[str, ir.Value] | None = None) -> ir.Shape:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from archdsl.frozen import Frozen
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +35,7 @@ class Source:
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def span(self, line: int, column: int, end_line: int | None = None, end_column: int | None = None) -> Span:
-        return Span.model_construct(
+        return Span.make(
             source=self,
             line=line,
             column=column,
@@ -42,13 +44,13 @@ class Source:
         )
 
 
-class Span(BaseModel):
+class Span(Frozen):
     """Where a node came from: 1-based line and column, end exclusive.
 
     It serialises as ``file``, ``line`` and ``column``; the text stays behind.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     source: Source = Field(exclude=True, repr=False)
     line: int

@@ -232,13 +232,13 @@ def test_onnx_runs_in_onnxruntime_to_the_same_outputs(name: str, tmp_path: Path)
         np.testing.assert_allclose(y, module(x).numpy(), **ONNX_TOLERANCE)
 
 
-def test_onnx_weights_go_beside_the_model_past_the_protobuf_limit(tmp_path: Path, monkeypatch) -> None:
+def test_onnx_weights_over_100_mib_go_beside_the_model(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     from archdsl.export import onnx as onnx_export
 
-    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)  # as if LeNet weighed 2 GB
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)  # as if LeNet weighed over 100 MiB
     net = small("lenet")
     module = built(net)
     how = onnx_export.write_onnx(module, net.input_shape, tmp_path / "l.onnx", net.params)

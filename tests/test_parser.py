@@ -181,3 +181,34 @@ def test_deep_nesting_costs_no_python_stack() -> None:
     for _ in range(depth - 1):
         (group,) = group.items
     assert group.items[0].name == "relu"
+
+
+def test_a_text_parsed_again_comes_from_the_cache_and_a_changed_one_does_not():
+    from archdsl import parser
+
+    text = "network n : [1, 8, 8] = relu"
+    first = parse(Source("cached.arch", text))
+    assert parse(Source("cached.arch", text)) is first
+    assert parse(Source("other.arch", text)) is not first  # spans name their file
+    changed = parse(Source("cached.arch", text + "; relu"))
+    assert len(changed.networks[0].body) == 2
+    parser.clear_cache()
+    assert parse(Source("cached.arch", text)) is not first
+    assert parse(Source("cached.arch", text)).model_dump() == first.model_dump()
+
+
+def test_the_cache_keeps_only_the_most_recent_texts():
+    from archdsl import parser
+
+    parser.clear_cache()
+    sources = [Source("many.arch", f"network n : [1, 8, 8] = repeat {i} relu") for i in range(parser.CACHE_ENTRIES + 1)]
+    trees = [parse(s) for s in sources]
+    assert len(parser._cache) == parser.CACHE_ENTRIES
+    assert parse(sources[-1]) is trees[-1]
+    assert parse(sources[0]) is not trees[0]  # the oldest was dropped
+
+
+def test_a_syntax_error_is_raised_every_time_not_cached():
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse(Source("bad.arch", "network n : [1, 8, 8] = relu;;"))

@@ -17,7 +17,7 @@ from references import REFERENCES
 from strategies import count_params, join_branches, measure, randomise_normalisation
 
 import archdsl
-from archdsl import ir
+from archdsl import ir, resolve
 
 NAMES = sorted(REFERENCES)
 
@@ -106,8 +106,6 @@ def test_vgg16_counts_what_torchvision_publishes() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_resolved_graph_satisfies_its_schema(name: str) -> None:
-    if not hasattr(ir, "validate"):
-        pytest.skip("ir.validate is not there")
     ir.validate(compiled(name).ir)
 
 
@@ -128,3 +126,13 @@ def test_golden_files_compare_or_accept(tmp_path, monkeypatch) -> None:
         check_golden(path, "two")
     with pytest.raises(pytest.fail.Exception):
         check_golden(tmp_path / "missing.txt", "one")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_walk_and_size_first_resolve_the_same_graph(name: str, monkeypatch) -> None:
+    # Every spec here is small enough for one walk; forcing the size-first path must not change a node.
+    one_walk = compiled(name).ir
+    monkeypatch.setattr(resolve, "SIZE_FIRST_ABOVE", 0)
+    size_first = compiled(name).ir
+    assert ir.format_network(size_first) == ir.format_network(one_walk)
+    assert size_first == one_walk

@@ -1,8 +1,9 @@
 """ONNX through ``torch.onnx.export`` (the torch.export-based exporter), checked with ``onnx.checker``.
 
-The batch size stays dynamic; every other size is the network's. A model whose weights pass the
-protobuf limit of 2 GiB keeps them in ``NAME.onnx.data`` beside it, as ONNX's external-data
-convention has it.
+The batch size stays dynamic; every other size is the network's. A model with more than 100 MiB of
+weights keeps them in ``NAME.onnx.data`` beside it, as ONNX's external-data convention has it (and
+onnxruntime reads): protobuf refuses messages over 2 GiB, and below that, serialising the weights
+into the message costs four times writing them raw (VGG-16: 5.6 s against 1.4 s for its 537 MB).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 from archdsl.atomic import fsync_folder
 from archdsl.errors import BackendError, UsageError
 
-# Protobuf refuses messages over 2 GiB; stay clear of it with the graph's own bytes on top.
-EXTERNAL_DATA_BYTES = 1_800_000_000
+# Weights over this go to NAME.onnx.data (see above).
+EXTERNAL_DATA_BYTES = 100 * 2**20
 
 
 def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) -> str:
