@@ -11,44 +11,54 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
 
-import typer
+import click
 
 from archdsl.errors import ArchError, UsageError
 
-app = typer.Typer(
-    name="archdsl",
-    help="Describe, check, draw and train neural-network architectures written in the archdsl language.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+# click rather than typer: typer builds a pydantic validator for every option of every command on
+# each start, about 50 ms that `archdsl compile` would spend before reading a byte of the spec.
 
-SpecArg = Annotated[Path, typer.Argument(help="The .arch spec file.", show_default=False)]
-ParamOpt = Annotated[
-    list[str] | None,
-    typer.Option("--param", "-p", help="Set a network parameter: NAME=VALUE (repeatable).", show_default=False),
-]
-InputOpt = Annotated[
-    str | None,
-    typer.Option("--input", help="Override the declared input shape, e.g. 3x224x224 (batch left out).", show_default=False),
-]
-NetworkOpt = Annotated[
-    str | None,
-    typer.Option("--network", "-n", help="Which network, when the spec defines several.", show_default=False),
-]
-ImportDirOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--allow-import-dir", help="A folder that imports may also reach, besides the spec's own "
-                 "folder (repeatable).", show_default=False),
-]
-MaxParamsOpt = Annotated[
-    int | None,
-    typer.Option("--max-params", help="Refuse networks with more parameters than this (default: what fits in memory).",
-                 show_default=False),
-]
+
+@click.group(
+    name="archdsl",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+def app() -> None:
+    """Describe, check, draw and train neural-network architectures written in the archdsl language."""
+
+
+PATH = click.Path(path_type=Path)  # existence is the command's to check: a missing spec is a diagnostic
+
+
+def spec_argument(command):
+    return click.argument("spec", type=PATH, metavar="SPEC")(command)
+
+
+def param_option(command):
+    return click.option("--param", "-p", multiple=True, metavar="NAME=VALUE",
+                        help="Set a network parameter (repeatable).")(command)
+
+
+def input_option(command):
+    return click.option("--input", metavar="CxHxW",
+                        help="Override the declared input shape, e.g. 3x224x224 (batch left out; 1xHxW for "
+                             "symbolic sizes).")(command)
+
+
+def network_option(command):
+    return click.option("--network", "-n", metavar="NAME", help="Which network, when the spec defines several.")(command)
+
+
+def import_dir_option(command):
+    return click.option("--allow-import-dir", multiple=True, type=PATH, metavar="DIR",
+                        help="A folder that imports may also reach, besides the spec's own folder (repeatable).")(command)
+
+
+def max_params_option(command):
+    return click.option("--max-params", type=int, metavar="N",
+                        help="Refuse networks with more parameters than this (default: what fits in memory).")(command)
 
 
 def reports_errors(command):
@@ -60,7 +70,7 @@ def reports_errors(command):
             return command(*args, **kwargs)
         except ArchError as err:
             print(err.render(), file=sys.stderr)
-            raise typer.Exit(1) from None
+            sys.exit(1)
 
     return wrapper
 
@@ -110,20 +120,20 @@ def load_network(spec: Path, params: list[str] | None, network: str | None, inpu
                 **parse_params(params))
 
 
-@app.command("compile")
+@app.command("compile", short_help="Check a spec; print per-layer shapes, params and MACs.")
+@spec_argument
+@param_option
+@input_option
+@network_option
+@click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Show blocks below this depth as one row each.")
+@click.option("--json", "json_", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--emit", metavar="ir|text", help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")
+@max_params_option
+@import_dir_option
 @reports_errors
-def compile_command(
-    spec: SpecArg,
-    param: ParamOpt = None,
-    input: InputOpt = None,
-    network: NetworkOpt = None,
-    depth: Annotated[int | None, typer.Option(help="Show blocks below this depth as one row each.", min=1)] = None,
-    json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
-    emit: Annotated[str | None, typer.Option(help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")] = None,
-    max_params: MaxParamsOpt = None,
-    allow_import_dir: ImportDirOpt = None,
-) -> None:
-    """Check a spec and print its per-layer shapes, parameters and MACs."""
+def compile_command(spec: Path, param: tuple[str, ...], input: str | None, network: str | None, depth: int | None,
+                    json_: bool, emit: str | None, max_params: int | None, allow_import_dir: tuple[Path, ...]) -> None:
+    """Check SPEC (an .arch file) and print its per-layer shapes, parameters and MACs."""
     from archdsl import summary
 
     net = load_network(spec, param, network, input, max_params, allow_import_dir)
@@ -139,25 +149,23 @@ def compile_command(
         print(summary.render_text(net.ir, depth), end="")
 
 
-@app.command("graph")
+@app.command("graph", short_help="Draw a spec's network with Graphviz.")
+@spec_argument
+@click.option("--out", "-o", type=PATH, metavar="FILE",
+              help="Where to write; the suffix picks the format: .svg, .png, .pdf or .dot (default: NETWORK.svg here).")
+@param_option
+@input_option
+@network_option
+@click.option("--depth", type=click.IntRange(min=1), metavar="N",
+              help="Draw block calls nested this deep (top-level calls are 1) as one node each.")
+@click.option("--direction", default="TB", show_default=True, metavar="TB|LR", help="Top to bottom or left to right.")
+@click.option("--fold-activations/--separate-activations", default=True, show_default=True,
+              help="Write an activation into the node of the layer before it, or draw it as a node of its own.")
+@import_dir_option
 @reports_errors
-def graph_command(
-    spec: SpecArg,
-    out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Where to write; the suffix picks the format: .svg, .png, .pdf or .dot "
-                            "(default: NETWORK.svg here).", show_default=False)] = None,
-    param: ParamOpt = None,
-    input: InputOpt = None,
-    network: NetworkOpt = None,
-    depth: Annotated[int | None, typer.Option(
-        help="Draw block calls nested this deep (top-level calls are 1) as one node each.", min=1)] = None,
-    direction: Annotated[str, typer.Option(help="TB (top to bottom) or LR (left to right).")] = "TB",
-    fold_activations: Annotated[bool, typer.Option(
-        "--fold-activations/--separate-activations",
-        help="Write an activation into the node of the layer before it, or draw it as a node of its own.")] = True,
-    allow_import_dir: ImportDirOpt = None,
-) -> None:
-    """Draw a spec's network with Graphviz: layers, shapes on the edges, blocks as clusters."""
+def graph_command(spec: Path, out: Path | None, param: tuple[str, ...], input: str | None, network: str | None,
+                  depth: int | None, direction: str, fold_activations: bool, allow_import_dir: tuple[Path, ...]) -> None:
+    """Draw the network of SPEC with Graphviz: layers, shapes on the edges, blocks as clusters."""
     from archdsl.graphviz_backend import save
 
     net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
@@ -166,18 +174,18 @@ def graph_command(
     print(f"wrote {path}")
 
 
-@app.command("check")
-def check_command(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files to check.", show_default=False)],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")] = False,
-    allow_import_dir: ImportDirOpt = None,
-    min_input: Annotated[bool, typer.Option(
-        "--min-input", help="Print the smallest input each network accepts (from its symbolic shapes, confirmed "
-        "by concrete inference) and where its flattened size changes.")] = False,
-    param: ParamOpt = None,
-    network: NetworkOpt = None,
-) -> None:
-    """Report errors in specs (every network at its defaults, every block's names); exit 1 if any."""
+@app.command("check", short_help="Report errors in specs (or their smallest inputs).")
+@click.argument("specs", nargs=-1, required=True, type=PATH, metavar="SPEC...")
+@click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
+@import_dir_option
+@click.option("--min-input", is_flag=True,
+              help="Print the smallest input each network accepts (from its symbolic shapes, confirmed by concrete "
+                   "inference) and where its flattened size changes.")
+@param_option
+@network_option
+def check_command(specs: tuple[Path, ...], quiet: bool, allow_import_dir: tuple[Path, ...], min_input: bool,
+                  param: tuple[str, ...], network: str | None) -> None:
+    """Report errors in each SPEC (every network at its defaults, every block's names); exit 1 if any."""
     from archdsl.check import check_file, minimum_report
 
     failed = 0
@@ -194,22 +202,21 @@ def check_command(
         if not quiet:
             print(message)
     if failed:
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
-@app.command("fmt")
-def fmt_command(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files to format.", show_default=False)],
-    check: Annotated[bool, typer.Option("--check", help="Change nothing; list the files that would change, exit 1 if any.")] = False,
-    write: Annotated[bool, typer.Option("--write", "-w", help="Rewrite the files in place (atomically).")] = False,
-) -> None:
-    """Print specs in the canonical style, comments kept (or --check them, or --write them back)."""
+@app.command("fmt", short_help="Format specs in the canonical style.")
+@click.argument("specs", nargs=-1, required=True, type=PATH, metavar="SPEC...")
+@click.option("--check", is_flag=True, help="Change nothing; list the files that would change, exit 1 if any.")
+@click.option("--write", "-w", is_flag=True, help="Rewrite the files in place (atomically).")
+def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
+    """Print each SPEC in the canonical style, comments kept (or --check them, or --write them back)."""
     from archdsl.formatter import format_source
     from archdsl.program import read_source
 
     if check and write:
         print(UsageError("--check and --write exclude each other").render(), file=sys.stderr)
-        raise typer.Exit(1)
+        sys.exit(1)
     failed = False
     for spec in specs:
         try:
@@ -230,7 +237,7 @@ def fmt_command(
             print(err.render(), file=sys.stderr)
             failed = True
     if failed:
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
 def _rewrite(path: Path, text: str) -> None:
@@ -246,23 +253,22 @@ def _rewrite(path: Path, text: str) -> None:
     write_atomic(path, fill)
 
 
-@app.command("export")
+@app.command("export", short_help="Write a network as PyTorch source, ONNX or TorchScript.")
+@spec_argument
+@click.option("--out", "-o", type=PATH, required=True, metavar="FILE", help="The file to write.")
+@click.option("--to", metavar="python|onnx|torchscript",
+              help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).")
+@param_option
+@input_option
+@network_option
+@click.option("--checkpoint", type=PATH, metavar="RUN_DIR",
+              help="Export the weights of this `archdsl train` run (its newest finished epoch); with --to python "
+                   "they go to FILE's name with .safetensors.")
+@import_dir_option
 @reports_errors
-def export_command(
-    spec: SpecArg,
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="The file to write.", show_default=False)],
-    to: Annotated[str | None, typer.Option(
-        metavar="python|onnx|torchscript",
-        help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).", show_default=False)] = None,
-    param: ParamOpt = None,
-    input: InputOpt = None,
-    network: NetworkOpt = None,
-    checkpoint: Annotated[Path | None, typer.Option(
-        metavar="RUN_DIR", help="Export the weights of this `archdsl train` run (its newest finished epoch); "
-        "with --to python they go to FILE's name with .safetensors.", show_default=False)] = None,
-    allow_import_dir: ImportDirOpt = None,
-) -> None:
-    """Write a network as standalone PyTorch source, ONNX or TorchScript."""
+def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...], input: str | None,
+                   network: str | None, checkpoint: Path | None, allow_import_dir: tuple[Path, ...]) -> None:
+    """Write the network of SPEC as standalone PyTorch source, ONNX or TorchScript."""
     from archdsl.export import export, format_for
 
     to = format_for(to, out)
@@ -270,40 +276,36 @@ def export_command(
     print(export(net, to, out, checkpoint).describe())
 
 
-@app.command("compare")
+@app.command("compare", short_help="Compare two networks, or a spec with a Python model.")
+@spec_argument
+@click.argument("other", required=False, type=PATH, metavar="[OTHER]")
+@param_option
+@click.option("--param-a", multiple=True, metavar="NAME=VALUE", help="A parameter of A only (repeatable).")
+@click.option("--param-b", multiple=True, metavar="NAME=VALUE", help="A parameter of B only (repeatable).")
+@input_option
+@click.option("--input-a", metavar="CxHxW", help="A's input shape.")
+@click.option("--input-b", metavar="CxHxW", help="B's input shape.")
+@network_option
+@click.option("--reference", metavar="MODULE:FACTORY",
+              help="Check SPEC against a Python model: a class or factory returning an nn.Module "
+                   "(references:vgg11, torchvision.models:resnet18).")
+@click.option("--reference-path", multiple=True, type=PATH, metavar="DIR",
+              help="A folder to import the reference from (repeatable; the current folder is searched last).")
+@click.option("--reference-arg", multiple=True, metavar="NAME=VALUE",
+              help="A keyword argument of the reference's factory (repeatable).")
+@click.option("--load-weights", is_flag=True,
+              help="Copy the reference's weights into the spec's module (by position, shapes checked) and compare "
+                   "the outputs.")
+@click.option("--json", "json_", is_flag=True, help="Print one JSON object.")
+@import_dir_option
 @reports_errors
-def compare_command(
-    spec: SpecArg,
-    other: Annotated[Path | None, typer.Argument(
-        metavar="[OTHER]", help="A second spec (B). Default: SPEC again, with --param-b / --input-b.",
-        show_default=False)] = None,
-    param: ParamOpt = None,
-    param_a: Annotated[list[str] | None, typer.Option(
-        "--param-a", metavar="NAME=VALUE", help="A parameter of A only (repeatable).", show_default=False)] = None,
-    param_b: Annotated[list[str] | None, typer.Option(
-        "--param-b", metavar="NAME=VALUE", help="A parameter of B only (repeatable).", show_default=False)] = None,
-    input: InputOpt = None,
-    input_a: Annotated[str | None, typer.Option("--input-a", metavar="CxHxW", help="A's input shape.",
-                                                   show_default=False)] = None,
-    input_b: Annotated[str | None, typer.Option("--input-b", metavar="CxHxW", help="B's input shape.",
-                                                   show_default=False)] = None,
-    network: NetworkOpt = None,
-    reference: Annotated[str | None, typer.Option(
-        metavar="MODULE:FACTORY", help="Check SPEC against a Python model: a class or factory returning an "
-        "nn.Module (references:vgg11, torchvision.models:resnet18).", show_default=False)] = None,
-    reference_path: Annotated[list[Path] | None, typer.Option(
-        metavar="DIR", help="A folder to import the reference from (repeatable; the current folder is searched "
-        "last).", show_default=False)] = None,
-    reference_arg: Annotated[list[str] | None, typer.Option(
-        metavar="NAME=VALUE", help="A keyword argument of the reference's factory (repeatable).",
-        show_default=False)] = None,
-    load_weights: Annotated[bool, typer.Option(
-        "--load-weights", help="Copy the reference's weights into the spec's module (by position, shapes "
-        "checked) and compare the outputs.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    allow_import_dir: ImportDirOpt = None,
-) -> None:
-    """Compare two networks' parameters and MACs per layer family, or a spec with a Python model."""
+def compare_command(spec: Path, other: Path | None, param: tuple[str, ...], param_a: tuple[str, ...],
+                    param_b: tuple[str, ...], input: str | None, input_a: str | None, input_b: str | None,
+                    network: str | None, reference: str | None, reference_path: tuple[Path, ...],
+                    reference_arg: tuple[str, ...], load_weights: bool, json_: bool,
+                    allow_import_dir: tuple[Path, ...]) -> None:
+    """Compare two networks' parameters and MACs per layer family (SPEC as A, OTHER as B; without OTHER, SPEC
+    again with --param-b / --input-b), or SPEC with a Python model (--reference)."""
     from archdsl import compare
 
     if reference is not None:
@@ -311,7 +313,7 @@ def compare_command(
             raise UsageError("--reference compares one spec with a Python model; it takes no OTHER, --param-a/-b "
                              "or --input-a/-b", hint="use --param and --input to set the spec")
         net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
-        data = compare.against_reference(net, reference, reference_path or [],
+        data = compare.against_reference(net, reference, list(reference_path),
                                          parse_params(reference_arg, "--reference-arg"), load_weights)
         print(json.dumps(data, indent=1) if json_ else compare.render_reference(data), end="\n" if json_ else "")
         return
@@ -327,7 +329,7 @@ def compare_command(
     print(json.dumps(data, indent=1) if json_ else compare.render_side_by_side(data), end="\n" if json_ else "")
 
 
-@app.command("layers")
+@app.command("layers", short_help="List the layer kinds with their arguments.")
 def layers_command() -> None:
     """List the layer kinds, their arguments and defaults."""
     from archdsl.layers import describe_kinds
@@ -346,7 +348,30 @@ _register_runner()
 
 
 def main() -> None:
-    app()
+    try:
+        code = app.main(prog_name="archdsl", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.ctx.get_help() if err.ctx else app.get_help(click.Context(app)))
+        code = 0
+    except click.UsageError as err:
+        # click's own mistakes (a missing argument, an unknown option, a bad number) read like ours.
+        print(_usage_error(err).render(), file=sys.stderr)
+        code = 1
+    except click.exceptions.Abort:
+        code = 130
+    sys.exit(code or 0)
+
+
+def _usage_error(err: click.UsageError) -> UsageError:
+    """click's message in our words: "No such option '--jsn'. Did you mean '--json'?" becomes the error
+    "no such option '--jsn'" with the hint "did you mean '--json'? see archdsl compile --help"."""
+    found = re.fullmatch(r"(.*?)\.?(?: \(?Did you mean (.*?)\)?)?", err.format_message(), flags=re.DOTALL)
+    message, suggestion = found.group(1), found.group(2)
+    if message[:2].istitle():  # "Missing argument ..." -> "missing argument ..."
+        message = message[0].lower() + message[1:]
+    path = err.ctx.command_path if err.ctx is not None else "archdsl"
+    hint = f"did you mean {suggestion} " if suggestion else ""
+    return UsageError(message, hint=f"{hint}see {path} --help")
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ STARTUP_STEPS = [
     ("+ lark", ("import lark\nfrom pydantic import BaseModel, ConfigDict\n"
      "class A(BaseModel):\n    model_config = ConfigDict(defer_build=True)\n    x: int")),
     ("`import archdsl` (IR, parser, resolver)", "import archdsl"),
-    ("`import archdsl.cli` (+ typer)", "import archdsl.cli"),
+    ("`import archdsl.cli` (+ click, the commands)", "import archdsl.cli"),
 ]
 
 

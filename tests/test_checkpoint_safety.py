@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 from test_runner_support import DATA_ROOT
 from torch import nn
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import archdsl
 from archdsl.cli import app

@@ -128,6 +128,34 @@ def test_usage_mistakes_end_cleanly(args: tuple[str, ...]) -> None:
     assert_clean_failure(archdsl_cli(*args))
 
 
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (("compile",), "missing argument 'SPEC'", "see archdsl compile --help"),
+        (("compile", "specs/lenet.arch", "--depth", "0"), "invalid value for '--depth': 0 is not in the range x>=1",
+         "see archdsl compile --help"),
+        (("compile", "specs/lenet.arch", "--depth", "two"),
+         "invalid value for '--depth': 'two' is not a valid integer range", "see archdsl compile --help"),
+        (("compile", "specs/lenet.arch", "--jsn"), "no such option '--jsn'",
+         "did you mean '--json'? see archdsl compile --help"),
+        (("graph", "specs/lenet.arch", "--no-such-option"), "no such option '--no-such-option'", "see archdsl graph --help"),
+        (("compiel", "specs/lenet.arch"), "no such command 'compiel'",
+         "did you mean one of: 'compare', 'compile'? see archdsl --help"),
+        (("check",), "missing argument 'SPEC...'", "see archdsl check --help"),
+    ],
+)
+def test_command_line_mistakes_read_like_every_other_error(args: tuple[str, ...], message: str, hint: str) -> None:
+    err = assert_clean_failure(archdsl_cli(*args))
+    assert err.splitlines() == [f"archdsl: error: {message}", f"  hint: {hint}"]
+
+
+def test_no_command_prints_the_help() -> None:
+    done = archdsl_cli()
+    assert done.returncode == 0
+    assert done.stdout.startswith("Usage: archdsl [OPTIONS] COMMAND [ARGS]...")
+    assert "compile" in done.stdout
+
+
 def test_help() -> None:
     done = archdsl_cli("--help")
     assert done.returncode == 0

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from references import REFERENCES
 from strategies import leaf_macs
 from torch import nn
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import archdsl
 from archdsl.cli import app

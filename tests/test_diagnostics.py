@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from archdsl.cli import app
 from conftest import CASES, REPO

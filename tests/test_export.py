@@ -24,7 +24,7 @@ import torch
 from conftest import CASES, SPECS
 from hypothesis import HealthCheck, assume, given, settings
 from strategies import programs, randomise_normalisation
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import archdsl
 from archdsl.cli import app

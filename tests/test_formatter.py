@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from archdsl.cli import app
 from archdsl.errors import ArchError, ParseError

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import graphviz
 import pytest
 from conftest import CASES, REPO, SPECS
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import archdsl
 from archdsl import ir

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
-import typer
 from test_runner_support import CNN_SPEC as CNN
 from test_runner_support import DATA_ROOT
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from archdsl.runner.commands import register
 
@@ -23,7 +23,7 @@ ISSUE_OPTIONS = ["--param", "--data", "--data-dir", "--epochs", "--batch-size", 
 
 @pytest.fixture(scope="module")
 def cli():
-    app = typer.Typer(rich_markup_mode=None)
+    app = click.Group()
     register(app)
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])

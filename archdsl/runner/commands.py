@@ -7,75 +7,77 @@ torch arrives with ``archdsl.runner.train``, imported inside the commands.
 from __future__ import annotations
 
 import contextlib
+import copy
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 
 from archdsl.errors import UsageError
 
 RESUMABLE = ("epochs", "device", "data_dir")  # the options that --resume may change
 
-SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="The .arch spec of the network.", show_default=False)]
-ParamOpt = Annotated[
-    list[str] | None,
-    typer.Option("--param", "-p", metavar="NAME=VALUE",
-                 help="Set a parameter of the spec (repeatable). On --resume/eval, default: the run's own."),
-]
-NetworkOpt = Annotated[str | None, typer.Option(help="Which network of the spec, when it has several.")]
-InputOpt = Annotated[str | None, typer.Option("--input", metavar="CxHxW",
-                                              help="Override the network's declared input shape.")]
-DataOpt = Annotated[str | None, typer.Option(
-    metavar="fashion-mnist|mnist|PATH",
-    help="fashion-mnist or mnist (standard IDX files, downloaded when absent), a folder with "
-         "train/CLASS/* and test/CLASS/* images, or an .npz with x_train, y_train, x_test, y_test. "
-         "Default: fashion-mnist.")]
-DataDirOpt = Annotated[str | None, typer.Option(
-    metavar="DIR", help="Where to look for (and download) known data sets before $ARCHDSL_DATA and "
-                        "~/.cache/archdsl.")]
-DeviceOpt = Annotated[str | None, typer.Option(metavar="auto|cuda|cpu",
-                                               help="auto picks CUDA when there is a GPU. Default: auto.")]
+
+def run_options(command):
+    """What train and eval share: the spec's parameters, network and input, the data and the device."""
+    options = [
+        click.option("--param", "-p", multiple=True, metavar="NAME=VALUE",
+                     help="Set a parameter of the spec (repeatable). On --resume/eval, default: the run's own."),
+        click.option("--network", "-n", metavar="NAME", help="Which network of the spec, when it has several."),
+        click.option("--input", metavar="CxHxW", help="Override the network's declared input shape."),
+        click.option("--data", metavar="fashion-mnist|mnist|PATH",
+                     help="fashion-mnist or mnist (standard IDX files, downloaded when absent), a folder with "
+                          "train/CLASS/* and test/CLASS/* images, or an .npz with x_train, y_train, x_test, y_test. "
+                          "Default: fashion-mnist."),
+        click.option("--data-dir", metavar="DIR",
+                     help="Where to look for (and download) known data sets before $ARCHDSL_DATA and "
+                          "~/.cache/archdsl."),
+        click.option("--device", metavar="auto|cuda|cpu", help="auto picks CUDA when there is a GPU. Default: auto."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
-def train_command(
-    spec: SpecArg,
-    param: ParamOpt = None,
-    network: NetworkOpt = None,
-    input: InputOpt = None,
-    data: DataOpt = None,
-    data_dir: DataDirOpt = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs to train (on --resume: the new total). Default: 10.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch size, split across torchrun processes. Default: 256.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate. Default: 0.1.")] = None,
-    optimizer: Annotated[str | None, typer.Option(metavar="sgd|adam|adamw", help="Default: sgd.")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum. Default: 0.")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="L2 penalty (decoupled for adamw). Default: 0.")] = None,
-    schedule: Annotated[str | None, typer.Option(
-        metavar="constant|cosine|onecycle",
-        help="Learning-rate schedule after the warm-up; cosine and onecycle end at zero. Default: constant.")] = None,
-    warmup: Annotated[float | None, typer.Option(
-        metavar="EPOCHS", help="Linear warm-up, in epochs. Default: 0; 30% of the epochs for onecycle.")] = None,
-    label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing of the training loss. Default: 0.")] = None,
-    clip_grad: Annotated[float | None, typer.Option(metavar="NORM", help="Clip the gradient's norm to NORM.")] = None,
-    resize: Annotated[int | None, typer.Option(
-        metavar="N", help="Resize images to NxN on the device (bilinear, antialiased); must match the "
-                          "network's input.")] = None,
-    device: DeviceOpt = None,
-    amp: Annotated[str | None, typer.Option(
-        metavar="bf16|fp16|off", help="Autocast on CUDA. Default: bf16 on CUDA; the CPU trains in fp32.")] = None,
-    channels_last: Annotated[bool | None, typer.Option(
-        "--channels-last/--no-channels-last", help="NHWC memory layout. Default: on for CUDA, off for the CPU.",
-        show_default=False)] = None,
-    compile: Annotated[bool | None, typer.Option("--compile", help="torch.compile the model.", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the weights and the data order; a CPU run repeats exactly. Default: 0.")] = None,
-    init: Annotated[str | None, typer.Option(metavar="default|d2l", help="Weight initialisation. Default: default.")] = None,
-    limit: Annotated[int | None, typer.Option(metavar="N", help="Use only the first N examples of each split (quick trials).")] = None,
-    out: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="The new run folder. Default: runs/NETWORK-TIME.")] = None,
-    resume: Annotated[Path | None, typer.Option(
-        metavar="RUN_DIR", help="Continue the run in RUN_DIR from its last finished epoch, with its options.")] = None,
-) -> None:
-    """Train a network on an image data set; the same command under torchrun uses DistributedDataParallel.
+@click.command("train", short_help="Train a network on an image data set.")
+@click.argument("spec", type=click.Path(path_type=Path), metavar="SPEC")
+@run_options
+@click.option("--epochs", type=int, metavar="N", help="Epochs to train (on --resume: the new total). Default: 10.")
+@click.option("--batch-size", type=int, metavar="N", help="Global batch size, split across torchrun processes. Default: 256.")
+@click.option("--lr", type=float, metavar="X", help="Peak learning rate. Default: 0.1.")
+@click.option("--optimizer", metavar="sgd|adam|adamw", help="Default: sgd.")
+@click.option("--momentum", type=float, metavar="X", help="SGD momentum. Default: 0.")
+@click.option("--weight-decay", type=float, metavar="X", help="L2 penalty (decoupled for adamw). Default: 0.")
+@click.option("--schedule", metavar="constant|cosine|onecycle",
+              help="Learning-rate schedule after the warm-up; cosine and onecycle end at zero. Default: constant.")
+@click.option("--warmup", type=float, metavar="EPOCHS",
+              help="Linear warm-up, in epochs. Default: 0; 30% of the epochs for onecycle.")
+@click.option("--label-smoothing", type=float, metavar="X", help="Label smoothing of the training loss. Default: 0.")
+@click.option("--clip-grad", type=float, metavar="NORM", help="Clip the gradient's norm to NORM.")
+@click.option("--resize", type=int, metavar="N",
+              help="Resize images to NxN on the device (bilinear, antialiased); must match the network's input.")
+@click.option("--amp", metavar="bf16|fp16|off", help="Autocast on CUDA. Default: bf16 on CUDA; the CPU trains in fp32.")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC memory layout. Default: on for CUDA, off for the CPU.")
+@click.option("--compile", is_flag=True, default=None, help="torch.compile the model.")
+@click.option("--seed", type=int, metavar="N",
+              help="Seed of the weights and the data order; a CPU run repeats exactly. Default: 0.")
+@click.option("--init", metavar="default|d2l", help="Weight initialisation. Default: default.")
+@click.option("--limit", type=int, metavar="N", help="Use only the first N examples of each split (quick trials).")
+@click.option("--out", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="The new run folder. Default: runs/NETWORK-TIME.")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="Continue the run in RUN_DIR from its last finished epoch, with its options.")
+def train_command(spec: Path, param: tuple[str, ...], network: str | None, input: str | None, data: str | None,
+                  data_dir: str | None, device: str | None, epochs: int | None, batch_size: int | None,
+                  lr: float | None, optimizer: str | None, momentum: float | None, weight_decay: float | None,
+                  schedule: str | None, warmup: float | None, label_smoothing: float | None, clip_grad: float | None,
+                  resize: int | None, amp: str | None, channels_last: bool | None, compile: bool | None,
+                  seed: int | None, init: str | None, limit: int | None, out: Path | None, resume: Path | None) -> None:
+    """Train the network of SPEC on an image data set; the same command under torchrun uses
+    DistributedDataParallel.
 
     Writes a run folder with the spec, run.json, metrics.csv, curves.png/.svg and a checkpoint per epoch.
     """
@@ -114,17 +116,14 @@ def train_command(
         train.resume(net, resume, **{name: given.get(name) for name in RESUMABLE})
 
 
-def eval_command(
-    spec: SpecArg,
-    checkpoint: Annotated[Path, typer.Option(metavar="RUN_DIR", help="The run folder whose last checkpoint to evaluate.")],
-    param: ParamOpt = None,
-    network: NetworkOpt = None,
-    input: InputOpt = None,
-    data: DataOpt = None,
-    data_dir: DataDirOpt = None,
-    device: DeviceOpt = None,
-) -> None:
-    """Report the test loss and accuracy of a run's last checkpoint (on the run's data unless --data)."""
+@click.command("eval", short_help="Test a trained run's last checkpoint.")
+@click.argument("spec", type=click.Path(path_type=Path), metavar="SPEC")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, metavar="RUN_DIR",
+              help="The run folder whose last checkpoint to evaluate.")
+@run_options
+def eval_command(spec: Path, checkpoint: Path, param: tuple[str, ...], network: str | None, input: str | None,
+                 data: str | None, data_dir: str | None, device: str | None) -> None:
+    """Report the test loss and accuracy of a run's last checkpoint for SPEC (on the run's data unless --data)."""
     from archdsl.cli import load_network
     from archdsl.runner.runfolder import read
 
@@ -133,15 +132,17 @@ def eval_command(
     from archdsl.runner import train
 
     result = train.evaluate(net, checkpoint, device=device, data_dir=data_dir, data=data)
-    typer.echo(result.line())
+    click.echo(result.line())
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``eval`` to the archdsl command line (call it after ``reports_errors``)."""
+def register(app: click.Group) -> None:
+    """Add ``train`` and ``eval`` to the archdsl command line, their ArchErrors reported as diagnostics."""
     from archdsl.cli import reports_errors
 
-    app.command("train")(reports_errors(train_command))
-    app.command("eval")(reports_errors(eval_command))
+    for command in (train_command, eval_command):
+        reporting = copy.copy(command)  # the module's own commands stay as they are
+        reporting.callback = reports_errors(command.callback)
+        app.add_command(reporting)
 
 
 @contextlib.contextmanager
@@ -150,8 +151,8 @@ def _interruptible(spec: Path, run_dir: Path) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        typer.echo(f"archdsl: interrupted; continue with: archdsl train {spec} --resume {run_dir}", err=True)
-        raise typer.Exit(130) from None
+        click.echo(f"archdsl: interrupted; continue with: archdsl train {spec} --resume {run_dir}", err=True)
+        sys.exit(130)
 
 
 def _load_as_run(load_network: Any, spec: Path, param: list[str] | None, network: str | None,
