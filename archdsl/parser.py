@@ -8,6 +8,7 @@ of what was expected.
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -71,11 +72,13 @@ def _lark() -> Lark:
 CACHE_ENTRIES = 64
 CACHE_TEXT_LIMIT = 256 * 2**10
 _cache: OrderedDict[tuple[str, str], ir.Module] = OrderedDict()
+_cache_lock = threading.Lock()  # programs may be loaded from several threads
 
 
 def clear_cache() -> None:
     """Forget every cached syntax tree (the benchmarks use this to time cold parses)."""
-    _cache.clear()
+    with _cache_lock:
+        _cache.clear()
 
 
 def parse(source: Source) -> ir.Module:
@@ -84,15 +87,17 @@ def parse(source: Source) -> ir.Module:
     >>> parse(Source("x.arch", "network n : [1, 28, 28] = flatten; linear 10"))   # doctest: +SKIP
     """
     key = (source.path, source.text)
-    module = _cache.get(key)
-    if module is not None:
-        _cache.move_to_end(key)
-        return module
+    with _cache_lock:
+        module = _cache.get(key)
+        if module is not None:
+            _cache.move_to_end(key)
+            return module
     module = _parse(source)
     if len(source.text) <= CACHE_TEXT_LIMIT:
-        _cache[key] = module
-        if len(_cache) > CACHE_ENTRIES:
-            _cache.popitem(last=False)
+        with _cache_lock:
+            _cache[key] = module
+            if len(_cache) > CACHE_ENTRIES:
+                _cache.popitem(last=False)
     return module
 
 

@@ -212,3 +212,18 @@ def test_a_syntax_error_is_raised_every_time_not_cached():
     for _ in range(2):
         with pytest.raises(ParseError):
             parse(Source("bad.arch", "network n : [1, 8, 8] = relu;;"))
+
+
+def test_the_cache_holds_up_under_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from archdsl import parser
+
+    texts = [f"network n : [1, 8, 8] = repeat {i % (parser.CACHE_ENTRIES * 2)} relu" for i in range(2000)]
+
+    def count(text: str) -> int:
+        return parse(Source("threads.arch", text)).networks[0].body[0].count.value
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(count, texts)) == [i % (parser.CACHE_ENTRIES * 2) for i in range(2000)]
+    assert len(parser._cache) <= parser.CACHE_ENTRIES
