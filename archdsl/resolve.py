@@ -567,7 +567,7 @@ def resolve_network(
     >>> resolve_network(load_program(Source("x.arch", "network n : [1, 28, 28] = flatten; fc 10")))   # doctest: +SKIP
     """
     definition = choose_network(program, network)
-    resolver = _Resolver(program, limits or Limits())
+    resolver = _Resolver(program, limits or Limits(), budget=SIZE_FIRST_ABOVE)
     scope = _Scope({}, (), "")
     env = _bind_network_params(resolver, definition, dict(params or {}), scope)
     scope.env = env
@@ -582,7 +582,6 @@ def resolve_network(
     # A small network is built in one walk. A large one is sized first, in plain integers: a spec that
     # would explode stops there, before anything is built.
     try:
-        resolver.budget = SIZE_FIRST_ABOVE
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     except _OverBudget:
         sizer = _Resolver(program, resolver.limits, sizing=True)
