@@ -16,6 +16,7 @@ convention: multiply-accumulates of convolution and linear weights only.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -118,11 +119,16 @@ def register(cls: type[LayerKind]) -> type[LayerKind]:
     REGISTRY[cls.key] = kind
     for alias in cls.aliases:
         _ALIASES[alias] = cls.key
+    lookup.cache_clear()  # a name it did not know may mean the new kind
     return cls
 
 
+@functools.lru_cache(maxsize=1024)
 def lookup(name: str) -> tuple[LayerKind, dict[str, Value]] | None:
-    """The kind a layer name means, with the arguments its spelling presets."""
+    """The kind a layer name means, with the arguments its spelling presets (shared: read, never change).
+
+    Cached: every layer of every spec is looked up, and a sugared name (``conv3x3``) is tried against
+    each kind's pattern."""
     if name in REGISTRY:
         return REGISTRY[name], {}
     if name in _ALIASES:

@@ -6,11 +6,13 @@ at the limit is one row with its call, output shape and the sums of what it hold
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from dataclasses import dataclass
 
 from archdsl import ir
+from archdsl.source import Span
 
 BYTES_PER_VALUE = 4  # fp32
 
@@ -30,14 +32,14 @@ class Row:
     out_shape: ir.Shape
     params: int
     macs: int
-    location: str
+    span: Span
     header: bool = False  # an expanded block or branch, whose contents follow as rows of their own
 
     def as_json(self) -> dict:
         return {
             "path": self.path, "op": self.op, "kind": self.what, "in": _json_shape(self.in_shape),
             "out": _json_shape(self.out_shape), "params": _json_dim(self.params), "macs": _json_dim(self.macs),
-            "location": self.location,
+            "location": str(self.span),
         }
 
 
@@ -53,16 +55,24 @@ def _json_shape(shape: ir.Shape) -> list:
 def describe(node: ir.Resolved) -> str:
     """``conv3x3(out=64)`` for a layer (arguments that differ from the kind's defaults), the call for a block."""
     if isinstance(node, ir.Layer):
-        from archdsl.layers import lookup
-
-        found = lookup(node.spelling)
-        preset = found[1] if found else {}
-        defaults = {spec.name: spec.default for spec in found[0].args} if found else {}
+        preset, defaults = _implied(node.spelling)
         shown = {k: v for k, v in node.args.items() if k not in preset and defaults.get(k) != v}
         return f"{node.spelling}({ir.format_args(shown)})" if shown else node.spelling
     if isinstance(node, ir.Block):
         return node.call
     return node.op
+
+
+@functools.lru_cache(maxsize=256)
+def _implied(spelling: str) -> tuple[frozenset[str], dict]:
+    """The arguments a layer's spelling sets itself (``conv3x3``: k and p) and its kind's defaults."""
+    from archdsl.layers import lookup
+
+    found = lookup(spelling)
+    if found is None:
+        return frozenset(), {}
+    kind, preset = found
+    return frozenset(preset), {spec.name: spec.default for spec in kind.args}
 
 
 def rows(network: ir.Network, depth: int | None = None, headers: bool = False) -> list[Row]:
@@ -78,7 +88,7 @@ def rows(network: ir.Network, depth: int | None = None, headers: bool = False) -
         expand = bool(inside) and (depth is None or level < depth)
         if headers or not expand:
             out.append(Row(node.path, node.op, describe(node), node.in_shape, node.out_shape,
-                           node.params, node.macs, str(node.span), header=expand))
+                           node.params, node.macs, node.span, header=expand))
         if expand:
             stack.extend((level + 1, child) for child in reversed(inside))
     return out

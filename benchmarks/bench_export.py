@@ -89,7 +89,8 @@ def main() -> None:
         for fmt, suffix in FORMATS.items():
             path = folder / f"{name}{suffix}"
             cells.append(f"{timed(lambda net=net, fmt=fmt, path=path: export(net, fmt, path), repeat):.2f}")
-        cells.append(f"{(folder / f'{name}.onnx').stat().st_size / 1e6:,.1f}")
+        onnx_bytes = sum(f.stat().st_size for f in folder.glob(f"{name}.onnx*"))  # with NAME.onnx.data
+        cells.append(f"{onnx_bytes / 1e6:,.1f}")
         if not args.quick:
             cells += [f"{command_seconds(spec, folder / f'cmd-{name}{suffix}'):.2f}" for suffix in FORMATS.values()]
         for stale in folder.glob(f"*{name}*"):
