@@ -116,11 +116,19 @@ def comparison(final: dict[tuple[int, int], tuple[float, float, int]], macs: dic
         work = macs[size] * epochs / (macs[BASELINE[0]] * BASELINE[1])
         sentences.append(f"{size}×{size} for {epochs} epochs, with {work:.2f} of the work, ends at {last:.3f} "
                          f"and peaks at {best:.3f} (epoch {best_epoch})")
+    verdicts = []
+    for size in sorted({size for size, _ in final if size != BASELINE[0]}):
+        (epochs, (_, best, _)), = sorted(((e, v) for (s, e), v in final.items() if s == size), key=lambda r: -r[1][1])[:1]
+        work = macs[size] * epochs / (macs[BASELINE[0]] * BASELINE[1])
+        reached = "reaches" if best >= base else "does not reach"
+        verdicts.append(f"at {size}×{size} the network {reached} it (best {best:.3f}, in the {epochs}-epoch run, "
+                        f"which costs {work:.2f} of the work)")
+    answer = f"So, in short: {'; '.join(verdicts)}.\n\n" if verdicts else ""
     return (f"Against 224×224 for 3 epochs ({base:.3f} test accuracy): " + "; ".join(sentences) + ". "
             "Epoch for epoch the small inputs learn more slowly; for less work than the 224-pixel run they get "
             "several times the epochs. At the book's constant learning rate of 0.05 the test accuracy moves by up "
             f"to {swing:.3f} from one epoch to the next while the training accuracy climbs steadily, so a single "
-            "final figure says little; the per-epoch column shows the whole course.\n\n")
+            "final figure says little; the per-epoch column shows the whole course.\n\n" + answer)
 
 
 def page() -> str:
