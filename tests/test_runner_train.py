@@ -102,9 +102,9 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
         f"train.start(FakeNetwork(width=8), TrainOptions(**{SMALL.replace(out=str(folder)).to_json()!r}))\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = folder / "checkpoints" / "epoch-0001.state.pt"
+    # Kill it once the first checkpoint is complete (its manifest written last), in the next epoch.
     deadline = time.monotonic() + 120
-    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+    while checkpoint.latest(folder) is None and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     _, stderr = process.communicate()
