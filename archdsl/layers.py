@@ -76,6 +76,9 @@ class LayerKind:
     family: ClassVar[str]
     args: ClassVar[tuple[ArgSpec, ...]] = ()
     aliases: ClassVar[tuple[str, ...]] = ()
+    # What PyTorch or Keras calls it, lower-case ("batchnorm2d", "dense"): not names of the language,
+    # only what "did you mean" answers when someone writes one.
+    known_elsewhere: ClassVar[tuple[str, ...]] = ()
     doc: ClassVar[str] = ""
 
     def finish(self, name: str, args: dict[str, Value]) -> None:
@@ -141,8 +144,14 @@ def lookup(name: str) -> tuple[LayerKind, dict[str, Value]] | None:
 
 
 def suggest(name: str, extra: tuple[str, ...] = ()) -> str | None:
-    """The closest known name, for "did you mean ...?"."""
+    """The closest known name, for "did you mean ...?": ``Linear`` -> linear, ``batchnorm2d`` -> bn, ``cnv3x3`` -> conv3x3."""
     names = [*REGISTRY, *_ALIASES, "conv1x1", "conv3x3", "conv5x5", "conv7x7", "maxpool2", "maxpool3", "avgpool2", "gap", *extra]
+    lowered = name.lower()
+    if lowered != name and lowered in names:
+        return lowered
+    for kind in REGISTRY.values():
+        if lowered in kind.known_elsewhere:
+            return kind.key
     match = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return match[0] if match else None
 
@@ -163,6 +172,7 @@ def _kernel_pair(k: int) -> str:
 @register
 class Conv(LayerKind):
     key = "conv"
+    known_elsewhere = ("conv2d", "convolution2d")
     family = "convolution"
     doc = "2-d convolution: conv C k= s=1 p=0 d=1 groups=1 bias=true; convKxK C is same-padded (odd K)"
     args = (
@@ -282,6 +292,7 @@ class _Pool(LayerKind):
 @register
 class MaxPool(_Pool):
     key = "maxpool"
+    known_elsewhere = ("maxpool2d", "maxpooling2d")
     torch_class = "MaxPool2d"
     doc = "max pooling: maxpool k= s=k p=0; maxpoolK is k=K s=K"
 
@@ -289,6 +300,7 @@ class MaxPool(_Pool):
 @register
 class AvgPool(_Pool):
     key = "avgpool"
+    known_elsewhere = ("avgpool2d", "averagepooling2d")
     torch_class = "AvgPool2d"
     doc = "average pooling: avgpool k= s=k p=0; avgpoolK is k=K s=K"
 
@@ -333,6 +345,7 @@ class AdaptiveAvgPool(LayerKind):
 @register
 class Linear(LayerKind):
     key = "linear"
+    known_elsewhere = ("dense",)
     aliases = ("fc",)
     family = "linear"
     doc = "fully connected layer: linear N bias=true (alias fc); takes a flat input"
@@ -392,6 +405,7 @@ class Dropout(LayerKind):
 @register
 class Identity(LayerKind):
     key = "id"
+    known_elsewhere = ("identity",)
     family = "identity"
     doc = "the identity: passes its input on (a shortcut branch, say)"
 
@@ -472,6 +486,7 @@ class Softmax(Activation):
 @register
 class BatchNorm(LayerKind):
     key = "bn"
+    known_elsewhere = ("batchnorm", "batchnorm1d", "batchnorm2d", "batch_norm", "batchnormalization")
     family = "normalisation"
     doc = "batch normalisation, 1-d on vectors and 2-d on images: bn eps=1e-5 momentum=0.1"
     args = (
@@ -498,6 +513,7 @@ class BatchNorm(LayerKind):
 @register
 class LocalResponseNorm(LayerKind):
     key = "lrn"
+    known_elsewhere = ("localresponsenorm", "localresponsenormalization")
     family = "normalisation"
     doc = "local response normalisation across channels: lrn size=5 alpha=1e-4 beta=0.75 k=1"
     args = (

@@ -168,3 +168,13 @@ def test_close_names_are_suggested() -> None:
     assert suggest("linaer") == "linear"
     assert suggest("vgg_blok", ("vgg_block",)) == "vgg_block"
     assert suggest("qqqqqq") is None
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("batchnorm", "bn"), ("BatchNorm2d", "bn"), ("Dense", "linear"), ("Linear", "linear"), ("MaxPool2d", "maxpool"),
+     ("conv2d", "conv"), ("ReLU", "relu"), ("LeakyReLU", "leakyrelu"), ("Identity", "id"), ("cnv3x3", "conv3x3"),
+     ("convolution", None)],
+)
+def test_names_from_other_libraries_suggest_the_kind(written: str, meant: str | None) -> None:
+    assert suggest(written) == meant
