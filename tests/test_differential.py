@@ -50,14 +50,18 @@ def bounded(examples: int):
     )
 
 
+def write_files(files: dict[str, str], folder: str) -> None:
+    for relative, text in files.items():
+        path = Path(folder, relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
 def compile_program(program: Program) -> tuple[archdsl.CompiledNetwork | None, archdsl.ArchError | None, dict]:
     """Write the program's files to a fresh folder and load its main file."""
     files = program.files()
     with tempfile.TemporaryDirectory() as folder:
-        for relative, text in files.items():
-            path = Path(folder, relative)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+        write_files(files, folder)
         try:
             return archdsl.load(Path(folder, "main.arch")), None, files
         except archdsl.ArchError as err:
@@ -166,6 +170,29 @@ def test_wide_networks_on_the_meta_device(program: Program) -> None:
     net, err, files = compile_program(program)
     assert err is None, f"{err.render()}\n{listing(files)}"
     check_against_torch(net, program, files, real=False)
+
+
+@bounded(150)
+@given(programs(valid=False))
+def test_one_walk_and_size_first_agree(program: Program) -> None:
+    """A network is built in one walk below resolve.SIZE_FIRST_ABOVE layers and sized first above it: the
+    two paths give the same graph, or the same error."""
+    from archdsl import resolve
+
+    def outcome() -> str:
+        try:
+            return archdsl.load(Path(folder, "main.arch")).text()
+        except archdsl.ArchError as err:
+            return err.render()
+
+    files = program.files()
+    with tempfile.TemporaryDirectory() as folder:
+        write_files(files, folder)
+        one_walk = outcome()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(resolve, "SIZE_FIRST_ABOVE", 0)
+            size_first = outcome()
+    assert size_first == one_walk, listing(files)
 
 
 # -- regressions found by the properties above ------------------------------------------------------
