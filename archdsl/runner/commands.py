@@ -60,7 +60,7 @@ def run_options(command):
               help="Resize images to NxN on the device (bilinear, antialiased); must match the network's input.")
 @click.option("--amp", metavar="bf16|fp16|off", help="Autocast on CUDA. Default: bf16 on CUDA; the CPU trains in fp32.")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="NHWC memory layout. Default: on for CUDA, off for the CPU.")
+              help="NHWC memory layout. Default: on (faster for convolutions on the CPU as on CUDA).")
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the model.")
 @click.option("--seed", type=int, metavar="N",
               help="Seed of the weights and the data order; a CPU run repeats exactly. Default: 0.")

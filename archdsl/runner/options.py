@@ -23,7 +23,7 @@ class TrainOptions:
     """Everything that decides what a run computes. Defaults follow the book's ``train_ch6``.
 
     ``amp="auto"`` means bf16 autocast on CUDA and fp32 on the CPU; ``channels_last=None`` means
-    on for CUDA, off for the CPU. ``warmup`` is in epochs (fractions allowed; ``None``: 30% of the
+    on (NHWC is the faster layout for convolutions on CUDA and on the CPU's oneDNN alike). ``warmup`` is in epochs (fractions allowed; ``None``: 30% of the
     epochs for one-cycle, none otherwise). ``limit`` keeps the
     first N examples of each split, for quick trials. ``out`` is the run folder (default
     ``runs/NETWORK-TIMESTAMP``).

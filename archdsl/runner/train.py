@@ -5,8 +5,8 @@
     result.final.test_acc
 
 Everything the book's ``train_ch6`` does (SGD on cross-entropy, train and test accuracy each
-epoch, examples per second) with the data already on the device, no per-batch host sync, and
-on CUDA bf16 autocast, channels_last, fused optimisers and optionally torch.compile.
+epoch, examples per second) with the data already on the device, no per-batch host sync, the
+channels_last layout, and on CUDA bf16 autocast, fused optimisers and optionally torch.compile.
 """
 
 from __future__ import annotations
@@ -340,7 +340,7 @@ def _load_data(net: Network, options: TrainOptions) -> ImageData:
 def _device_data(data: ImageData, options: TrainOptions, context: Context, net: Network,
                  normalization: Normalization) -> DeviceData:
     return DeviceData(data, context.device, size=(net.input_shape[1], net.input_shape[2]),
-                      normalization=normalization, channels_last=_channels_last(options, context))
+                      normalization=normalization, channels_last=_channels_last(options))
 
 
 def _check_classifier(net: Network) -> None:
@@ -388,7 +388,7 @@ def check_contract(net: Network, data: ImageData, resize: int | None) -> None:
 
 def _build(net: Network, options: TrainOptions, context: Context) -> torch.nn.Module:
     model = net.build(init=options.init, seed=options.seed)
-    memory_format = torch.channels_last if _channels_last(options, context) else torch.preserve_format
+    memory_format = torch.channels_last if _channels_last(options) else torch.preserve_format
     return model.to(context.device, memory_format=memory_format)
 
 
@@ -405,8 +405,10 @@ def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> to
     return forward
 
 
-def _channels_last(options: TrainOptions, context: Context) -> bool:
-    return context.is_cuda if options.channels_last is None else options.channels_last
+def _channels_last(options: TrainOptions) -> bool:
+    # On by default everywhere: on this project's 2-core CPU, NHWC trained VGG-11/4 at 224 pixels 35%
+    # faster, AlexNet 17%, VGG-11/8 at 56 pixels 8-10% and LeNet 8%; ResNet-18 at 96 the same.
+    return True if options.channels_last is None else options.channels_last
 
 
 def _autocast_dtype(options: TrainOptions, context: Context) -> torch.dtype | None:
