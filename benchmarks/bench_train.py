@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py                    # CPU: LeNet at 28x28, VGG-11/8 at 56x56
     python benchmarks/bench_train.py --batches 20 --repeats 3 --device cuda
+    python benchmarks/bench_train.py --layouts          # one training step: default layout vs channels_last
 
 Same model (built by archdsl from the spec, d2l's Xavier init), batch size, device and data (the
 Fashion-MNIST files in ../shared/datasets/fashion-mnist) on both sides, measured in one process,
@@ -133,14 +134,62 @@ def run_archdsl(net, case: Case, batches: int, device: str) -> float:
     return result.history[1].examples_per_s
 
 
+LAYOUT_CASES = [  # (label, spec, params, size): the runner's channels_last default, checked per model
+    ("LeNet", "specs/lenet.arch", {}, 28),
+    ("VGG-11/8", "specs/vgg11.arch", {"ratio": 8}, 56),
+    ("VGG-11/4", "specs/vgg11.arch", {"ratio": 4}, 224),
+    ("AlexNet", "specs/alexnet.arch", {}, 224),
+    ("ResNet-18", "specs/resnet18.arch", {}, 96),
+]
+
+
+def layouts(steps: int, repeats: int, device: torch.device) -> None:
+    """One SGD training step (batch 64) in the default layout against channels_last, alternating."""
+    print("| model | input | default layout (ex/s) | channels_last (ex/s) | ratio |\n|---|---|---:|---:|---:|")
+    for label, spec, params, size in LAYOUT_CASES:
+        net = archdsl.load(spec, input_shape=(1, size, size), **params)
+        x = torch.randn(64, 1, size, size, device=device)
+        y = torch.randint(0, 10, (64,), device=device)
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(repeats):
+            for nhwc in (False, True):
+                model = net.build(seed=0).to(device)
+                inputs = x
+                if nhwc:
+                    model = model.to(memory_format=torch.channels_last)
+                    inputs = x.contiguous(memory_format=torch.channels_last)
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+                def step(model=model, inputs=inputs, optimizer=optimizer, y=y) -> None:
+                    optimizer.zero_grad(set_to_none=True)
+                    nn.functional.cross_entropy(model(inputs), y).backward()
+                    optimizer.step()
+
+                step()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                rates[nhwc].append(64 * steps / (time.perf_counter() - start))
+        plain, nhwc = statistics.median(rates[False]), statistics.median(rates[True])
+        print(f"| {label} | {size}x{size} | {plain:,.1f} | {nhwc:,.1f} | {nhwc / plain:.2f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--layouts", action="store_true",
+                        help="instead: one training step in the default layout against channels_last, per model")
     args = parser.parse_args()
     os.chdir(ROOT)
     device = torch.device(args.device)
+    if args.layouts:
+        print(f"load average before: {os.getloadavg()[0]:.2f}; median of {args.repeats}, 3 steps each\n")
+        layouts(3, args.repeats, device)
+        return
     data = datasets.load("fashion-mnist", str(DATA_ROOT), channels=1)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"

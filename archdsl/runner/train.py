@@ -406,8 +406,8 @@ def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> to
 
 
 def _channels_last(options: TrainOptions) -> bool:
-    # On by default everywhere: on this project's 2-core CPU, NHWC trained VGG-11/4 at 224 pixels 35%
-    # faster, AlexNet 17%, VGG-11/8 at 56 pixels 8-10% and LeNet 8%; ResNet-18 at 96 the same.
+    # On by default everywhere: on this project's 2-core CPU a training step in NHWC was 1.06x (ResNet-18)
+    # to 1.34x (LeNet) as fast as in the default layout (benchmarks/bench_train.py --layouts).
     return True if options.channels_last is None else options.channels_last
 
 
