@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -75,7 +76,7 @@ def reports_errors(command):
     return wrapper
 
 
-def parse_params(items: list[str] | None, option: str = "--param") -> dict[str, object]:
+def parse_params(items: Sequence[str] | None, option: str = "--param") -> dict[str, object]:
     """``["classes=1000", "ratio=4"]`` to ``{"classes": 1000, "ratio": 4}``; ``option`` names them in errors."""
     from archdsl.resolve import parse_value
 
@@ -109,8 +110,8 @@ def parse_shape(text: str | None) -> tuple | None:
     return tuple(shape)
 
 
-def load_network(spec: Path, params: list[str] | None, network: str | None, input: str | None, max_params: int | None = None,
-                 import_dirs: list[Path] | None = None):
+def load_network(spec: Path, params: Sequence[str] | None, network: str | None, input: str | None,
+                 max_params: int | None = None, import_dirs: Sequence[Path] | None = None):
     """Compile a spec from command-line options: the shared first step of every command."""
     from archdsl.compiled import load
     from archdsl.resolve import Limits
