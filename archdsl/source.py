@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, computed_field
 
 from archdsl.frozen import Frozen
 
@@ -58,6 +58,7 @@ class Span(Frozen):
     end_line: int
     end_column: int
 
+    @computed_field
     @property
     def file(self) -> str:
         return self.source.path

@@ -80,7 +80,10 @@ def test_emit_ir_is_json_of_the_resolved_graph() -> None:
     stem = data["body"][0]
     assert (stem["op"], stem["path"], stem["out_shape"]) == ("block", "stem_0", [64, 24, 24])
     conv = stem["body"][0]
-    assert (conv["kind"], conv["args"]["k"], conv["span"]["line"]) == ("conv", 7, 12)
+    lines = (SPECS / "lib" / "resnet.arch").read_text().splitlines()
+    stem_line = next(n for n, line in enumerate(lines, 1) if line.startswith("block stem("))
+    assert (conv["kind"], conv["args"]["k"], conv["span"]["line"]) == ("conv", 7, stem_line)
+    assert conv["span"]["file"].endswith("resnet.arch")
 
 
 def test_network_option_picks_one_of_several(tmp_path: Path) -> None:
