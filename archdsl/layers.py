@@ -417,11 +417,16 @@ class Identity(LayerKind):
 
 
 class Activation(LayerKind):
+    """An elementwise activation: its torch class names it in diagrams too (``ReLU``, ``Sigmoid``)."""
+
     family = "activation"
     torch_class: ClassVar[str]
 
     def build(self, args, in_shape):
         return getattr(_torch(), self.torch_class)()
+
+    def label(self, args):
+        return self.torch_class
 
 
 @register
@@ -429,9 +434,6 @@ class ReLU(Activation):
     key = "relu"
     torch_class = "ReLU"
     doc = "max(x, 0)"
-
-    def label(self, args):
-        return "ReLU"
 
 
 @register
@@ -454,13 +456,11 @@ class GELU(Activation):
     torch_class = "GELU"
     doc = "Gaussian error linear unit"
 
-    def label(self, args):
-        return "GELU"
-
 
 @register
 class LeakyReLU(Activation):
     key = "leakyrelu"
+    torch_class = "LeakyReLU"
     doc = "leakyrelu slope=0.01: x, or slope·x below 0"
     args = (ArgSpec("slope", float, 0.01, doc="slope below zero", positional=True),)
 
@@ -468,12 +468,13 @@ class LeakyReLU(Activation):
         return _torch().LeakyReLU(args["slope"])
 
     def label(self, args):
-        return f"LeakyReLU {args['slope']:g}"
+        return f"{self.torch_class} {args['slope']:g}"
 
 
 @register
 class Softmax(Activation):
     key = "softmax"
+    torch_class = "Softmax"
     doc = "softmax over channels (or features)"
 
     def build(self, args, in_shape):

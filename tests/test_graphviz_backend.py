@@ -235,7 +235,7 @@ def test_every_registered_kind_has_a_colour_and_a_label():
     labels = [pic.nodes[layer.path][0][0] for layer in net.layers() if layer.kind != "id"]
     assert labels == [
         "conv 3×3, 8", "BN", "ReLU", "LRN 5", "maxpool 2×2, /2", "avgpool 2×2", "adaptive avgpool 4×4",
-        "sigmoid", "tanh", "GELU", "LeakyReLU 0.2", "flatten", "dropout 0.1", "linear 10", "softmax",
+        "Sigmoid", "Tanh", "GELU", "LeakyReLU 0.2", "flatten", "dropout 0.1", "linear 10", "Softmax",
     ]
 
 
