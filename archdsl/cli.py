@@ -354,7 +354,7 @@ def main() -> None:
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else app.get_help(click.Context(app)))
         code = 0
-    except click.UsageError as err:
+    except click.ClickException as err:
         # click's own mistakes (a missing argument, an unknown option, a bad number) read like ours.
         print(_usage_error(err).render(), file=sys.stderr)
         code = 1
@@ -363,14 +363,15 @@ def main() -> None:
     sys.exit(code or 0)
 
 
-def _usage_error(err: click.UsageError) -> UsageError:
+def _usage_error(err: click.ClickException) -> UsageError:
     """click's message in our words: "No such option '--jsn'. Did you mean '--json'?" becomes the error
     "no such option '--jsn'" with the hint "did you mean '--json'? see archdsl compile --help"."""
     found = re.fullmatch(r"(.*?)\.?(?: \(?Did you mean (.*?)\)?)?", err.format_message(), flags=re.DOTALL)
     message, suggestion = found.group(1), found.group(2)
     if message[:2].istitle():  # "Missing argument ..." -> "missing argument ..."
         message = message[0].lower() + message[1:]
-    path = err.ctx.command_path if err.ctx is not None else "archdsl"
+    ctx = getattr(err, "ctx", None)  # usage errors know their command
+    path = ctx.command_path if ctx is not None else "archdsl"
     hint = f"did you mean {suggestion} " if suggestion else ""
     return UsageError(message, hint=f"{hint}see {path} --help")
 
