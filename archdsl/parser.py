@@ -18,7 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ParseError
-from archdsl.source import Source, Span
+from archdsl.source import Source, Span, line_column
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -117,16 +117,6 @@ def _parse(source: Source) -> ir.Module:
         raise
 
 
-def _span_in(source: Source, meta_or_token) -> Span:
-    return Span.make(
-        source=source,
-        line=meta_or_token.line,
-        column=meta_or_token.column,
-        end_line=meta_or_token.end_line,
-        end_column=meta_or_token.end_column,
-    )
-
-
 def _words(expected: set[str]) -> str:
     names = sorted({_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected if not t.startswith("_")})
     if len(names) > 6:
@@ -138,13 +128,11 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
     line, column = err.line, err.column
     if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
         # Point just past the last non-blank character: that is where something is missing.
-        text = source.text.rstrip()
-        line = text.count("\n") + 1
-        column = len(text) - (text.rfind("\n") + 1) + 1
+        line, column = source.position(len(source.text.rstrip()))
         expected = getattr(err, "expected", None) or getattr(err, "accepts", None) or set()
         return ParseError(
             f"unexpected end of file; expected {_words(set(expected))}",
-            source.span(line, max(column, 1)),
+            source.span(line, column),
             hint=_unclosed(source.text),
         )
     if isinstance(err, UnexpectedCharacters):
@@ -206,8 +194,7 @@ def _unclosed(text: str) -> str | None:
     if not stack:
         return None
     char, offset = stack[-1]
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    line, column = line_column(text, offset)
     return f"the '{char}' at line {line}, column {column} is never closed with '{_CLOSING[char]}'"
 
 
@@ -224,7 +211,8 @@ class _ToIR(Transformer_NonRecursive):
         self.source = source
 
     def _span(self, meta_or_token) -> Span:
-        return _span_in(self.source, meta_or_token)
+        m = meta_or_token
+        return self.source.span(m.line, m.column, m.end_line, m.end_column)
 
     def start(self, meta, *decls):
         return ir.Module.make(

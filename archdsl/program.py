@@ -150,13 +150,10 @@ def read_source(path: str | Path, imported_by: ir.Import | None = None) -> Sourc
         return Source(name, data.decode("utf-8"))
     except UnicodeDecodeError as err:
         # Point at the first bad byte: everything before it decodes, so its line and column are known.
-        before = data[: err.start].decode("utf-8")
-        line = before.count("\n") + 1
-        column = len(before) - (before.rfind("\n") + 1) + 1
         source = Source(name, data.decode("utf-8", errors="replace"))
         error = ResolveError(
             f"the file is not UTF-8 text: it cannot be decoded here ({err.reason} 0x{data[err.start]:02x})",
-            source.span(line, column),
+            source.span(*source.position(len(data[: err.start].decode("utf-8")))),
             hint="save the file as UTF-8 (a spec is plain text)",
         )
         raise (error.with_note("imported here", span) if span is not None else error) from None

@@ -30,6 +30,10 @@ class Source:
         data = Path(path).read_bytes()
         return cls(str(path), data.decode("utf-8"))
 
+    def position(self, offset: int) -> tuple[int, int]:
+        """The 1-based line and column of character ``offset`` of the text."""
+        return line_column(self.text, offset)
+
     def line_text(self, line: int) -> str:
         lines = self.text.splitlines()
         return lines[line - 1] if 0 < line <= len(lines) else ""
@@ -42,6 +46,11 @@ class Source:
             end_line=end_line if end_line is not None else line,
             end_column=end_column if end_column is not None else column + 1,
         )
+
+
+def line_column(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based line and column of character ``offset`` in ``text``."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
 class Span(Frozen):
