@@ -217,8 +217,7 @@ class _Resolver:
             if self.sizing and new_shape == shape and remaining:
                 # The iterations left are this one again: the same input shape and the same names.
                 params = sum(n.params for n in nodes)
-                self.count(per_repeat * remaining, item.count.span)
-                self.params += params * remaining
+                self.count(per_repeat * remaining, params * remaining, item.count.span)
                 out.append(_Size(shape, params * remaining))
                 return shape
             shape = new_shape
@@ -280,10 +279,7 @@ class _Resolver:
                 message += f" (input {show(shape)})"
             raise ShapeError(message, where, hint=err.hint) from None
         params = kind.params(args, shape)
-        self.count(1, call.span)
-        self.params += params
-        if self.budget is not None and isinstance(self.params, int) and self.params > self.limits.max_params:
-            raise _OverBudget  # sizing counts them all, for the message
+        self.count(1, params, call.span)
         if self.sizing:
             return _Size(out_shape, params)
         name, path = scope.name(kind.key)
@@ -292,13 +288,17 @@ class _Resolver:
             in_shape=shape, out_shape=out_shape, params=params, macs=kind.macs(args, shape, out_shape), span=call.span,
         )
 
-    def count(self, layers: int, span: Span) -> None:
-        """Add layers to the total, refusing to go past the limit."""
+    def count(self, layers: int, params: ir.Dim, span: Span) -> None:
+        """Add layers and parameters to the totals, refusing to go past the layer limit; a budgeted
+        walk stops past its budget or the parameter limit (sizing then counts them all, for the message)."""
         self.layers += layers
+        self.params += params
         if self.layers > self.limits.max_layers:
             raise LimitError(f"the network has more than {self.limits.max_layers:,} layers", span,
                              hint="archdsl refuses specs this large before expanding them")
-        if self.budget is not None and self.layers > self.budget:
+        if self.budget is not None and (
+            self.layers > self.budget or (isinstance(self.params, int) and self.params > self.limits.max_params)
+        ):
             raise _OverBudget
 
     def bind_layer_args(self, kind: LayerKind, preset: dict, call: ir.Call, scope: _Scope) -> tuple[dict, dict[str, Span]]:
@@ -365,8 +365,7 @@ class _Resolver:
         key = (block.name, tuple(inner.env.items()), shape, depth)
         if self.sizing and key in self.sized:
             size, layers = self.sized[key]
-            self.count(layers, call.span)
-            self.params += size.params
+            self.count(layers, size.params, call.span)
             return size
         before = self.layers
         self.active.append(block.name)
