@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from archdsl import ir
@@ -302,51 +303,12 @@ class _Resolver:
             raise _OverBudget
 
     def bind_layer_args(self, kind: LayerKind, preset: dict, call: ir.Call, scope: _Scope) -> tuple[dict, dict[str, Span]]:
-        specs = {spec.name: spec for spec in kind.args}
-        fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
-        values: dict[str, ir.Value] = dict(fixed)
+        values: dict[str, ir.Value] = {}
         spans: dict[str, Span] = {}
-        slots = [spec.name for spec in kind.args if spec.name not in fixed and spec.by_position]
-        position = 0
-        for arg in call.args:
-            if arg.name is None and isinstance(arg.value, ir.Var) and arg.value.name not in scope.env:
-                what = "block" if arg.value.name in self.program.blocks else "layer" if lookup(arg.value.name) else None
-                if what:
-                    raise ResolveError(f"'{arg.value.name}' is a {what}, not an argument of {call.name}", arg.span,
-                                       hint=f"is a ';' missing before {arg.value.name}?")
-            if arg.name is None:
-                if position >= len(slots):
-                    raise ResolveError(
-                        f"{call.name} takes {_count(len(slots), 'positional argument')}"
-                        f"{' (' + ', '.join(slots) + ')' if slots else ''}, but more were given",
-                        arg.span, hint=_signature(call.name, kind, fixed) if len(slots) == len(specs) - len(fixed)
-                        else f"give the others by name; {_signature(call.name, kind, fixed)}",
-                    )
-                name = slots[position]
-                position += 1
-            else:
-                name = arg.name
-                if name in fixed:
-                    raise ResolveError(f"{call.name} already sets {name}={fixed[name]}", arg.span,
-                                       hint=f"write {kind.key} ... {name}=... to choose it yourself")
-                if name not in specs:
-                    close = _closest(name, specs) or _described(name, kind)
-                    hint = f"did you mean '{close}' ({specs[close].doc.split(' (')[0]})?" if close else _signature(call.name, kind, fixed)
-                    raise ResolveError(f"{call.name} has no argument '{name}'", arg.span, hint=hint)
-            if name in spans:
-                raise ResolveError(f"{call.name}: argument '{name}' given twice", arg.span)
-            values[name] = _coerce(specs[name], self.evaluate(arg.value, scope), arg.span, call.name)
-            spans[name] = arg.span
-        for spec in kind.args:
-            if spec.name in values:
-                continue
-            if isinstance(preset.get(spec.name), Default):
-                values[spec.name] = preset[spec.name].value
-            elif spec.default is REQUIRED:
-                raise ResolveError(f"{call.name} needs its argument '{spec.name}' ({spec.doc})", call.span,
-                                   hint=_signature(call.name, kind, fixed))
-            else:
-                values[spec.name] = spec.default
+        for spec, arg in match_layer_args(kind, preset, call, scope.env, self.program.blocks):
+            values[spec.name] = _coerce(spec, self.evaluate(arg.value, scope), arg.span, call.name)
+            spans[spec.name] = arg.span
+        values.update(unstated_layer_args(kind, preset, values, call))
         try:
             kind.finish(call.name, values)
         except LayerError as err:
@@ -420,6 +382,70 @@ class _Resolver:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def match_layer_args(kind: LayerKind, preset: dict, call: ir.Call, names_in_scope: Collection[str],
+                     blocks: Collection[str]) -> Iterator[tuple[ArgSpec, ir.Arg]]:
+    """Which argument of ``kind`` each argument of ``call`` gives, in order, refusing what does not fit.
+
+    A generator, so that a caller evaluating each value as it comes reports the first mistake in the
+    order they are written. ``preset`` is what the spelling sets (``conv3x3``: k=3 and same padding);
+    a bare name that is not in scope but is a block or layer is most likely a missing ';'. Resolution
+    and the Python export bind layer arguments alike through this.
+    """
+    specs = {spec.name: spec for spec in kind.args}
+    fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
+    slots = [spec.name for spec in kind.args if spec.name not in fixed and spec.by_position]
+    position = 0
+    given: set[str] = set()
+    for arg in call.args:
+        if arg.name is None and isinstance(arg.value, ir.Var) and arg.value.name not in names_in_scope:
+            what = "block" if arg.value.name in blocks else "layer" if lookup(arg.value.name) else None
+            if what:
+                raise ResolveError(f"'{arg.value.name}' is a {what}, not an argument of {call.name}", arg.span,
+                                   hint=f"is a ';' missing before {arg.value.name}?")
+        if arg.name is None:
+            if position >= len(slots):
+                raise ResolveError(
+                    f"{call.name} takes {_count(len(slots), 'positional argument')}"
+                    f"{' (' + ', '.join(slots) + ')' if slots else ''}, but more were given",
+                    arg.span, hint=_signature(call.name, kind, fixed) if len(slots) == len(specs) - len(fixed)
+                    else f"give the others by name; {_signature(call.name, kind, fixed)}",
+                )
+            name = slots[position]
+            position += 1
+        else:
+            name = arg.name
+            if name in fixed:
+                raise ResolveError(f"{call.name} already sets {name}={fixed[name]}", arg.span,
+                                   hint=f"write {kind.key} ... {name}=... to choose it yourself")
+            if name not in specs:
+                close = _closest(name, specs) or _described(name, kind)
+                hint = f"did you mean '{close}' ({specs[close].doc.split(' (')[0]})?" if close else _signature(call.name, kind, fixed)
+                raise ResolveError(f"{call.name} has no argument '{name}'", arg.span, hint=hint)
+        if name in given:
+            raise ResolveError(f"{call.name}: argument '{name}' given twice", arg.span)
+        given.add(name)
+        yield specs[name], arg
+
+
+def unstated_layer_args(kind: LayerKind, preset: dict, given: Collection[str], call: ir.Call) -> dict[str, ir.Value]:
+    """The values of the arguments ``call`` does not give: what its spelling sets, else the kind's
+    defaults (``SAME`` padding stays for ``finish``); a required one missing is an error."""
+    values: dict[str, ir.Value] = {}
+    for spec in kind.args:
+        if spec.name in given:
+            continue
+        if spec.name in preset:
+            setting = preset[spec.name]
+            values[spec.name] = setting.value if isinstance(setting, Default) else setting
+        elif spec.default is REQUIRED:
+            fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
+            raise ResolveError(f"{call.name} needs its argument '{spec.name}' ({spec.doc})", call.span,
+                               hint=_signature(call.name, kind, fixed))
+        else:
+            values[spec.name] = spec.default
+    return values
 
 
 def unknown_call(call: ir.Call, program: Program) -> ResolveError:

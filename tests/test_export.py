@@ -195,6 +195,17 @@ def test_an_if_whose_arms_differ_in_rank_is_refused_at_its_place() -> None:
     assert caught.value.message == "the two arms of this if give shapes of different ranks"
 
 
+def test_layer_arguments_in_an_arm_never_taken_are_checked_as_resolve_checks_them() -> None:
+    # The export writes both arms of an if; resolve only checks the one taken. Both bind arguments
+    # through resolve.match_layer_args, so a stride given by position is refused in either.
+    text = "block b(x) = if x > 1 then conv3x3 16 32 else conv3x3 16\nnetwork n : [1, 8, 8] = b(1)\n"
+    net = archdsl.loads(text, path="x.arch")
+    with pytest.raises(ArchError) as caught:
+        python_source(net)
+    assert (caught.value.line, caught.value.column) == (1, 39)
+    assert caught.value.message == "conv3x3 takes 1 positional argument (out), but more were given"
+
+
 # -- ONNX and TorchScript -------------------------------------------------------------------------
 
 # Small settings: the point is each construct (branches, BN, pools, dropout), not the size.

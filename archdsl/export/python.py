@@ -41,8 +41,8 @@ from archdsl.export import pyexpr
 from archdsl.export.pyexpr import Py
 from archdsl.export.python_layers import EMITTERS, RankChange, Shape, Unsupported
 from archdsl.export.python_text import ADD, CONCAT, JOIN, OUT_SIZE, Assign, finish, indent_doc, wrap_line
-from archdsl.layers import REQUIRED, SAME, Default, LayerKind, lookup
-from archdsl.resolve import choose_network
+from archdsl.layers import SAME, LayerKind, lookup
+from archdsl.resolve import choose_network, match_layer_args, unstated_layer_args
 
 # Names the generated code uses besides the classes: never taken by a parameter or a local.
 _RESERVED = {
@@ -406,34 +406,12 @@ class _Writer:
         return out
 
     def bind_layer(self, kind: LayerKind, preset: dict, call: ir.Call) -> dict[str, object]:
-        """The layer's arguments as Python expressions, as ``resolve`` binds their values."""
-        specs = {spec.name: spec for spec in kind.args}
-        fixed = {k: v for k, v in preset.items() if not isinstance(v, Default)}
-        values: dict[str, object] = {k: pyexpr.const(v) for k, v in fixed.items()}
-        slots = [spec.name for spec in kind.args if spec.name not in fixed]
-        position = 0
-        for arg in call.args:
-            if arg.name is None:
-                if position >= len(slots):
-                    raise Unsupported(f"{call.name} takes {len(slots)} positional arguments", arg.span)
-                name = slots[position]
-                position += 1
-            elif arg.name in specs and arg.name not in fixed:
-                name = arg.name
-            else:
-                raise Unsupported(f"{call.name} has no argument '{arg.name}'", arg.span)
-            value = self.translate(arg.value)
-            values[name] = _coerce(specs[name].type, value)
-        for spec in kind.args:
-            if spec.name in values:
-                continue
-            if isinstance(preset.get(spec.name), Default):
-                default = preset[spec.name].value
-                values[spec.name] = default if default is SAME else pyexpr.const(default)
-            elif spec.default is REQUIRED:
-                raise Unsupported(f"{call.name} needs its argument '{spec.name}'", call.span)
-            else:
-                values[spec.name] = None if spec.default is None else pyexpr.const(spec.default)
+        """The layer's arguments as Python expressions, matched to the kind's as ``resolve`` matches them."""
+        values: dict[str, object] = {}
+        for spec, arg in match_layer_args(kind, preset, call, self.env, self.file.program.blocks):
+            values[spec.name] = _coerce(spec.type, self.translate(arg.value))
+        for name, value in unstated_layer_args(kind, preset, values, call).items():
+            values[name] = value if value is SAME or value is None else pyexpr.const(value)
         return values
 
     def block_call(self, call: ir.Call, block: ir.BlockDef, shape: Shape, scope: _Scope) -> Shape:
