@@ -28,10 +28,8 @@ from archdsl import ir
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import UsageError
 from archdsl.layers import REGISTRY
-from archdsl.summary import LEGEND, format_table
+from archdsl.summary import MACS_LEGEND, format_table, json_dim, json_shape
 from archdsl.symbolic import Dim
-
-MACS_LEGEND = LEGEND.partition(" Memory:")[0]  # the summary's legend, without what it says of memory
 
 FAMILIES = tuple(dict.fromkeys(kind.family for kind in REGISTRY.values()))
 
@@ -52,7 +50,7 @@ class Costs:
         return Costs(self.layers + other.layers, self.params + other.params, self.macs + other.macs)
 
     def as_json(self) -> dict:
-        return {"layers": self.layers, "params": _json(self.params), "macs": _json(self.macs)}
+        return {"layers": self.layers, "params": json_dim(self.params), "macs": json_dim(self.macs)}
 
 
 def by_family(network: ir.Network) -> dict[str, Costs]:
@@ -116,16 +114,12 @@ def _describe(net: CompiledNetwork) -> dict:
     label = (f"{net.name}({ir.format_args(net.param_values)}) : {ir.format_shape(net.input_shape)} -> "
              f"{ir.format_shape(net.output_shape)}")
     return {"network": net.name, "spec": net.source_path, "parameters": net.param_values, "label": label,
-            "input": [_json(d) for d in net.input_shape], "output": [_json(d) for d in net.output_shape],
-            "params": _json(net.params), "macs": _json(net.macs)}
+            "input": json_shape(net.input_shape), "output": json_shape(net.output_shape),
+            "params": json_dim(net.params), "macs": json_dim(net.macs)}
 
 
 def _ratios(a: Costs, b: Costs) -> dict:
     return {"params": ratio(a.params, b.params), "macs": ratio(a.macs, b.macs)}
-
-
-def _json(value: Dim):
-    return value if isinstance(value, int) else str(value)
 
 
 def _share(value, total) -> str:
@@ -263,8 +257,8 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
     result = {
         "spec": _describe(net),
         "reference": {"target": target, "arguments": kwargs, "params": their_params, "output": list(their_output)},
-        "params": {"spec": _json(net.params), "reference": their_params, "same": net.params == their_params},
-        "output": {"spec": [_json(d) for d in net.output_shape], "reference": list(their_output),
+        "params": {"spec": json_dim(net.params), "reference": their_params, "same": net.params == their_params},
+        "output": {"spec": json_shape(net.output_shape), "reference": list(their_output),
                    "same": tuple(net.output_shape) == their_output},
         "tensors": {"spec": len(our_tensors), "reference": len(their_tensors)},
         "mapping": [entry.as_json() for entry in entries],

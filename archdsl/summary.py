@@ -16,11 +16,11 @@ from archdsl.source import Span
 
 BYTES_PER_VALUE = 4  # fp32
 
-LEGEND = (
+MACS_LEGEND = (
     "MACs: multiply-accumulates of convolution and linear weights for one sample (torchvision's convention; "
-    "bias, normalisation, pooling and activations are left out). Memory: fp32; activations are the outputs of "
-    "every layer in one sample's forward pass."
+    "bias, normalisation, pooling and activations are left out)."
 )
+LEGEND = MACS_LEGEND + " Memory: fp32; activations are the outputs of every layer in one sample's forward pass."
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,19 @@ class Row:
 
     def as_json(self) -> dict:
         return {
-            "path": self.path, "op": self.op, "kind": self.what, "in": _json_shape(self.in_shape),
-            "out": _json_shape(self.out_shape), "params": _json_dim(self.params), "macs": _json_dim(self.macs),
+            "path": self.path, "op": self.op, "kind": self.what, "in": json_shape(self.in_shape),
+            "out": json_shape(self.out_shape), "params": json_dim(self.params), "macs": json_dim(self.macs),
             "location": str(self.span),
         }
 
 
-def _json_dim(dim):
+def json_dim(dim: ir.Dim):
     """Integers as numbers; symbolic sizes and counts as their formula (a string)."""
     return dim if isinstance(dim, int) else str(dim)
 
 
-def _json_shape(shape: ir.Shape) -> list:
-    return [_json_dim(d) for d in shape]
+def json_shape(shape: ir.Shape) -> list:
+    return [json_dim(d) for d in shape]
 
 
 def describe(node: ir.Resolved) -> str:
@@ -102,12 +102,12 @@ def as_json(network: ir.Network, depth: int | None = None) -> dict:
     return {
         "network": network.name,
         "parameters": dict(network.params_bound),
-        "input": _json_shape(network.input_shape),
-        "output": _json_shape(network.output_shape),
-        "params": _json_dim(network.params),
-        "macs": _json_dim(network.macs),
-        "param_bytes": _json_dim(network.params * BYTES_PER_VALUE),
-        "activation_bytes": _json_dim(activation_values(network) * BYTES_PER_VALUE),
+        "input": json_shape(network.input_shape),
+        "output": json_shape(network.output_shape),
+        "params": json_dim(network.params),
+        "macs": json_dim(network.macs),
+        "param_bytes": json_dim(network.params * BYTES_PER_VALUE),
+        "activation_bytes": json_dim(activation_values(network) * BYTES_PER_VALUE),
         "layers": [row.as_json() for row in rows(network, depth)],
         "legend": LEGEND,
     }
