@@ -20,7 +20,7 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     (safetensors, matplotlib) fit as well as plain bytes do. An OSError (no space, no permission)
     becomes a UsageError naming the file; the old ``path`` is left as it was.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # what is_temporary recognises
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
@@ -37,6 +37,11 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of write_atomic's temporaries (left behind if a write was killed)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

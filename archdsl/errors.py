@@ -59,6 +59,12 @@ class ArchError(Exception):
         return self.render()
 
 
+def first_line(err: Exception) -> str:
+    """The first line of a foreign exception's message (or its type's name), for a one-line diagnostic."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class ParseError(ArchError):
     """The text is not a well-formed spec."""
 

@@ -71,8 +71,6 @@ class _Frame:
     @property
     def items(self) -> int:
         """The indent of the construct's item lines (a branch's items sit past its '| ')."""
-        if self.kind == "body":
-            return self.base + _INDENT
         return self.base + _INDENT + (2 if self.kind == "branch" else 0)
 
 

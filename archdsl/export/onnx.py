@@ -18,6 +18,7 @@ from pathlib import Path
 
 from archdsl.atomic import fsync_folder
 from archdsl.errors import BackendError, UsageError
+from archdsl.summary import BYTES_PER_VALUE
 
 # Weights over this go to NAME.onnx.data (see above).
 EXTERNAL_DATA_BYTES = 100 * 2**20
@@ -42,7 +43,7 @@ def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) ->
                                         dynamic_shapes=({0: batch},))
         except Exception as err:  # the exporter raises many kinds; all mean the same to a user
             raise BackendError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from None
-    external = params * 4 > EXTERNAL_DATA_BYTES
+    external = params * BYTES_PER_VALUE > EXTERNAL_DATA_BYTES
     folder = None
     try:
         folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))

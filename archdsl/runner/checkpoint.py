@@ -36,8 +36,9 @@ from typing import Any, Protocol
 
 import torch
 
-from archdsl.atomic import fsync_folder, write_atomic
-from archdsl.errors import UsageError
+from archdsl import ir
+from archdsl.atomic import fsync_folder, is_temporary, write_atomic
+from archdsl.errors import UsageError, first_line
 
 FOLDER = "checkpoints"
 MANIFEST_PATTERN = re.compile(r"epoch-(\d+)\.json")
@@ -102,11 +103,12 @@ def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: 
     }
     manifest = {"format": MANIFEST_FORMAT, "epoch": epoch, "sha256": digests}
     text = json.dumps(manifest, indent=2) + "\n"
-    write_atomic(target.manifest, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    # All three through write_atomic itself, which the fault-injection test hooks to kill inside each write.
+    write_atomic(target.manifest, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
     keep = {target.weights.name, target.state.name, target.manifest.name}
     for stale in folder.iterdir():
-        # Older epochs, and the temporaries of a save that a kill interrupted (".epoch-...tmp").
-        if stale.name.lstrip(".").startswith("epoch-") and stale.name not in keep:
+        # Older epochs, and the temporaries of a save that a kill interrupted.
+        if (stale.name.startswith("epoch-") or is_temporary(stale.name)) and stale.name not in keep:
             stale.unlink(missing_ok=True)
     fsync_folder(folder)
     return target
@@ -128,7 +130,7 @@ def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str) -> dict[
             hint="only load checkpoints that archdsl wrote; never unpickle a file from others",
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise UsageError(f"cannot read the checkpoint {path.name}: {_first_line(err)}", file=str(path)) from None
+        raise UsageError(f"cannot read the checkpoint {path.name}: {first_line(err)}", file=str(path)) from None
     if not isinstance(state, dict) or "spec_hash" not in state:
         raise UsageError(f"{path.name} is not an archdsl checkpoint", file=str(path))
     _check_spec(state["spec_hash"], spec, path, trained_from)
@@ -147,7 +149,7 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, t
         tensors = load_tensors(data)
         metadata = _metadata(data)
     except (SafetensorError, ValueError) as err:
-        raise UsageError(f"cannot read the weights {path.name}: {_first_line(err)}", file=str(path)) from None
+        raise UsageError(f"cannot read the weights {path.name}: {first_line(err)}", file=str(path)) from None
     _check_spec(metadata.get("archdsl_spec_hash"), spec, path, trained_from)
     _check_tensors(tensors, model, path)
     with torch.no_grad():
@@ -173,7 +175,7 @@ def _verified_bytes(checkpoint: Checkpoint, path: Path) -> bytes:
         manifest = json.loads(checkpoint.manifest.read_bytes())
         expected = manifest["sha256"][path.name]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"the manifest {checkpoint.manifest.name} is missing or damaged ({_first_line(err)})",
+        raise UsageError(f"the manifest {checkpoint.manifest.name} is missing or damaged ({first_line(err)})",
                          file=str(checkpoint.manifest)) from None
     try:
         data = path.read_bytes()
@@ -236,13 +238,8 @@ def _refused_global(err: Exception) -> str:
     return (named or lines or [type(err).__name__])[0].removeprefix("WeightsUnpickler error: ")
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _shape(shape: torch.Size) -> str:
-    return "[" + ", ".join(str(dim) for dim in shape) + "]"
+    return f"[{ir.format_shape(tuple(shape), ', ')}]"
 
 
 def _check_spec(found: str | None, expected: str, path: Path, trained_from: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +95,13 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
     given = {name: value for name, value in given.items() if value is not None}
     if resume is None:
         options = TrainOptions(**given)
-        net = load_network(spec, list(param or []), network, input)
+        net = load_network(spec, param, network, input)
         if options.out is None:
             options = options.replace(out=str(default_folder(net.name)))
         with _interruptible(spec, Path(options.out)):
             from archdsl.runner import train
 
-            train.start(net, options, spec=SpecArgs(str(spec), tuple(param or ()), network, input))
+            train.start(net, options, spec=SpecArgs(str(spec), param, network, input))
         return
     fixed = sorted(name for name in given if name not in RESUMABLE)
     if fixed:
@@ -155,8 +155,8 @@ def _interruptible(spec: Path, run_dir: Path) -> Iterator[None]:
         sys.exit(130)
 
 
-def _load_as_run(load_network: Any, spec: Path, param: list[str] | None, network: str | None,
+def _load_as_run(load_network: Any, spec: Path, param: Sequence[str], network: str | None,
                  input: str | None, saved: Any) -> Any:
     """Load the spec with the run's own --param/--network/--input unless the command line gives them."""
-    params = list(param) if param else list(saved.params)
+    params = param or saved.params
     return load_network(spec, params, network or saved.network, input or saved.input)

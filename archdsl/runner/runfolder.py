@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from archdsl.atomic import write_text_atomic
+from archdsl.atomic import is_temporary, write_text_atomic
 from archdsl.errors import UsageError
 from archdsl.runner.datasets import Normalization
 from archdsl.runner.options import TrainOptions
@@ -101,7 +101,7 @@ def create(folder: Path, spec_text: str, record: dict[str, Any]) -> None:
                          hint="choose another --out")
     # run.json is written last: a folder without it (the spec copy, temporary files of a write that was
     # killed) is a creation that never finished, and is taken over rather than refused.
-    if (folder.is_dir() and (folder / RUN_JSON).exists()) or _foreign_files(folder):
+    if _foreign_files(folder):
         raise UsageError(
             f"{folder} already holds files; a new run needs an empty or new folder",
             file=str(folder),
@@ -120,7 +120,7 @@ def _foreign_files(folder: Path) -> bool:
     """Whether the folder holds anything besides what an unfinished ``create`` leaves."""
     if not folder.is_dir():
         return False
-    return any(p.name != SPEC_FILE and not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in folder.iterdir())
+    return any(p.name != SPEC_FILE and not is_temporary(p.name) for p in folder.iterdir())
 
 
 def read(folder: Path) -> RunInfo:

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TextIO
 import torch
 import torch.nn.functional as F
 
-from archdsl.errors import BackendError, UsageError
+from archdsl.errors import BackendError, UsageError, first_line
 from archdsl.runner import checkpoint, datasets, distributed, runfolder
 from archdsl.runner.batches import DeviceData
 from archdsl.runner.datasets import ImageData, Normalization
@@ -408,7 +408,7 @@ def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> to
 def _channels_last(options: TrainOptions) -> bool:
     # On by default everywhere: on this project's 2-core CPU a training step in NHWC was 1.06x (ResNet-18)
     # to 1.34x (LeNet) as fast as in the default layout (benchmarks/bench_train.py --layouts).
-    return True if options.channels_last is None else options.channels_last
+    return options.channels_last is not False
 
 
 def _autocast_dtype(options: TrainOptions, context: Context) -> torch.dtype | None:
@@ -433,8 +433,7 @@ def _compile_errors(enabled: bool) -> Iterator[None]:
         yield
     except Exception as err:
         if enabled and type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise BackendError(f"torch.compile failed: {first_line}", hint="run without --compile") from None
+            raise BackendError(f"torch.compile failed: {first_line(err)}", hint="run without --compile") from None
         raise
 
 
