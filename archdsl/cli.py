@@ -6,7 +6,6 @@ anything else escaping is a bug and shows as one.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
@@ -21,8 +20,21 @@ from archdsl.errors import ArchError, UsageError
 # each start, about 50 ms that `archdsl compile` would spend before reading a byte of the spec.
 
 
+class _Commands(click.Group):
+    """The archdsl command group: an ArchError that escapes any command, its own or the runner's, is
+    printed as its diagnostic and ends the process with status 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ArchError as err:
+            print(err.render(), file=sys.stderr)
+            sys.exit(1)
+
+
 @click.group(
     name="archdsl",
+    cls=_Commands,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -60,20 +72,6 @@ def import_dir_option(command):
 def max_params_option(command):
     return click.option("--max-params", type=int, metavar="N",
                         help="Refuse networks with more parameters than this (default: what fits in memory).")(command)
-
-
-def reports_errors(command):
-    """Print an ArchError as its diagnostic and exit 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except ArchError as err:
-            print(err.render(), file=sys.stderr)
-            sys.exit(1)
-
-    return wrapper
 
 
 def parse_params(items: Sequence[str] | None, option: str = "--param") -> dict[str, object]:
@@ -131,7 +129,6 @@ def load_network(spec: Path, params: Sequence[str] | None, network: str | None, 
 @click.option("--emit", metavar="ir|text", help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")
 @max_params_option
 @import_dir_option
-@reports_errors
 def compile_command(spec: Path, param: tuple[str, ...], input: str | None, network: str | None, depth: int | None,
                     json_: bool, emit: str | None, max_params: int | None, allow_import_dir: tuple[Path, ...]) -> None:
     """Check SPEC (an .arch file) and print its per-layer shapes, parameters and MACs."""
@@ -163,7 +160,6 @@ def compile_command(spec: Path, param: tuple[str, ...], input: str | None, netwo
 @click.option("--fold-activations/--separate-activations", default=True, show_default=True,
               help="Write an activation into the node of the layer before it, or draw it as a node of its own.")
 @import_dir_option
-@reports_errors
 def graph_command(spec: Path, out: Path | None, param: tuple[str, ...], input: str | None, network: str | None,
                   depth: int | None, direction: str, fold_activations: bool, allow_import_dir: tuple[Path, ...]) -> None:
     """Draw the network of SPEC with Graphviz: layers, shapes on the edges, blocks as clusters."""
@@ -266,7 +262,6 @@ def _rewrite(path: Path, text: str) -> None:
               help="Export the weights of this `archdsl train` run (its newest finished epoch); with --to python "
                    "they go to FILE's name with .safetensors.")
 @import_dir_option
-@reports_errors
 def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...], input: str | None,
                    network: str | None, checkpoint: Path | None, allow_import_dir: tuple[Path, ...]) -> None:
     """Write the network of SPEC as standalone PyTorch source, ONNX or TorchScript."""
@@ -299,7 +294,6 @@ def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...]
                    "the outputs.")
 @click.option("--json", "json_", is_flag=True, help="Print one JSON object.")
 @import_dir_option
-@reports_errors
 def compare_command(spec: Path, other: Path | None, param: tuple[str, ...], param_a: tuple[str, ...],
                     param_b: tuple[str, ...], input: str | None, input_a: str | None, input_b: str | None,
                     network: str | None, reference: str | None, reference_path: tuple[Path, ...],

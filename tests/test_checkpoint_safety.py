@@ -243,7 +243,7 @@ def test_the_cli_refuses_a_tampered_checkpoint_in_one_line_and_exit_1(run_copy, 
     }[command]
     result = CliRunner().invoke(app, [str(arg) for arg in args])
     assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit)  # reports_errors, not an escaping exception
+    assert isinstance(result.exception, SystemExit)  # the command group's report, not an escaping exception
     assert f"{weights}: error: epoch-0001.safetensors has changed since it was written" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "tiny.pt").exists()

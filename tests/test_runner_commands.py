@@ -6,13 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from test_runner_support import CNN_SPEC as CNN
 from test_runner_support import DATA_ROOT
 from click.testing import CliRunner
 
-from archdsl.runner.commands import register
 
 QUICK = ["--data-dir", str(DATA_ROOT), "--limit", "1000", "--batch-size", "50", "--lr", "0.05",
          "--momentum", "0.9", "--device", "cpu"]
@@ -23,8 +21,8 @@ ISSUE_OPTIONS = ["--param", "--data", "--data-dir", "--epochs", "--batch-size", 
 
 @pytest.fixture(scope="module")
 def cli():
-    app = click.Group()
-    register(app)
+    from archdsl.cli import app  # train and eval are registered on it
+
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])
 

@@ -7,7 +7,6 @@ torch arrives with ``archdsl.runner.train``, imported inside the commands.
 from __future__ import annotations
 
 import contextlib
-import copy
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -136,13 +135,9 @@ def eval_command(spec: Path, checkpoint: Path, param: tuple[str, ...], network: 
 
 
 def register(app: click.Group) -> None:
-    """Add ``train`` and ``eval`` to the archdsl command line, their ArchErrors reported as diagnostics."""
-    from archdsl.cli import reports_errors
-
-    for command in (train_command, eval_command):
-        reporting = copy.copy(command)  # the module's own commands stay as they are
-        reporting.callback = reports_errors(command.callback)
-        app.add_command(reporting)
+    """Add ``train`` and ``eval`` to the archdsl command line (whose group reports their ArchErrors)."""
+    app.add_command(train_command)
+    app.add_command(eval_command)
 
 
 @contextlib.contextmanager
