@@ -80,8 +80,9 @@ class _Scope:
     # (``concat_0.b1.``), where the resolved graph says what each node gives.
     prefix: str | None = None
 
-    def copy(self, prefix: str | None = None) -> _Scope:
-        return _Scope(self.container, dict(self.counts), prefix)
+    def copy(self) -> _Scope:
+        """The same container and counts so far, outside what the resolved graph can tell (prefix None)."""
+        return _Scope(self.container, dict(self.counts))
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class _File:
         writer = _Writer(self, block.params, in_rank=rank)
         end = writer.body(block.body)
         info = _ClassInfo(name, writer.param_names, end.rank)
-        self.sources.append(writer.render_class(name, _docstring(block, "block"), end, keyword_shape=True))
+        self.sources.append(writer.render_class(name, _docstring(block), end, keyword_shape=True))
         self.classes[key] = info
         self.in_progress.discard(key)
         return info
@@ -201,7 +202,7 @@ class _File:
         shape, out = ir.format_shape(net.input_shape), ir.format_shape(net.output_shape)
         params = f"{net.params:,}" if isinstance(net.params, int) else str(net.params)
         span = self.definition.span
-        lead = _comment_above(self.definition) or _comment_above(self.definition, line=1)
+        lead = _comment_above(self.definition) or _file_comment(self.definition)
         text = f"archdsl network {net.name} ({span.file}:{span.line}): {shape} -> {out}, {params} parameters"
         text += f",\nexported with {bound} (the constructor's defaults)." if bound else "."
         return f"{lead}\n\n{text}" if lead else text
@@ -504,7 +505,7 @@ class _Writer:
             loop_var = self.local("i" if not self.indices else "j", "index", frozenset(self.indices))
         written = len(self.lines)
         state = self.assignable(shape, self.needs_dims(item.item))
-        inner = scope.copy(prefix=None)
+        inner = scope.copy()
         saved_counts = dict(scope.counts)
         for base, inc in increments.items():
             start = scope.counts.get(base, pyexpr.const(0))
@@ -581,7 +582,7 @@ class _Writer:
             return self.item(item.then if test.value else item.otherwise, shape, scope, needed)
         if self.needs_dims(item.then) or self.needs_dims(item.otherwise):
             shape = self.unpack(shape)
-        then_scope, else_scope = scope.copy(prefix=None), scope.copy(prefix=None)
+        then_scope, else_scope = scope.copy(), scope.copy()
         self.pin(shape)
         then_lines, then_end = self.capture(lambda: self.item(item.then, shape, then_scope, needed))
         self.pin(then_end)
@@ -687,26 +688,23 @@ def _literal_default(expr: ir.Expr | None) -> str | None:
     return None
 
 
-def _comment_above(node: ir.BlockDef | ir.NetworkDef, line: int | None = None) -> str:
-    """The ``#`` comment lines right above a definition (or ``line``): the spec author's description."""
+def _comment_above(node: ir.BlockDef | ir.NetworkDef) -> str:
+    """The ``#`` comment lines right above a definition: the spec author's description."""
+    lines = node.span.source.text.splitlines()[: node.span.line - 1]
+    found = list(itertools.takewhile(lambda line: line.lstrip().startswith("#"), reversed(lines)))
+    return "\n".join(line.lstrip()[1:].strip() for line in reversed(found))
+
+
+def _file_comment(node: ir.NetworkDef) -> str:
+    """The ``#`` comment lines that open the file a definition is in."""
     lines = node.span.source.text.splitlines()
-    found: list[str] = []
-    number = (line if line is not None else node.span.line) - 2
-    if line is not None:  # the comment that opens the file: read down from its first line
-        number = 0
-        while number < len(lines) and lines[number].lstrip().startswith("#"):
-            found.append(lines[number].lstrip()[1:].strip())
-            number += 1
-        return "\n".join(found)
-    while number >= 0 and lines[number].lstrip().startswith("#"):
-        found.append(lines[number].lstrip()[1:].strip())
-        number -= 1
-    return "\n".join(reversed(found))
+    found = itertools.takewhile(lambda line: line.lstrip().startswith("#"), lines)
+    return "\n".join(line.lstrip()[1:].strip() for line in found)
 
 
-def _docstring(block: ir.BlockDef, what: str) -> str:
+def _docstring(block: ir.BlockDef) -> str:
     lead = _comment_above(block)
-    where = f"archdsl {what} {block.name} ({block.span.file}:{block.span.line})."
+    where = f"archdsl block {block.name} ({block.span.file}:{block.span.line})."
     return f"{lead}\n\n{where}" if lead else where
 
 

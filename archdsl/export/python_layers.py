@@ -82,13 +82,13 @@ def _nn(cls: str, positional: list[Py], keywords: list[tuple[str, Py, object]] =
     return f"nn.{cls}({', '.join(parts)})"
 
 
-def _rank(shape: Shape, ranks: tuple[int, ...], kind: LayerKind, call: ir.Call) -> None:
+def _rank(shape: Shape, ranks: tuple[int, ...], call: ir.Call) -> None:
     if shape.rank not in ranks:
         raise Unsupported(f"{call.name} cannot take a rank-{shape.rank} input here", call.span)
 
 
 def _conv(kind, args, shape, call):
-    _rank(shape, (3,), kind, call)
+    _rank(shape, (3,), call)
     c, h, w = shape.dims
     k, s, d = args["k"], args["s"], args["d"]
     same = args["p"] is SAME
@@ -103,7 +103,7 @@ def _conv(kind, args, shape, call):
 
 
 def _pool(kind, args, shape, call):
-    _rank(shape, (3,), kind, call)
+    _rank(shape, (3,), call)
     c, h, w = shape.dims
     k, p = args["k"], args["p"]
     s = args["s"] if args["s"] is not None else k
@@ -113,7 +113,7 @@ def _pool(kind, args, shape, call):
 
 
 def _adaptive(kind, args, shape, call):
-    _rank(shape, (3,), kind, call)
+    _rank(shape, (3,), call)
     h = args["h"]
     w = args["w"] if args["w"] is not None else h
     size = h if h.src == w.src else pyexpr.tuple_of([h, w])
@@ -121,7 +121,7 @@ def _adaptive(kind, args, shape, call):
 
 
 def _linear(kind, args, shape, call):
-    _rank(shape, (1,), kind, call)
+    _rank(shape, (1,), call)
     module = _nn("Linear", [shape.dims[0], args["out"]], [("bias", args["bias"], True)])
     return module, Shape(1, dims=(args["out"],))
 
@@ -134,13 +134,13 @@ def _flatten(kind, args, shape, call):
 
 
 def _bn(kind, args, shape, call):
-    _rank(shape, (1, 3), kind, call)
+    _rank(shape, (1, 3), call)
     cls = "BatchNorm2d" if shape.rank == 3 else "BatchNorm1d"
     return _nn(cls, [shape.dims[0]], [("eps", args["eps"], 1e-5), ("momentum", args["momentum"], 0.1)]), shape
 
 
 def _lrn(kind, args, shape, call):
-    _rank(shape, (3,), kind, call)
+    _rank(shape, (3,), call)
     keywords = [("alpha", args["alpha"], 1e-4), ("beta", args["beta"], 0.75), ("k", args["k"], 1.0)]
     return _nn("LocalResponseNorm", [args["size"]], keywords), shape
 
