@@ -39,14 +39,15 @@ class Exported:
 
 def format_for(to: str | None, path: Path) -> str:
     """The format named by ``--to``, or else the one the output file's suffix implies."""
+    names = list(FORMATS)
     if to is None:
         by_suffix = {suffix: name for name, suffix in FORMATS.items()} | {".pth": "torchscript"}
         if path.suffix in by_suffix:
             return by_suffix[path.suffix]
         raise UsageError(f"cannot tell the format of '{path}' from its suffix",
-                         hint="pass --to python, --to onnx or --to torchscript")
+                         hint="pass " + ", ".join(f"--to {n}" for n in names[:-1]) + f" or --to {names[-1]}")
     if to not in FORMATS:
-        raise UsageError(f"--to takes python, onnx or torchscript, not '{to}'")
+        raise UsageError(f"--to takes {', '.join(names[:-1])} or {names[-1]}, not '{to}'")
     return to
 
 
@@ -84,7 +85,7 @@ def trained_module(net: CompiledNetwork, checkpoint: Path | None):
     if found is None:
         raise UsageError(f"{checkpoint} holds no checkpoint yet: no epoch has finished", file=str(checkpoint))
     checkpoints.load_weights(module, found, spec=checkpoints.spec_hash(net), trained_from=run.trained_from())
-    return module.eval(), f"{found.weights} (epoch {found.epoch})"
+    return module, f"{found.weights} (epoch {found.epoch})"  # loading weights keeps eval mode
 
 
 def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Exported:

@@ -198,7 +198,7 @@ class _File:
 
     def _network_doc(self) -> str:
         net = self.net
-        bound = ", ".join(f"{k}={_literal(v)}" for k, v in net.param_values.items())
+        bound = ", ".join(f"{k}={repr(v)}" for k, v in net.param_values.items())
         shape, out = ir.format_shape(net.input_shape), ir.format_shape(net.output_shape)
         params = f"{net.params:,}" if isinstance(net.params, int) else str(net.params)
         span = self.definition.span
@@ -256,7 +256,7 @@ class _Writer:
         signature = ["self"]
         fills: list[str] = []
         if defaults is not None:
-            signature += [f"{self.param_names[k]}={_literal(v)}" for k, v in defaults.items()]
+            signature += [f"{self.param_names[k]}={repr(v)}" for k, v in defaults.items()]
             signature += ["*", *self.sizes] if self.sizes else []
         else:
             signature += self._block_signature(fills)
@@ -671,10 +671,6 @@ def _coerce(type_: type, value: Py) -> Py:
     if type_ is float and not isinstance(value.value, bool):
         return pyexpr.const(float(value.value))
     return value
-
-
-def _literal(value: object) -> str:
-    return repr(value)
 
 
 def _literal_default(expr: ir.Expr | None) -> str | None:
