@@ -36,6 +36,11 @@ def run_name(size: int, epochs: int) -> str:
     return f"vgg11-ratio4-{size}" + ("" if epochs == 3 else f"-{epochs}ep")
 
 
+def relative_work(macs: dict[int, int], size: int, epochs: int) -> float:
+    """A run's multiply-accumulates (MACs per image times the images seen) over the baseline run's."""
+    return macs[size] * epochs / (macs[BASELINE[0]] * BASELINE[1])
+
+
 def train_command(size: int, epochs: int) -> str:
     return TRAIN.format(s=size, e=epochs, name=run_name(size, epochs))
 
@@ -70,7 +75,7 @@ def training_answer() -> str:
     for size, epochs in RUNS_MADE:
         run = RUNS / run_name(size, epochs)
         metrics = run / "metrics.csv"
-        work = macs[size] * epochs / (macs[BASELINE[0]] * BASELINE[1])
+        work = relative_work(macs, size, epochs)
         if not metrics.exists():
             rows.append(f"| {size}×{size} | {epochs} | {work:.2f} | not measured | | | |")
             continue
@@ -113,13 +118,13 @@ def comparison(final: dict[tuple[int, int], tuple[float, float, int]], macs: dic
     for (size, epochs), (last, best, best_epoch) in sorted(final.items()):
         if (size, epochs) == BASELINE:
             continue
-        work = macs[size] * epochs / (macs[BASELINE[0]] * BASELINE[1])
+        work = relative_work(macs, size, epochs)
         sentences.append(f"{size}×{size} for {epochs} epochs, with {work:.2f} of the work, ends at {last:.3f} "
                          f"and peaks at {best:.3f} (epoch {best_epoch})")
     verdicts = []
     for size in sorted({size for size, _ in final if size != BASELINE[0]}):
-        (epochs, (_, best, _)), = sorted(((e, v) for (s, e), v in final.items() if s == size), key=lambda r: -r[1][1])[:1]
-        work = macs[size] * epochs / (macs[BASELINE[0]] * BASELINE[1])
+        epochs, (_, best, _) = max(((e, v) for (s, e), v in final.items() if s == size), key=lambda run: run[1][1])
+        work = relative_work(macs, size, epochs)
         reached = "reaches" if best >= base else "does not reach"
         verdicts.append(f"at {size}×{size} the network {reached} it (best {best:.3f}, in the {epochs}-epoch run, "
                         f"which costs {work:.2f} of the work)")
