@@ -30,6 +30,7 @@ sizes left out, long lines broken) in ``python_text.py``; expressions are built 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import keyword
 from collections.abc import Callable
@@ -110,7 +111,11 @@ class _File:
         self.class_names: set[str] = set()
         self.network_class = self._class_name(net.name, suffix="")
         self.base_names = {name: self._class_name(name, suffix="Block") for name in self.program.blocks}
-        self.nodes = {node.path: node for node in ir.walk(net.ir.body)}
+
+    @functools.cached_property
+    def nodes(self) -> dict[str, ir.Resolved]:
+        """The resolved graph by path, for what the writer cannot tell from the syntax (only ``render`` needs it)."""
+        return {node.path: node for node in ir.walk(self.net.ir.body)}
 
     def _class_name(self, name: str, suffix: str) -> str:
         """``conv_block`` -> ``ConvBlock``; on a clash, ``suffix`` and then a number are added."""
