@@ -239,7 +239,8 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
     if not all(isinstance(d, int) for d in net.input_shape):
         raise UsageError(f"comparing with a reference needs a concrete input size, not {ir.format_shape(net.input_shape)}",
                          hint="give one with --input, e.g. --input 1x96x96")
-    reference = load_reference(target, paths, kwargs)
+    # Counting and shapes need no memory (the meta device); copying weights needs real ones, built once.
+    reference = load_reference(target, paths, kwargs, device="cpu" if load_weights else "meta")
     with torch.device("meta"):
         ours = net.build()
     our_tensors = [(k, tuple(v.shape)) for k, v in ours.state_dict().items()]
@@ -265,7 +266,7 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
         "differences": [entry.as_json() for entry in entries if entry.status != "same shape"],
     }
     if load_weights:
-        result["outputs"] = _compare_outputs(net, target, paths, kwargs, entries)
+        result["outputs"] = _compare_outputs(net, reference, entries)
     return result
 
 
@@ -286,7 +287,7 @@ def _output_shape(reference, target: str, input_shape: tuple[int, ...]) -> tuple
     return tuple(output.shape[1:])
 
 
-def _compare_outputs(net: CompiledNetwork, target: str, paths: list[Path], kwargs: dict, entries: list[Entry]) -> dict:
+def _compare_outputs(net: CompiledNetwork, reference, entries: list[Entry]) -> dict:
     """Copy the reference's tensors into the spec's module by position, then run both on one batch."""
     import torch
 
@@ -297,7 +298,7 @@ def _compare_outputs(net: CompiledNetwork, target: str, paths: list[Path], kwarg
             f"cannot copy the reference's weights: {mismatch.status} at {where} "
             f"({_shape(mismatch.our_shape)} in the spec, {_shape(mismatch.their_shape)} in the reference)",
             hint="every tensor must match by shape and order; see the mapping without --load-weights")
-    reference = load_reference(target, paths, kwargs, device="cpu").eval()
+    reference = reference.eval()
     ours = net.build().eval()
     values = list(reference.state_dict().values())
     ours.load_state_dict({entry.ours: value for entry, value in zip(entries, values)}, strict=True)
