@@ -15,6 +15,7 @@ from archdsl.errors import BackendError
 from archdsl.export import pyexpr
 from archdsl.export.pyexpr import Py
 from archdsl.layers import SAME, LayerKind
+from archdsl.shapes import pooled_size
 
 
 class Unsupported(BackendError):
@@ -48,7 +49,7 @@ def window(size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False) -> Py:
     """The size along one axis after a convolution or pooling window, as simple as it can be written."""
     values = (size, k, s, p, d)
     if all(v.known for v in values):
-        return pyexpr.const((size.value + 2 * p.value - d.value * (k.value - 1) - 1) // s.value + 1)
+        return pyexpr.const(pooled_size(size.value, k.value, s.value, p.value, d.value))
     if s.is_(1) and (same or all(v.known for v in (k, p, d))):
         change = 0 if same else 2 * p.value - d.value * (k.value - 1)
         return pyexpr.binary("+", size, pyexpr.const(change))
