@@ -9,11 +9,21 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
+from archdsl.arguments import (
+    PATH,
+    import_dir_option,
+    input_option,
+    load_network,
+    max_params_option,
+    network_option,
+    param_option,
+    parse_params,
+    spec_argument,
+)
 from archdsl.errors import ArchError, UsageError
 
 # click rather than typer: typer builds a pydantic validator for every option of every command on
@@ -40,83 +50,6 @@ class _Commands(click.Group):
 )
 def app() -> None:
     """Describe, check, draw and train neural-network architectures written in the archdsl language."""
-
-
-PATH = click.Path(path_type=Path)  # existence is the command's to check: a missing spec is a diagnostic
-
-
-def spec_argument(command):
-    return click.argument("spec", type=PATH, metavar="SPEC")(command)
-
-
-def param_option(command):
-    return click.option("--param", "-p", multiple=True, metavar="NAME=VALUE",
-                        help="Set a network parameter (repeatable).")(command)
-
-
-def input_option(command):
-    return click.option("--input", metavar="CxHxW",
-                        help="Override the declared input shape, e.g. 3x224x224 (batch left out; 1xHxW for "
-                             "symbolic sizes).")(command)
-
-
-def network_option(command):
-    return click.option("--network", "-n", metavar="NAME", help="Which network, when the spec defines several.")(command)
-
-
-def import_dir_option(command):
-    return click.option("--allow-import-dir", multiple=True, type=PATH, metavar="DIR",
-                        help="A folder that imports may also reach, besides the spec's own folder (repeatable).")(command)
-
-
-def max_params_option(command):
-    return click.option("--max-params", type=int, metavar="N",
-                        help="Refuse networks with more parameters than this (default: what fits in memory).")(command)
-
-
-def parse_params(items: Sequence[str] | None, option: str = "--param") -> dict[str, object]:
-    """``["classes=1000", "ratio=4"]`` to ``{"classes": 1000, "ratio": 4}``; ``option`` names them in errors."""
-    from archdsl.resolve import parse_value
-
-    params: dict[str, object] = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
-            raise UsageError(f"{option} takes NAME=VALUE, not '{item}'", hint=f"for example {option} classes=1000")
-        try:
-            params[name.strip()] = parse_value(value)
-        except UsageError as err:
-            raise UsageError(f"{option} {item}: {err.message}", hint=err.hint) from None
-    return params
-
-
-def parse_shape(text: str | None) -> tuple | None:
-    """``3x224x224`` (or ``3,224,224``) to ``(3, 224, 224)``; ``1xHxW`` names symbolic sizes."""
-    from archdsl.symbolic import Sym
-
-    if text is None:
-        return None
-    shape: list = []
-    for part in re.split(r"[×,]|(?<=\d)x|x(?=\d)|(?<=[A-Z])x(?=[A-Z])", text.strip()):
-        part = part.strip()
-        if re.fullmatch(r"\d+", part) and int(part) > 0:
-            shape.append(int(part))
-        elif re.fullmatch(r"[A-Z][A-Za-z0-9_]*", part):
-            shape.append(Sym.symbol(part))
-        else:
-            raise UsageError(f"--input takes positive sizes like 3x224x224 (or size names, 1xHxW), not '{text}'")
-    return tuple(shape)
-
-
-def load_network(spec: Path, params: Sequence[str] | None, network: str | None, input: str | None,
-                 max_params: int | None = None, import_dirs: Sequence[Path] | None = None):
-    """Compile a spec from command-line options: the shared first step of every command."""
-    from archdsl.compiled import load
-    from archdsl.resolve import Limits
-
-    limits = Limits(max_params=max_params) if max_params is not None else None
-    return load(spec, network=network, input_shape=parse_shape(input), limits=limits, import_dirs=import_dirs,
-                **parse_params(params))
 
 
 @app.command("compile", short_help="Check a spec; print per-layer shapes, params and MACs.")

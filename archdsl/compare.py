@@ -236,9 +236,7 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
     ``load_weights``, the outputs with the reference's weights copied in. The JSON form."""
     import torch
 
-    if not all(isinstance(d, int) for d in net.input_shape):
-        raise UsageError(f"comparing with a reference needs a concrete input size, not {ir.format_shape(net.input_shape)}",
-                         hint="give one with --input, e.g. --input 1x96x96")
+    net.require_concrete("comparing with a reference")
     # Counting and shapes need no memory (the meta device); copying weights needs real ones, built once.
     reference = load_reference(target, paths, kwargs, device="cpu" if load_weights else "meta")
     with torch.device("meta"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archdsl import ir
+from archdsl.errors import UsageError
 from archdsl.program import Program, load_program, paused_gc, read_source
 from archdsl.resolve import Limits, resolve_network
 from archdsl.source import Source
@@ -96,6 +97,12 @@ class CompiledNetwork:
         from archdsl.graphviz_backend import render
 
         return render(self.graph(), "svg").decode("utf-8")
+
+    def require_concrete(self, task: str) -> None:
+        """Refuse ``task`` (a sentence's subject: "training") when the input has symbolic sizes (1xHxW)."""
+        if not ir.is_concrete(self.input_shape):
+            raise UsageError(f"{task} needs a concrete input size, and {self.name}'s is {ir.format_shape(self.input_shape)}",
+                             file=self.source_path, hint="give one with --input, e.g. --input 1x96x96")
 
     def build(self, init: str = "default", seed: int | None = None):
         """The ``torch.nn.Module`` (imports torch)."""

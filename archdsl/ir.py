@@ -267,8 +267,13 @@ def format_shape(shape: Shape, sep: str = "x") -> str:
     return sep.join(format_dim(d) for d in shape)
 
 
+def is_concrete(shape: Shape) -> bool:
+    """Whether every size of ``shape`` is a number (none is a symbol such as H of 1xHxW)."""
+    return not any(isinstance(d, Sym) for d in shape)
+
+
 def is_symbolic(network: Network) -> bool:
-    return any(isinstance(d, Sym) for d in network.input_shape)
+    return not is_concrete(network.input_shape)
 
 
 def format_args(args: dict[str, Value]) -> str:

@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                    # CPU: LeNet at 28x28, VGG-11/8 at 56x56
     python benchmarks/bench_train.py --batches 20 --repeats 3 --device cuda
     python benchmarks/bench_train.py --layouts          # one training step: default layout vs channels_last
+    python benchmarks/bench_train.py --amp bf16         # archdsl with bf16 autocast (opt-in on the CPU)
 
 Same model (built by archdsl from the spec, d2l's Xavier init), batch size, device and data (the
 Fashion-MNIST files in ../shared/datasets/fashion-mnist) on both sides, measured in one process,
@@ -125,10 +126,10 @@ def run_d2l(net, data, case: Case, batches: int, device: torch.device) -> tuple[
     return seen / wall, seen / compute
 
 
-def run_archdsl(net, case: Case, batches: int, device: str) -> float:
+def run_archdsl(net, case: Case, batches: int, device: str, amp: str) -> float:
     with tempfile.TemporaryDirectory() as folder:
         options = TrainOptions(epochs=2, batch_size=case.batch, lr=case.lr, init="d2l", seed=0,
-                               data_dir=str(DATA_ROOT), limit=batches * case.batch, device=device,
+                               data_dir=str(DATA_ROOT), limit=batches * case.batch, device=device, amp=amp,
                                resize=case.size if case.size != 28 else None, out=str(Path(folder) / "run"))
         result = train.start(net, options, stream=io.StringIO())
     return result.history[1].examples_per_s
@@ -181,6 +182,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"),
+                        help="archdsl's --amp (auto: bf16 on CUDA, fp32 on the CPU); d2l always runs in fp32")
     parser.add_argument("--layouts", action="store_true",
                         help="instead: one training step in the default layout against channels_last, per model")
     args = parser.parse_args()
@@ -194,7 +197,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {device}"
           + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
-    print(f"{args.batches} timed batches after {args.batches} warm-up ones; median of {args.repeats}; "
+    print(f"archdsl --amp {args.amp}; d2l in fp32. {args.batches} timed batches after {args.batches} warm-up ones; "
+          f"median of {args.repeats}; "
           f"load average before: {os.getloadavg()[0]:.2f}\n")
     print("| model | batch | archdsl ex/s | d2l ex/s (wall) | d2l ex/s (compute only) | ratio (wall) | ratio (compute) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -202,7 +206,7 @@ def main() -> None:
         net = archdsl.load(case.spec, input_shape=(1, case.size, case.size), **case.params)
         ours, wall, compute = [], [], []
         for _ in range(args.repeats):
-            ours.append(run_archdsl(net, case, args.batches, args.device))
+            ours.append(run_archdsl(net, case, args.batches, args.device, args.amp))
             book_wall, book_compute = run_d2l(net, data, case, args.batches, device)
             wall.append(book_wall)
             compute.append(book_compute)

@@ -85,6 +85,9 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
         (["train", spec, *QUICK, "--optimizer", "lbfgs"], "--optimizer must be one of sgd, adam, adamw"),
         (["train", spec, *QUICK, "--out", spec / "run"], "cannot create the run folder"),
         (["eval", spec, "--checkpoint", tmp_path / "nothing"], "no such run folder"),
+        (["train", spec, *QUICK, "--input", "1xHxW", "--out", tmp_path / "r4"],
+         f"{spec}: error: training needs a concrete input size, and cnn's is 1xHxW"),
+        (["eval", spec, "--checkpoint", run, "--input", "1xHxW"], "error: evaluating needs a concrete input size"),
     ]
     for args, expected in cases:
         result = cli(*args)
@@ -93,4 +96,4 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
         assert "Traceback" not in result.output
         assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+    assert not any((tmp_path / name).exists() for name in ("r2", "r3", "r4"))

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import archdsl
+
 REPO = Path(__file__).resolve().parents[1]
 FASHION_DIR = REPO.parent / "shared" / "datasets" / "fashion-mnist"
 DATA_ROOT = FASHION_DIR.parent
@@ -61,6 +63,8 @@ class FakeNetwork:
         """Like the compiler's: the structure of the network, here its factory and sizes."""
         structure = f"{self.source_text}|{self.kind}|{self.width}|{self.input_shape}|{self.output_shape}"
         return hashlib.sha256(structure.encode()).hexdigest()
+
+    require_concrete = archdsl.CompiledNetwork.require_concrete
 
     def build(self, init: str = "default", seed: int | None = None) -> nn.Module:
         if seed is not None:

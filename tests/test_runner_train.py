@@ -216,10 +216,23 @@ def test_a_bad_data_folder_is_one_clear_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_mixed_precision_is_refused_on_the_cpu(tmp_path):
-    with pytest.raises(UsageError, match="--amp bf16 needs a CUDA device"):
-        train.start(FakeNetwork(), SMALL.replace(amp="bf16", device="cpu", out=str(tmp_path / "r")),
+def test_fp16_is_refused_on_the_cpu(tmp_path):
+    with pytest.raises(UsageError, match="--amp fp16 needs a CUDA device; on the CPU autocast takes bf16"):
+        train.start(FakeNetwork(), SMALL.replace(amp="fp16", device="cpu", out=str(tmp_path / "r")),
                     stream=io.StringIO())
+    assert not (tmp_path / "r").exists()
+
+
+def test_bf16_on_the_cpu_is_opt_in_and_trains_like_fp32(finished, tmp_path):
+    """The default CPU run is fp32 (``finished``); --amp bf16 autocasts: close to it, not equal to it."""
+    options = SMALL.replace(epochs=2, amp="bf16", device="cpu", out=str(tmp_path / "bf16"))
+    result = train.start(FakeNetwork(width=8), options, stream=io.StringIO())
+    ours, fp32 = result.history[-1], finished.history[-1]
+    assert ours.train_loss != fp32.train_loss  # autocast really ran in bf16
+    assert ours.train_loss == pytest.approx(fp32.train_loss, rel=0.05)
+    assert ours.test_acc == pytest.approx(fp32.test_acc, abs=0.03)
+    again = train.start(FakeNetwork(width=8), options.replace(out=str(tmp_path / "again")), stream=io.StringIO())
+    assert outcome(again.history) == outcome(result.history)  # and repeats exactly, as fp32 does
 
 
 def test_options_beyond_sgd(tmp_path):

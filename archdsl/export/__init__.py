@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from archdsl import ir
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import UsageError
 
@@ -61,7 +60,7 @@ def export(net: CompiledNetwork, to: str, path: Path, checkpoint: Path | None = 
         raise UsageError(f"cannot write {path}: no folder {path.parent}", file=str(path))
     if to == "python":
         return _python(net, path, checkpoint)
-    _require_concrete(net, to)
+    net.require_concrete(f"the {to} export")
     module, weights = trained_module(net, checkpoint)
     if to == "onnx":
         from archdsl.export.onnx import write_onnx
@@ -100,15 +99,9 @@ def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Export
 
     tensors = path.with_suffix(".safetensors")
     source = python_source(net, weights_file=tensors.name)  # first: a spec it cannot write leaves no weights behind
-    _require_concrete(net, "python")
+    net.require_concrete("the python export")
     module, weights = trained_module(net, checkpoint)
     write_atomic(tensors, lambda tmp: save_model(module, str(tmp), metadata={"network": net.name}))
     write_text_atomic(path, source)
     return Exported((path, tensors), "Python source", how, weights)
 
-
-def _require_concrete(net: CompiledNetwork, to: str) -> None:
-    if not all(isinstance(d, int) for d in net.input_shape):
-        shape = ir.format_shape(net.input_shape)
-        raise UsageError(f"the {to} export needs a concrete input size, and {net.name}'s is {shape}",
-                         file=net.source_path, hint="give one with --input, e.g. --input 1x96x96")

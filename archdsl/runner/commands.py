@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from archdsl.arguments import input_option, load_network, network_option, param_option, spec_argument
 from archdsl.errors import UsageError
 
 RESUMABLE = ("epochs", "device", "data_dir")  # the options that --resume may change
@@ -22,10 +23,9 @@ RESUMABLE = ("epochs", "device", "data_dir")  # the options that --resume may ch
 def run_options(command):
     """What train and eval share: the spec's parameters, network and input, the data and the device."""
     options = [
-        click.option("--param", "-p", multiple=True, metavar="NAME=VALUE",
-                     help="Set a parameter of the spec (repeatable). On --resume/eval, default: the run's own."),
-        click.option("--network", "-n", metavar="NAME", help="Which network of the spec, when it has several."),
-        click.option("--input", metavar="CxHxW", help="Override the network's declared input shape."),
+        param_option,
+        network_option,
+        input_option,
         click.option("--data", metavar="fashion-mnist|mnist|PATH",
                      help="fashion-mnist or mnist (standard IDX files, downloaded when absent), a folder with "
                           "train/CLASS/* and test/CLASS/* images, or an .npz with x_train, y_train, x_test, y_test. "
@@ -41,7 +41,7 @@ def run_options(command):
 
 
 @click.command("train", short_help="Train a network on an image data set.")
-@click.argument("spec", type=click.Path(path_type=Path), metavar="SPEC")
+@spec_argument
 @run_options
 @click.option("--epochs", type=int, metavar="N", help="Epochs to train (on --resume: the new total). Default: 10.")
 @click.option("--batch-size", type=int, metavar="N", help="Global batch size, split across torchrun processes. Default: 256.")
@@ -57,7 +57,7 @@ def run_options(command):
 @click.option("--clip-grad", type=float, metavar="NORM", help="Clip the gradient's norm to NORM.")
 @click.option("--resize", type=int, metavar="N",
               help="Resize images to NxN on the device (bilinear, antialiased); must match the network's input.")
-@click.option("--amp", metavar="bf16|fp16|off", help="Autocast on CUDA. Default: bf16 on CUDA; the CPU trains in fp32.")
+@click.option("--amp", metavar="bf16|fp16|off", help="Autocast. Default: bf16 on CUDA, fp32 on the CPU (bf16 there is opt-in: faster on CPUs with AMX or AVX512-BF16).")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory layout. Default: on (faster for convolutions on the CPU as on CUDA).")
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the model.")
@@ -69,29 +69,20 @@ def run_options(command):
               help="The new run folder. Default: runs/NETWORK-TIME.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its last finished epoch, with its options.")
-def train_command(spec: Path, param: tuple[str, ...], network: str | None, input: str | None, data: str | None,
-                  data_dir: str | None, device: str | None, epochs: int | None, batch_size: int | None,
-                  lr: float | None, optimizer: str | None, momentum: float | None, weight_decay: float | None,
-                  schedule: str | None, warmup: float | None, label_smoothing: float | None, clip_grad: float | None,
-                  resize: int | None, amp: str | None, channels_last: bool | None, compile: bool | None,
-                  seed: int | None, init: str | None, limit: int | None, out: Path | None, resume: Path | None) -> None:
+def train_command(spec: Path, param: tuple[str, ...], network: str | None, input: str | None,
+                  resume: Path | None, **given: Any) -> None:
     """Train the network of SPEC on an image data set; the same command under torchrun uses
     DistributedDataParallel.
 
     Writes a run folder with the spec, run.json, metrics.csv, curves.png/.svg and a checkpoint per epoch.
+    With --resume, --param, --network and --input default to the run's own.
     """
-    from archdsl.cli import load_network
     from archdsl.runner.options import TrainOptions
     from archdsl.runner.runfolder import SpecArgs, default_folder, read
 
-    given = {
-        "data": data, "data_dir": data_dir, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "optimizer": optimizer, "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule,
-        "warmup": warmup, "label_smoothing": label_smoothing, "clip_grad": clip_grad, "resize": resize,
-        "device": device, "amp": amp, "channels_last": channels_last, "compile": compile, "seed": seed,
-        "init": init, "limit": limit, "out": str(out) if out is not None else None,
-    }
-    given = {name: value for name, value in given.items() if value is not None}
+    # The options given on the command line, by TrainOptions' field names (click names them so).
+    given = {name: str(value) if isinstance(value, Path) else value
+             for name, value in given.items() if value is not None}
     if resume is None:
         options = TrainOptions(**given)
         net = load_network(spec, param, network, input)
@@ -108,7 +99,7 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
         raise UsageError(f"--resume continues a run with the options it was started with; drop {flags}",
                          hint="only --epochs, --device and --data-dir may change when resuming")
     info = read(resume)
-    net = _load_as_run(load_network, spec, param, network, input, info.spec)
+    net = _load_as_run(spec, param, network, input, info.spec)
     with _interruptible(spec, resume):
         from archdsl.runner import train
 
@@ -116,18 +107,20 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
 
 
 @click.command("eval", short_help="Test a trained run's last checkpoint.")
-@click.argument("spec", type=click.Path(path_type=Path), metavar="SPEC")
+@spec_argument
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, metavar="RUN_DIR",
               help="The run folder whose last checkpoint to evaluate.")
 @run_options
 def eval_command(spec: Path, checkpoint: Path, param: tuple[str, ...], network: str | None, input: str | None,
                  data: str | None, data_dir: str | None, device: str | None) -> None:
-    """Report the test loss and accuracy of a run's last checkpoint for SPEC (on the run's data unless --data)."""
-    from archdsl.cli import load_network
+    """Report the test loss and accuracy of a run's last checkpoint for SPEC (on the run's data unless --data).
+
+    --param, --network and --input default to the run's own.
+    """
     from archdsl.runner.runfolder import read
 
     info = read(checkpoint)
-    net = _load_as_run(load_network, spec, param, network, input, info.spec)
+    net = _load_as_run(spec, param, network, input, info.spec)
     from archdsl.runner import train
 
     result = train.evaluate(net, checkpoint, device=device, data_dir=data_dir, data=data)
@@ -150,8 +143,7 @@ def _interruptible(spec: Path, run_dir: Path) -> Iterator[None]:
         sys.exit(130)
 
 
-def _load_as_run(load_network: Any, spec: Path, param: Sequence[str], network: str | None,
-                 input: str | None, saved: Any) -> Any:
+def _load_as_run(spec: Path, param: Sequence[str], network: str | None, input: str | None, saved: Any) -> Any:
     """Load the spec with the run's own --param/--network/--input unless the command line gives them."""
     params = param or saved.params
     return load_network(spec, params, network or saved.network, input or saved.input)

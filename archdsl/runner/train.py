@@ -103,6 +103,7 @@ def read_run(run_dir: Path) -> RunInfo:
 def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir: str | None = None,
              data: str | None = None) -> EvalResult:
     """Test loss and accuracy of the last checkpoint in ``run_dir``, on the run's test data."""
+    net.require_concrete("evaluating")
     info = runfolder.read(Path(run_dir))
     changes = {"device": device, "data_dir": data_dir, "data": data}
     options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
@@ -124,6 +125,7 @@ def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir
 
 def _train(net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
            stream: TextIO | None) -> RunResult:
+    net.require_concrete("training")
     context = distributed.setup(options.device)
     try:
         return _Trainer(net, options, spec, info, context, stream).run()
@@ -412,10 +414,15 @@ def _channels_last(options: TrainOptions) -> bool:
 
 
 def _autocast_dtype(options: TrainOptions, context: Context) -> torch.dtype | None:
-    if options.amp in ("bf16", "fp16") and not context.is_cuda:
-        raise UsageError(f"--amp {options.amp} needs a CUDA device; on the CPU archdsl trains in fp32",
-                         hint="drop --amp, or pass --amp off")
-    if not context.is_cuda or options.amp == "off":
+    """bf16 by default on CUDA; fp32 by default on the CPU, where bf16 autocast is opt-in.
+
+    On a CPU with AMX or AVX512-BF16 (oneDNN uses them), ``--amp bf16`` made a VGG-11/8 training step
+    1.3x as fast on this project's machine; on CPUs without them it is slower than fp32, hence opt-in.
+    """
+    if options.amp == "fp16" and not context.is_cuda:
+        raise UsageError("--amp fp16 needs a CUDA device; on the CPU autocast takes bf16",
+                         hint="pass --amp bf16, or drop --amp to train in fp32")
+    if options.amp == "off" or (options.amp == "auto" and not context.is_cuda):
         return None
     return torch.float16 if options.amp == "fp16" else torch.bfloat16
 
