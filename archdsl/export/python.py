@@ -140,7 +140,7 @@ class _File:
         writer = _Writer(self, block.params, in_rank=rank)
         end = writer.body(block.body)
         info = _ClassInfo(name, writer.param_names, end.rank)
-        self.sources.append(writer.render_class(name, _docstring(block), end, keyword_shape=True))
+        self.sources.append(writer.render_class(name, _docstring(block), end))
         self.classes[key] = info
         self.in_progress.discard(key)
         return info
@@ -256,17 +256,16 @@ class _Writer:
             self.lines = saved
             self.depth -= 1
 
-    def render_class(self, name: str, doc: str, end: Shape, *, keyword_shape: bool = False,
-                     defaults: dict[str, object] | None = None) -> str:
+    def render_class(self, name: str, doc: str, end: Shape, defaults: dict[str, object] | None = None) -> str:
+        """The network's class (``defaults``: its bound parameters) or, without them, a block's class,
+        which also takes the shape coming in (keyword ``in_shape``)."""
         signature = ["self"]
         fills: list[str] = []
         if defaults is not None:
-            signature += [f"{self.param_names[k]}={repr(v)}" for k, v in defaults.items()]
+            signature += [f"{self.param_names[k]}={v!r}" for k, v in defaults.items()]
             signature += ["*", *self.sizes] if self.sizes else []
         else:
-            signature += self._block_signature(fills)
-        if keyword_shape:
-            signature += ["*", "in_shape"]
+            signature += [*self._block_signature(fills), "*", "in_shape"]
         body = finish(["        super().__init__()", *fills, *self.lines, f"        self.out_shape = {end.expr()}"])
         body = [wrap_line(line) for line in body]
         return "\n".join([
