@@ -84,8 +84,17 @@ def load_network(spec: Path, params: Sequence[str] | None, network: str | None, 
                  max_params: int | None = None, import_dirs: Sequence[Path] | None = None):
     """Compile a spec from command-line options: the shared first step of every command."""
     from archdsl.compiled import load
+
+    return load(spec, network=network, input_shape=parse_shape(input), limits=limits_of(max_params),
+                import_dirs=import_dirs, **parse_params(params))
+
+
+def limits_of(max_params: int | None):
+    """The resolver's limits with --max-params (None: the defaults)."""
     from archdsl.resolve import Limits
 
-    limits = Limits(max_params=max_params) if max_params is not None else None
-    return load(spec, network=network, input_shape=parse_shape(input), limits=limits, import_dirs=import_dirs,
-                **parse_params(params))
+    if max_params is None:
+        return None
+    if max_params < 1:
+        raise UsageError(f"--max-params must be at least 1, not {max_params}")
+    return Limits(max_params=max_params)

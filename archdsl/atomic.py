@@ -7,7 +7,8 @@ The recipe is the classic one: write a temporary file in the same folder, flush 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from archdsl.errors import UsageError
@@ -23,6 +24,7 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # what is_temporary recognises
     try:
         write(tmp)
+        _set_mode(tmp, path)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -37,6 +39,35 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _set_mode(tmp: Path, path: Path) -> None:
+    """A replaced file keeps its permissions; a new one gets what the umask gives (some writers, such as
+    safetensors, create files readable by their owner only)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
+
+
+def check_output(path: Path, inputs: Iterable[Path] = ()) -> None:
+    """Refuse, before any work is done, an output path that cannot become a file or would replace one of
+    ``inputs`` (the spec and the files it imports).
+
+    >>> check_output(Path("specs/lenet.arch"), [Path("specs/lenet.arch")])   # doctest: +SKIP
+    UsageError: refusing to write specs/lenet.arch: it is the spec or a file the spec imports
+    """
+    if path.name in ("", ".", "..") or path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder", file=str(path), hint="name a file in it")
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: no folder {path.parent}", file=str(path),
+                         hint="create the folder first, or choose another -o")
+    if path.resolve() in {source.resolve() for source in inputs}:
+        raise UsageError(f"refusing to write {path}: it is the spec or a file the spec imports",
+                         file=str(path), hint="choose another -o")
 
 
 def is_temporary(name: str) -> bool:

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from archdsl import ir
+from archdsl.errors import UsageError
 from archdsl.program import Program, load_program, paused_gc, read_source
-from archdsl.resolve import lookup, resolve_network, unknown_call
+from archdsl.resolve import Limits, choose_network, lookup, resolve_network, unknown_call
 
 
 def check_block_names(program: Program) -> None:
@@ -22,23 +23,28 @@ def check_block_names(program: Program) -> None:
                 raise unknown_call(item, program)
 
 
-def check_file(path: Path, import_dirs: Sequence[Path] | None = None) -> str:
-    """Check one spec; the one-line report when it is fine, an ArchError when it is not."""
+def check_file(path: Path, import_dirs: Sequence[Path] | None = None, network: str | None = None,
+               params: dict | None = None, limits: Limits | None = None) -> str:
+    """Check one spec: each network (or the one named) at ``params`` and its defaults for the rest.
+    The one-line report when it is fine, an ArchError when it is not."""
     with paused_gc():
         program = load_program(read_source(path), import_dirs)
         check_block_names(program)
-        return _check_networks(path, program)
+        return _check_networks(path, program, network, params or {}, limits)
 
 
-def _check_networks(path: Path, program: Program) -> str:
+def _check_networks(path: Path, program: Program, network: str | None, params: dict, limits: Limits | None) -> str:
     reports = []
-    for name, definition in program.networks.items():
-        missing = [p.name for p in definition.params if p.default is None]
+    names = [choose_network(program, network).name] if network else list(program.networks)
+    for name in names:
+        missing = [p.name for p in program.networks[name].params if p.default is None and p.name not in params]
         if missing:
-            reports.append(f"{name} (not instantiated: {', '.join(missing)} have no default)")
+            reports.append(f"{name} (not instantiated: no value for {', '.join(missing)})")
             continue
-        network = resolve_network(program, name)
-        reports.append(f"{name} {ir.format_shape(network.input_shape)} -> {ir.format_shape(network.output_shape)}")
+        resolved = resolve_network(program, name, params, limits=limits)
+        reports.append(f"{name} {ir.format_shape(resolved.input_shape)} -> {ir.format_shape(resolved.output_shape)}")
+    if params and not names:
+        raise UsageError(f"{path} defines no network for --param to set", file=str(path))
     what = "; ".join(reports) if reports else f"{len(program.blocks)} blocks, no network"
     return f"{path}: ok: {what}"
 

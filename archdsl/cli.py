@@ -6,7 +6,9 @@ anything else escaping is a bug and shows as one.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -17,6 +19,7 @@ from archdsl.arguments import (
     PATH,
     import_dir_option,
     input_option,
+    limits_of,
     load_network,
     max_params_option,
     network_option,
@@ -100,7 +103,7 @@ def graph_command(spec: Path, out: Path | None, param: tuple[str, ...], input: s
 
     net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
     path = out if out is not None else Path(f"{net.name}.svg")
-    save(net.graph(depth, direction, fold_activations), path)
+    save(net.graph(depth, direction, fold_activations), path, net.source_files)
     print(f"wrote {path}")
 
 
@@ -113,18 +116,21 @@ def graph_command(spec: Path, out: Path | None, param: tuple[str, ...], input: s
                    "inference) and where its flattened size changes.")
 @param_option
 @network_option
+@max_params_option
 def check_command(specs: tuple[Path, ...], quiet: bool, allow_import_dir: tuple[Path, ...], min_input: bool,
-                  param: tuple[str, ...], network: str | None) -> None:
-    """Report errors in each SPEC (every network at its defaults, every block's names); exit 1 if any."""
+                  param: tuple[str, ...], network: str | None, max_params: int | None) -> None:
+    """Report errors in each SPEC (every network, or the --network, at its defaults and the --param values;
+    every block's names); exit 1 if any."""
     from archdsl.check import check_file, minimum_report
 
+    params, limits = parse_params(param), limits_of(max_params)
     failed = 0
     for spec in specs:
         try:
             if min_input:
-                message = minimum_report(spec, allow_import_dir, network, parse_params(param))
+                message = minimum_report(spec, allow_import_dir, network, params)
             else:
-                message = check_file(spec, allow_import_dir)
+                message = check_file(spec, allow_import_dir, network, params, limits)
         except ArchError as err:
             failed += 1
             print(err.render(), file=sys.stderr)
@@ -171,16 +177,11 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
 
 
 def _rewrite(path: Path, text: str) -> None:
-    """Replace a file's text atomically, keeping its permissions: the old file or the new, never half."""
-    import shutil
+    """Replace a file's text atomically, keeping its permissions: the old file or the new, never half.
+    A symbolic link stays a link: the file it points to is rewritten."""
+    from archdsl.atomic import write_text_atomic
 
-    from archdsl.atomic import write_atomic
-
-    def fill(tmp: Path) -> None:
-        tmp.write_bytes(text.encode("utf-8"))
-        shutil.copymode(path, tmp)
-
-    write_atomic(path, fill)
+    write_text_atomic(path.resolve(), text)
 
 
 @app.command("export", short_help="Write a network as PyTorch source, ONNX or TorchScript.")
@@ -278,6 +279,7 @@ _register_runner()
 def main() -> None:
     try:
         code = app.main(prog_name="archdsl", standalone_mode=False)
+        sys.stdout.flush()  # here, where a failure to write the output can still be reported
     except click.exceptions.NoArgsIsHelpError as err:
         click.echo(err.ctx.get_help() if err.ctx else app.get_help(click.Context(app)))
         code = 0
@@ -287,7 +289,24 @@ def main() -> None:
         code = 1
     except click.exceptions.Abort:
         code = 130
+    except OSError as err:
+        code = _output_failed(err)
     sys.exit(code or 0)
+
+
+def _output_failed(err: OSError) -> int:
+    """Standard output could not be written (``> /dev/full``, a closed pipe): one line, status 1.
+
+    Files are written through archdsl.atomic, which reports its own failures with the file's name; an
+    OSError that names a file is therefore not about the output, and is re-raised as the bug it is.
+    """
+    if err.filename is not None:
+        raise err
+    # Nothing more can reach the output; Python's flush at exit must not fail again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if err.errno != errno.EPIPE:  # a reader that went away (| head) is no error to report
+        print(UsageError(f"cannot write the output: {err.strerror or err}").render(), file=sys.stderr)
+    return 1
 
 
 def _usage_error(err: click.ClickException) -> UsageError:

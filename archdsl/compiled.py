@@ -57,6 +57,11 @@ class CompiledNetwork:
         return None if path.startswith("<") else path
 
     @property
+    def source_files(self) -> tuple[Path, ...]:
+        """The spec's file and every file it imports (none for a spec given as text)."""
+        return tuple(Path(path) for path in self.program.sources if not path.startswith("<"))
+
+    @property
     def source_text(self) -> str:
         return self.program.main.text
 

@@ -18,7 +18,7 @@ is always drawn open, since its branches are the structure the diagram is for.
 from __future__ import annotations
 
 import html
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -292,12 +292,15 @@ def _emit(root: _Cluster, graph) -> None:
         built[id(cluster)] = target
 
 
-def save(graph, path: Path) -> None:
-    """Write ``graph`` to ``path`` in the format its suffix names, replacing any old file atomically.
+def save(graph, path: Path, inputs: Sequence[Path] = ()) -> None:
+    """Write ``graph`` to ``path`` in the format its suffix names, replacing any old file atomically
+    (but never one of ``inputs``, the files the diagram was drawn from).
 
     A .dot file is the DOT source and needs no Graphviz; .svg, .png and .pdf are rendered by ``dot``.
     """
-    from archdsl.atomic import write_bytes_atomic
+    from archdsl.atomic import check_output, write_bytes_atomic
+
+    check_output(path, inputs)
 
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:

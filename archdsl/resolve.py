@@ -640,7 +640,8 @@ def _check_params(definition: ir.NetworkDef, params: ir.Dim, limits: Limits) -> 
             f"network {definition.name} needs {params:,} parameters ({size} of fp32 weights), "
             f"more than the limit of {limits.max_params:,}",
             definition.span,
-            hint="raise the limit with --max-params if this is intended",
+            hint="if this is intended, raise the limit: archdsl compile or check --max-params N, "
+                 "or archdsl.Limits(max_params=N) in Python (building it needs that much memory)",
         )
 
 

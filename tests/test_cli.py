@@ -101,6 +101,24 @@ def test_check_reports_ok_for_every_spec() -> None:
     assert len(lines) == len(SPEC_NAMES) and all(": ok: " in line for line in lines)
 
 
+def test_check_takes_param_network_and_max_params(tmp_path: Path) -> None:
+    spec = tmp_path / "two.arch"
+    spec.write_text("network a(classes) : [1, 8, 8] = flatten; linear classes\n"
+                    "network b(classes = 3) : [2, 8, 8] = flatten; linear classes\n")
+    done = archdsl_cli("check", spec)
+    assert done.stdout == f"{spec}: ok: a (not instantiated: no value for classes); b 2x8x8 -> 3\n"
+    done = archdsl_cli("check", spec, "-p", "classes=5")
+    assert done.stdout == f"{spec}: ok: a 1x8x8 -> 5; b 2x8x8 -> 5\n"
+    done = archdsl_cli("check", spec, "-n", "b", "-p", "classes=4")
+    assert done.stdout == f"{spec}: ok: b 2x8x8 -> 4\n"
+    assert "must be positive, but it is 0" in assert_clean_failure(archdsl_cli("check", spec, "-p", "classes=0"))
+    assert "no network 'c' in the spec" in assert_clean_failure(archdsl_cli("check", spec, "-n", "c"))
+    assert "has no parameter 'width'" in assert_clean_failure(archdsl_cli("check", spec, "-n", "b", "-p", "width=2"))
+    assert "more than the limit of 10" in assert_clean_failure(archdsl_cli("check", spec, "-n", "b", "--max-params", "10"))
+    assert "--max-params must be at least 1, not -5" in assert_clean_failure(
+        archdsl_cli("check", spec, "--max-params", "-5"))
+
+
 def test_errors_are_one_diagnostic_and_status_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.arch"
     bad.write_text("network n : [1, 8, 8] =\n    conv3x3 4;\n    add [ id | conv3x3 8 ]\n")
@@ -150,6 +168,15 @@ def test_usage_mistakes_end_cleanly(args: tuple[str, ...]) -> None:
 def test_command_line_mistakes_read_like_every_other_error(args: tuple[str, ...], message: str, hint: str) -> None:
     err = assert_clean_failure(archdsl_cli(*args))
     assert err.splitlines() == [f"archdsl: error: {message}", f"  hint: {hint}"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["compile", "fmt"])
+def test_an_output_that_cannot_be_written_is_one_error(command: str) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "archdsl.cli", command, "specs/lenet.arch"], cwd=REPO,
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, "archdsl: error: cannot write the output: No space left on device\n")
 
 
 def test_no_command_prints_the_help() -> None:

@@ -377,6 +377,31 @@ def test_export_command_errors(args: list[str], message: str, in_repo) -> None:
     assert "Traceback" not in result.output
 
 
+def test_an_export_never_writes_over_a_folder_or_the_spec_or_its_imports(tmp_path: Path) -> None:
+    (tmp_path / "lib.arch").write_text("block head(n) = flatten; linear n\n", encoding="utf-8")
+    spec = tmp_path / "net.arch"
+    spec.write_text('import "lib.arch"\nnetwork net : [1, 4, 4] = head(3)\n', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for out, message in [
+        (tmp_path, f"{tmp_path}: error: cannot write {tmp_path}: it is a folder"),
+        (spec, f"error: refusing to write {spec}: it is the spec or a file the spec imports"),
+        (tmp_path / "lib.arch", "error: refusing to write"),
+    ]:
+        result = CliRunner().invoke(app, ["export", str(spec), "-o", str(out), "--to", "python"])
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_python_source_and_its_weights_need_two_names(lenet_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.safetensors"
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--to", "python",
+                                      "--checkpoint", str(lenet_run)])
+    assert result.exit_code == 1
+    assert (f"error: cannot write the source to {out}: the weights go to FILE's name with .safetensors\n"
+            f"  hint: name the source {tmp_path / 'w.py'}") in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_export_leaves_the_old_file(tmp_path: Path) -> None:
     spec = tmp_path / "x.arch"
     spec.write_text("block b(n) = if n > 1 then flatten else id\nnetwork x : [1, 4, 4] = b(2); fc 3\n", encoding="utf-8")

@@ -187,6 +187,16 @@ def test_fmt_write_rewrites_in_place_keeping_the_mode(messy):
     assert sorted(p.name for p in messy.parent.iterdir()) == ["messy.arch"]  # no temporary file left
 
 
+def test_fmt_write_through_a_link_rewrites_the_file_it_points_to(messy):
+    link = messy.with_name("link.arch")
+    link.symlink_to(messy.name)
+    result = CliRunner().invoke(app, ["fmt", "--write", str(link)])
+    assert result.exit_code == 0 and result.stdout == f"reformatted {link}\n"
+    assert link.is_symlink() and link.readlink() == Path(messy.name)
+    assert messy.read_text() == "network n : [1, 28, 28] = flatten; fc 10  # head\n"
+    assert stat.S_IMODE(messy.stat().st_mode) == 0o640
+
+
 def test_fmt_write_never_loses_the_file_when_the_rename_fails(messy, monkeypatch):
     original = messy.read_text()
 

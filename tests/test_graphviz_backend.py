@@ -309,6 +309,19 @@ def test_unknown_suffix_is_a_clear_error(tmp_path, specs):
     )
 
 
+def test_a_diagram_never_replaces_a_folder_or_the_spec(tmp_path):
+    spec = tmp_path / "n.arch"
+    spec.write_text("network n : [1, 4, 4] = flatten; linear 2\n", encoding="utf-8")
+    graph = archdsl.load(spec).graph()
+    with pytest.raises(UsageError, match=f"cannot write {tmp_path}: it is a folder"):
+        save(graph, tmp_path)
+    with pytest.raises(UsageError, match="cannot write .*x.svg: no folder"):
+        save(graph, tmp_path / "missing" / "x.svg")
+    result = CliRunner().invoke(app, ["graph", str(spec), "-o", str(spec)])
+    assert result.exit_code == 1 and "refusing to write" in result.output
+    assert spec.read_text(encoding="utf-8") == "network n : [1, 4, 4] = flatten; linear 2\n"
+
+
 def test_bad_options(specs):
     with pytest.raises(UsageError, match="--direction takes TB .* not 'up'"):
         specs["lenet"].graph(direction="up")

@@ -106,7 +106,8 @@ def test_parameters_over_the_limit_are_refused_with_the_count_and_the_limit(laye
         "more than the limit of 1,000,000,000\n"
         "    1 | network big : [3, 32, 32] = repeat 3 <conv3x3 1000000>\n"
         "      |         ^^^\n"
-        "  hint: raise the limit with --max-params if this is intended"
+        "  hint: if this is intended, raise the limit: archdsl compile or check --max-params N, "
+        "or archdsl.Limits(max_params=N) in Python (building it needs that much memory)"
     )
     # Building stops at the second layer, the one over the limit; sizing then counts two layers and
     # multiplies for the third.

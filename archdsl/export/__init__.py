@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from archdsl.atomic import check_output
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import UsageError
 
@@ -56,8 +57,7 @@ def export(net: CompiledNetwork, to: str, path: Path, checkpoint: Path | None = 
     >>> export(archdsl.load("specs/lenet.arch"), "onnx", Path("lenet.onnx")).describe()   # doctest: +SKIP
     'wrote lenet.onnx: ONNX, opset 20, batch size dynamic, checked by onnx.checker; weights: ...'
     """
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write {path}: no folder {path.parent}", file=str(path))
+    check_output(path, net.source_files)
     if to == "python":
         return _python(net, path, checkpoint)
     net.require_concrete(f"the {to} export")
@@ -98,6 +98,10 @@ def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Export
     from safetensors.torch import save_model
 
     tensors = path.with_suffix(".safetensors")
+    if tensors == path:
+        raise UsageError(f"cannot write the source to {path}: the weights go to FILE's name with .safetensors",
+                         file=str(path), hint=f"name the source {path.with_suffix('.py')}")
+    check_output(tensors, net.source_files)
     source = python_source(net, weights_file=tensors.name)  # first: a spec it cannot write leaves no weights behind
     net.require_concrete("the python export")
     module, weights = trained_module(net, checkpoint)
