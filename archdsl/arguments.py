@@ -37,7 +37,8 @@ def network_option(command):
 
 
 def import_dir_option(command):
-    return click.option("--allow-import-dir", multiple=True, type=PATH, metavar="DIR",
+    return click.option("--allow-import-dir", multiple=True, metavar="DIR",
+                        type=click.Path(path_type=Path, exists=True, file_okay=False),
                         help="A folder that imports may also reach, besides the spec's own folder (repeatable).")(command)
 
 

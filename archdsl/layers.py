@@ -348,7 +348,7 @@ class Linear(LayerKind):
     known_elsewhere = ("dense",)
     aliases = ("fc",)
     family = "linear"
-    doc = "fully connected layer: linear N bias=true (alias fc); takes a flat input"
+    doc = "fully connected layer: linear N bias=true; takes a flat input"
     args = (
         ArgSpec("out", int, check=positive, doc="output features"),
         ArgSpec("bias", bool, True, doc="learn a bias"),

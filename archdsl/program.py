@@ -19,6 +19,7 @@ from pathlib import Path
 
 from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ResolveError
+from archdsl.layers import lookup
 from archdsl.parser import MAX_SOURCE_SIZE, parse
 from archdsl.source import Source
 
@@ -42,6 +43,15 @@ class Program:
 
     @staticmethod
     def _define(table: dict, what: str, node: ir.BlockDef | ir.NetworkDef) -> None:
+        if what == "block" and lookup(node.name) is not None:
+            raise ResolveError(f"block '{node.name}' has the name of a built-in layer", node.span,
+                               hint="rename the block; `archdsl layers` lists the layers' names")
+        seen: dict[str, ir.Param] = {}
+        for param in node.params:
+            if param.name in seen:
+                raise ResolveError(f"{what} {node.name} has two parameters named '{param.name}'", param.span,
+                                   hint="rename one of them", notes=(("the first one", seen[param.name].span),))
+            seen[param.name] = param
         previous = table.get(node.name)
         if previous is not None:
             raise ResolveError(

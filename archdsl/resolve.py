@@ -156,6 +156,9 @@ class _Resolver:
         if expr.dim not in dims:
             raise ResolveError(f"unknown input size 'in.{expr.dim}'", expr.span, hint="the sizes of a block's input are in.c, in.h and in.w")
         index = dims[expr.dim]
+        if not scope.in_shape:  # a network's parameters and input shape are bound before any input exists
+            raise ResolveError(f"in.{expr.dim} has no value here: nothing flows in yet",
+                               expr.span, hint="in.c, in.h and in.w are the sizes entering a body or a block")
         if index >= len(scope.in_shape):
             raise ShapeError(f"in.{expr.dim} is undefined: the input here is the vector {show(scope.in_shape)}", expr.span)
         return scope.in_shape[index]
@@ -530,8 +533,10 @@ def _show_value(value: ir.Value) -> str:
 
 
 def _division_hint(value: ir.Value) -> str | None:
-    """A whole number that came out as a decimal was most likely made by '/'."""
-    return "use // for integer division" if isinstance(value, float) and value.is_integer() else None
+    """A whole number that came out as a decimal: made by '/', or by arithmetic with a decimal."""
+    if isinstance(value, float) and value.is_integer():
+        return "'/' gives a decimal, as does any arithmetic with one (7.5 // 2 is 3.0, 1e3 is 1000.0): divide whole numbers with //"
+    return None
 
 
 def _described(name: str, kind: LayerKind) -> str | None:

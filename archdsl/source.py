@@ -35,8 +35,12 @@ class Source:
         return line_column(self.text, offset)
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        """Line ``line`` as the parser counts lines (by "\\n" alone), fit to print under a caret: a line
+        break of another kind (a lone "\\r", a form feed, U+2028) shows as one space, keeping the columns."""
+        lines = self.text.split("\n")
+        if not 0 < line <= len(lines):
+            return ""
+        return lines[line - 1].removesuffix("\r").translate(_OTHER_LINE_BREAKS)
 
     def span(self, line: int, column: int, end_line: int | None = None, end_column: int | None = None) -> Span:
         return Span.make(
@@ -46,6 +50,10 @@ class Source:
             end_line=end_line if end_line is not None else line,
             end_column=end_column if end_column is not None else column + 1,
         )
+
+
+# What str.splitlines() takes for a line break besides "\n".
+_OTHER_LINE_BREAKS = str.maketrans(dict.fromkeys("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
 def line_column(text: str, offset: int) -> tuple[int, int]:

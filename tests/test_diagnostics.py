@@ -70,3 +70,19 @@ def test_the_installed_command_prints_the_same(in_repo):
     done = subprocess.run([sys.executable, "-m", "archdsl.cli", *arguments(spec)], capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == spec.with_suffix(".expected").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("other_break", ["\u2028", "\x0c", "\x85", "\r"])
+def test_the_quoted_line_is_the_line_the_position_counts(other_break):
+    """Positions count lines by "\\n" alone (as Lark does); the quoted line must be that same line,
+    whatever other line-break characters a comment holds, with the caret under the culprit."""
+    import archdsl
+    from archdsl.errors import ArchError
+
+    text = f"# a{other_break}b comment\nnetwork n : [1, 8, 8] = flatten; linearr 2\n"
+    with pytest.raises(ArchError) as caught:
+        archdsl.loads(text)
+    lines = caught.value.render().splitlines()
+    assert lines[0] == "<string>:2:34: error: unknown layer or block 'linearr'"
+    assert lines[1:3] == ["    2 | network n : [1, 8, 8] = flatten; linearr 2",
+                          "      |                                  ^^^^^^^"]
