@@ -90,6 +90,14 @@ def load_network(spec: Path, params: Sequence[str] | None, network: str | None, 
                 import_dirs=import_dirs, **parse_params(params))
 
 
+def load_network_as_run(spec: Path, params: Sequence[str] | None, network: str | None, input: str | None,
+                        run, import_dirs: Sequence[Path] | None = None):
+    """Compile a spec for a run of ``archdsl train`` (its run.json's ``spec``: a runfolder.SpecArgs):
+    --param, --network and --input default to the run's own, so its checkpoints fit."""
+    return load_network(spec, params or run.params, network or run.network, input or run.input,
+                        import_dirs=import_dirs)
+
+
 def limits_of(max_params: int | None):
     """The resolver's limits with --max-params (None: the defaults)."""
     from archdsl.resolve import Limits

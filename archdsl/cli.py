@@ -21,6 +21,7 @@ from archdsl.arguments import (
     input_option,
     limits_of,
     load_network,
+    load_network_as_run,
     max_params_option,
     network_option,
     param_option,
@@ -198,11 +199,18 @@ def _rewrite(path: Path, text: str) -> None:
 @import_dir_option
 def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...], input: str | None,
                    network: str | None, checkpoint: Path | None, allow_import_dir: tuple[Path, ...]) -> None:
-    """Write the network of SPEC as standalone PyTorch source, ONNX or TorchScript."""
+    """Write the network of SPEC as standalone PyTorch source, ONNX or TorchScript.
+
+    With --checkpoint, --param, --network and --input default to the run's own."""
     from archdsl.export import export, format_for
 
     to = format_for(to, out)
-    net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
+    if checkpoint is not None:
+        from archdsl.runner.runfolder import read
+
+        net = load_network_as_run(spec, param, network, input, read(checkpoint).spec, allow_import_dir)
+    else:
+        net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
     print(export(net, to, out, checkpoint).describe())
 
 

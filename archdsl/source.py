@@ -78,10 +78,16 @@ class Span(Frozen):
     @computed_field
     @property
     def file(self) -> str:
-        return self.source.path
+        return printable_path(self.source.path)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
+
+
+def printable_path(path: str) -> str:
+    """A file name fit to write into UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogate
+    escapes, so that the file can still be opened) show as U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def render_excerpt(span: Span) -> str:

@@ -5,6 +5,7 @@ executable), in subprocesses: what a user types and what they read.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,17 @@ def test_an_output_that_cannot_be_written_is_one_error(command: str) -> None:
         done = subprocess.run([sys.executable, "-m", "archdsl.cli", command, "specs/lenet.arch"], cwd=REPO,
                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (1, "archdsl: error: cannot write the output: No space left on device\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8 need a Linux file system")
+def test_a_file_name_that_is_not_utf8_is_written_as_u_fffd(tmp_path: Path) -> None:
+    name = os.fsdecode(b"net\xfe.arch")  # as Python holds it: with a surrogate escape
+    (tmp_path / name).write_text((SPECS / "lenet.arch").read_text())
+    for args in (("compile", name, "--emit", "ir"), ("graph", name, "-o", "n.dot"), ("export", name, "-o", "n.py")):
+        done = archdsl_cli(*args, cwd=tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "net\ufffd.arch:" in (tmp_path / "n.dot").read_text(encoding="utf-8")
+    assert "from net\ufffd.arch" in (tmp_path / "n.py").read_text(encoding="utf-8")
 
 
 def test_no_command_prints_the_help() -> None:

@@ -357,6 +357,19 @@ def test_export_command_writes_the_checkpoint_weights(suffix: str, lenet_run: Pa
             assert torch.equal(torch.jit.load(str(out))(x), expected)
 
 
+def test_with_a_checkpoint_the_network_is_the_runs_own(lenet_run: Path, tmp_path: Path) -> None:
+    """--param, --network and --input default to the run's, as for eval and --resume."""
+    run = tmp_path / "run32"
+    result = CliRunner().invoke(app, ["train", str(SPECS / "lenet.arch"), "--input", "1x32x32", "--resize", "32",
+                                      "--data", str(lenet_run.parent / "data.npz"), "--epochs", "1",
+                                      "--batch-size", "32", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "lenet32.pt"
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--checkpoint", str(run)])
+    assert result.exit_code == 0, result.output
+    assert torch.jit.load(str(out))(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
 def test_a_checkpoint_of_another_spec_is_refused(lenet_run: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "--param", "classes=7",
                                       "-o", str(tmp_path / "x.pt"), "--checkpoint", str(lenet_run)])

@@ -44,6 +44,7 @@ from archdsl.export.python_layers import EMITTERS, RankChange, Shape, Unsupporte
 from archdsl.export.python_text import ADD, CONCAT, JOIN, OUT_SIZE, Assign, finish, indent_doc, wrap_line
 from archdsl.layers import SAME, LayerKind, lookup
 from archdsl.resolve import choose_network, match_layer_args, unstated_layer_args
+from archdsl.source import printable_path
 
 # Names the generated code uses besides the classes: never taken by a parameter or a local.
 _RESERVED = {
@@ -190,7 +191,7 @@ class _File:
         usage.append(f"    logits = model(torch.randn(8, {', '.join(str(d) for d in net.input_shape)}))")
         imports = "import torch\nfrom torch import nn" if "Concat" in self.helpers else "from torch import nn"
         return "\n".join([
-            f'"""{net.name} in plain PyTorch, written by `archdsl export` from {net.source_path or "a spec"}.',
+            f'"""{net.name} in plain PyTorch, written by `archdsl export` from {printable_path(net.source_path or "a spec")}.',
             "",
             *usage,
             "",

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from archdsl.arguments import input_option, load_network, network_option, param_option, spec_argument
+from archdsl.arguments import (
+    input_option,
+    load_network,
+    load_network_as_run,
+    network_option,
+    param_option,
+    spec_argument,
+)
 from archdsl.errors import UsageError
 
 RESUMABLE = ("epochs", "device", "data_dir")  # the options that --resume may change
@@ -99,7 +106,7 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
         raise UsageError(f"--resume continues a run with the options it was started with; drop {flags}",
                          hint="only --epochs, --device and --data-dir may change when resuming")
     info = read(resume)
-    net = _load_as_run(spec, param, network, input, info.spec)
+    net = load_network_as_run(spec, param, network, input, info.spec)
     with _interruptible(spec, resume):
         from archdsl.runner import train
 
@@ -120,7 +127,7 @@ def eval_command(spec: Path, checkpoint: Path, param: tuple[str, ...], network: 
     from archdsl.runner.runfolder import read
 
     info = read(checkpoint)
-    net = _load_as_run(spec, param, network, input, info.spec)
+    net = load_network_as_run(spec, param, network, input, info.spec)
     from archdsl.runner import train
 
     result = train.evaluate(net, checkpoint, device=device, data_dir=data_dir, data=data)
@@ -141,9 +148,3 @@ def _interruptible(spec: Path, run_dir: Path) -> Iterator[None]:
     except KeyboardInterrupt:
         click.echo(f"archdsl: interrupted; continue with: archdsl train {spec} --resume {run_dir}", err=True)
         sys.exit(130)
-
-
-def _load_as_run(spec: Path, param: Sequence[str], network: str | None, input: str | None, saved: Any) -> Any:
-    """Load the spec with the run's own --param/--network/--input unless the command line gives them."""
-    params = param or saved.params
-    return load_network(spec, params, network or saved.network, input or saved.input)
