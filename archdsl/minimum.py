@@ -18,6 +18,7 @@ from archdsl.resolve import input_of, resolve_network
 from archdsl.symbolic import Sym, single_atom, smallest_satisfying
 
 AXES = ("H", "W")
+SEARCH_LIMIT = 1 << 40  # pixels per side; beyond any image, and still exact in integer arithmetic
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,11 @@ def minimum_input(program: Program, network: str | None = None, params: dict | N
             if atom is None:
                 continue
             axis = atom[0]
-            needed = smallest_satisfying(size, axis, 1)
-            if needed is not None and needed > smallest[axis]:
+            needed = smallest_satisfying(size, axis, 1, limit=SEARCH_LIMIT)
+            if needed is None:
+                raise ShapeError(f"no input up to {SEARCH_LIMIT:,} pixels in {axis} is large enough for "
+                                 f"{layer.path}, whose output is {size}", layer.span)
+            if needed > smallest[axis]:
                 smallest[axis] = needed
                 set_by[axis] = f"{layer.path} ({layer.spelling} at {layer.span}), whose output is {size}"
     result = MinimumInput(symbolic.name, channels, smallest, set_by)
@@ -108,7 +112,7 @@ def _flatten_changes(symbolic: ir.Network, smallest: dict[str, int]) -> list[str
             if m == 1:
                 steps.append(f"{name}: with every pixel")
                 continue
-            first = next(v for v in range(smallest[name] + 1, smallest[name] + m + 1) if (v + a) % m == 0)
+            first = smallest[name] + 1 + (-(smallest[name] + 1 + a)) % m  # the next v with (v + a) % m == 0
             steps.append(f"{name} = {first}, {first + m}, {first + 2 * m}, ... (every {m} pixels)")
         lines.append(f"{layer.path}: {size} features ({at_min} at the smallest input); it grows at " + "; ".join(steps))
     return lines

@@ -190,3 +190,14 @@ def test_branches_that_differ_for_some_inputs_are_reported_with_both_forms():
         archdsl.loads(text)
     assert "H×W" in err.value.message and "(H - 2)" in err.value.message
     assert err.value.hint == "branch 2 is 2 pixels smaller than branch 1: padding 1 more on it fixes it"
+
+
+def test_a_large_minimum_is_found_at_once_and_one_past_the_search_is_an_error():
+    """The minimum of 40 halvings is 2**40 pixels; the flatten report must not count up to it."""
+    program = load_program(Source("<net>", "network n : [1, H, W] = repeat 40 maxpool2; flatten; linear 2"))
+    result = minimum_input(program)
+    assert result.shape() == (1, 2**40, 2**40)
+    assert f"it grows at H = {2**41}, {3 * 2**40}" in result.report()
+    beyond = load_program(Source("<net>", f"network n : [1, H, W] = avgpool {2**41 + 1}; flatten; linear 2"))
+    with pytest.raises(ShapeError, match=f"no input up to {2**40:,} pixels in H is large enough for avgpool_0"):
+        minimum_input(beyond)
