@@ -374,7 +374,7 @@ def test_a_checkpoint_of_another_spec_is_refused(lenet_run: Path, tmp_path: Path
     result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "--param", "classes=7",
                                       "-o", str(tmp_path / "x.pt"), "--checkpoint", str(lenet_run)])
     assert result.exit_code == 1
-    assert "error: this checkpoint was trained from a different spec (or different --param values)" in result.output
+    assert "error: this checkpoint was trained from a different spec (or different --param or --input values)" in result.output
     assert not (tmp_path / "x.pt").exists()
 
 

@@ -71,13 +71,27 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
     run = tmp_path / "run"
     assert cli("train", spec, *QUICK, "--epochs", "1", "--out", run).exit_code == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    weights = run / "checkpoints" / "epoch-0001.safetensors"
+    other_spec = (f"error: this checkpoint was trained from a different spec (or different --param or --input "
+                  f"values)\n  hint: it was trained from `{spec}` (network 'cnn'); pass that spec with those --param "
+                  f"and --input values, or with none to take the run's own")
     cases = [
         (["train", spec, "--resume", run, "--lr", "0.1"],
          "archdsl: error: --resume continues a run with the options it was started with; drop --lr"),
         (["train", spec, "--resume", run, "-p", "width=4", "--epochs", "2"],
-         "error: this checkpoint was trained from a different spec (or different --param values)"),
-        (["eval", spec, "--checkpoint", run, "-p", "width=4"],
-         "error: this checkpoint was trained from a different spec"),
+         f"{other_spec}; or start a new run with --out\n"),
+        (["eval", spec, "--checkpoint", run, "-p", "width=4"], f"{other_spec}\n"),
+        (["eval", spec, "--checkpoint", run, "--input", "1x32x32"], f"{other_spec}\n"),
+        (["eval", spec, "--checkpoint", weights],
+         (f"{weights}: error: {weights} is a file, not a run folder\n"
+          f"  hint: pass the run folder that holds it: {run}\n")),
+        (["train", spec, "--resume", run / "run.json"], f"{run / 'run.json'} is a file, not a run folder"),
+        (["train", spec, *QUICK, "--seed", "99999999999999999999", "--out", tmp_path / "r5"],
+         "archdsl: error: --seed must be between 0 and 18446744073709551615, got 99999999999999999999"),
+        (["train", spec, *QUICK, "--lr", "1e309", "--out", tmp_path / "r6"],
+         "archdsl: error: --lr must be a finite number, got inf"),
+        (["train", spec, *QUICK, "--weight-decay", "nan", "--out", tmp_path / "r7"],
+         "archdsl: error: --weight-decay must be a finite number, got nan"),
         (["train", spec, *QUICK, "--out", run], "already holds files"),
         (["train", spec, *QUICK, "--resize", "32", "--out", tmp_path / "r2"],
          "error: --resize 32 makes 1x32x32 images, but the network 'cnn' expects 1x28x28 images"),
@@ -96,4 +110,16 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
         assert "Traceback" not in result.output
         assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    assert not any((tmp_path / name).exists() for name in ("r2", "r3", "r4"))
+    assert not any((tmp_path / name).exists() for name in ("r2", "r3", "r4", "r5", "r6", "r7"))
+
+
+@pytest.mark.parametrize("text", ["[]", '"x"'])
+def test_a_run_json_that_is_not_an_object_is_damaged(cli, spec, tmp_path, text):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(text)
+    expected = f"{run / 'run.json'}: error: run.json is damaged: its top level is not a JSON object\n"
+    for args in (["eval", spec, "--checkpoint", run], ["train", spec, "--resume", run, "--epochs", "2"]):
+        result = cli(*args)
+        assert (result.exit_code, result.output) == (1, expected)
+    assert [p.name for p in run.iterdir()] == ["run.json"]

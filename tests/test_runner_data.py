@@ -94,9 +94,15 @@ def test_an_incomplete_folder_names_the_missing_files(tmp_path):
         datasets.load("mnist", str(tmp_path), 1)
 
 
-def test_a_missing_data_dir_and_an_unknown_data_set_are_errors(tmp_path):
+def test_a_missing_data_dir_and_an_unknown_data_set_are_errors(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="no such folder"):
         datasets.load("mnist", str(tmp_path / "nowhere"), 1)
+    # $ARCHDSL_DATA is a root the user named, as --data-dir is: a typo is not a new folder to download into.
+    monkeypatch.setenv("ARCHDSL_DATA", str(tmp_path / "gone"))
+    with pytest.raises(UsageError) as caught:
+        datasets.load("mnist", None, 1)
+    assert caught.value.message == f"$ARCHDSL_DATA {tmp_path / 'gone'}: no such folder"
+    assert not (tmp_path / "gone").exists()
     with pytest.raises(UsageError, match="neither a known set"):
         datasets.load(str(tmp_path / "nothing-here"), None, 1)
 
@@ -134,7 +140,28 @@ def test_a_checksum_mismatch_keeps_nothing(tmp_path, mirror):
     with pytest.raises(UsageError) as caught:
         datasets.download(known, tmp_path / "got", mirrors=(url,))
     assert "checksum mismatch" in caught.value.message
-    assert list((tmp_path / "got").iterdir()) == []
+    assert not (tmp_path / "got").exists()  # nor the folder the download made for them
+
+
+def test_a_failed_download_removes_only_the_empty_folders_it_made(tmp_path, mirror):
+    url, sums = mirror
+    known = replace(KNOWN_SETS["mnist"], sha256=sums)
+    with pytest.raises(UsageError, match="could not be downloaded"):
+        datasets.download(known, tmp_path / "new" / "mnist", mirrors=(url + "missing/",))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(UsageError, match="could not be downloaded"):
+        datasets.download(known, tmp_path / "kept", mirrors=(url + "missing/",))
+    assert list((tmp_path / "kept").iterdir()) == []  # there before: left alone
+
+
+def test_a_failed_download_leaves_no_empty_set_folder_in_the_root(tmp_path, monkeypatch):
+    monkeypatch.setitem(KNOWN_SETS, "mnist", replace(KNOWN_SETS["mnist"],
+                                                     mirrors=((tmp_path / "offline").as_uri() + "/",)))
+    (tmp_path / "root").mkdir()
+    with pytest.raises(UsageError, match="MNIST is not on this machine and could not be downloaded"):
+        datasets.load("mnist", str(tmp_path / "root"), 1)
+    assert list((tmp_path / "root").iterdir()) == []
 
 
 def test_absent_files_are_downloaded_into_the_cache(tmp_path, monkeypatch):
@@ -164,9 +191,11 @@ def test_image_folder_layout(tmp_path):
     assert data.train_images.shape == (6, 3, 6, 5)
     assert data.test_labels.tolist() == [0, 0, 1, 1]
     assert datasets.load(str(tmp_path), None, channels=1).train_images.shape == (6, 1, 6, 5)
-    Image.fromarray(np.zeros((7, 7, 3), dtype=np.uint8)).save(tmp_path / "test" / "dog" / "odd.png")
-    with pytest.raises(UsageError, match="images differ in size: .*odd.png is 7x7"):
+    Image.fromarray(np.zeros((7, 5, 3), dtype=np.uint8)).save(tmp_path / "test" / "dog" / "odd.png")
+    with pytest.raises(UsageError) as caught:
         datasets.load(str(tmp_path), None, channels=3)
+    assert caught.value.message == (f"images differ in size: {tmp_path / 'test' / 'dog' / 'odd.png'} is 7x5, "
+                                    f"{tmp_path / 'train' / 'cat' / '0.png'} is 6x5 (H x W)")
 
 
 def test_a_folder_that_is_not_a_data_set(tmp_path):
@@ -195,6 +224,27 @@ def test_npz_in_keras_layout(tmp_path):
     np.savez(path, x_train=x.astype(np.float32), y_train=np.zeros(4, int), x_test=x, y_test=np.zeros(4, int))
     with pytest.raises(UsageError, match="x_train in set.npz is float32, not uint8"):
         datasets.load(str(path), None, channels=3)
+
+
+def test_a_file_that_is_not_an_npz_archive(tmp_path):
+    """numpy would take it for a pickle and suggest allow_pickle=True, which could run code from it."""
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(np.random.default_rng(3).bytes(200))
+    np.save(tmp_path / "array.npy", np.zeros(3, dtype=np.uint8))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    for name in ("garbage.npz", "array.npz"):
+        with pytest.raises(UsageError) as caught:
+            datasets.load(str(tmp_path / name), None, channels=1)
+        assert caught.value.message == f"{name} is not an .npz file (a zip archive of .npy arrays)"
+        assert "pickle" not in str(caught.value)
+
+
+def test_an_empty_split_names_its_file(tmp_path):
+    write_idx_set(tmp_path / "mnist", test=0)
+    with pytest.raises(UsageError) as caught:
+        datasets.load("mnist", str(tmp_path), 1)
+    assert caught.value.message == "the test split is empty: t10k-images-idx3-ubyte.gz holds no images"
+    assert caught.value.file == str(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz")
 
 
 def test_normalization_is_exact():

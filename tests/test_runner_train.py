@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_runner_support import CNN_SPEC, DATA_ROOT, FakeNetwork
 
@@ -156,15 +157,20 @@ def test_resuming_a_finished_run_asks_for_more_epochs(finished):
 
 def test_a_checkpoint_from_another_spec_is_refused(finished):
     before = snapshot(finished.run_dir)
+    message = "this checkpoint was trained from a different spec (or different --param or --input values)"
+    same_spec = ("it was trained from `specs/cnn.arch` (network 'cnn'); pass that spec with those --param and "
+                 "--input values, or with none to take the run's own")
     other = FakeNetwork(width=8, source_text="network cnn : [1, 28, 28] = other\n")
     with pytest.raises(UsageError) as caught:
         train.resume(other, finished.run_dir, epochs=3, stream=io.StringIO())
     error = caught.value
-    assert error.message == "this checkpoint was trained from a different spec (or different --param values)"
-    assert "it was trained from `specs/cnn.arch` (network 'cnn')" in error.hint
+    assert (error.message, error.hint) == (message, f"{same_spec}; or start a new run with --out")
     assert error.file.endswith("epoch-0002.state.pt")
-    with pytest.raises(UsageError, match="trained from a different spec"):
-        train.evaluate(FakeNetwork(width=8, param_values={"width": 9}), finished.run_dir)
+    # eval has no new run to start; another --input is another spec as much as another --param.
+    for net in (FakeNetwork(width=8, param_values={"width": 9}), FakeNetwork(width=8, input_shape=(1, 32, 32))):
+        with pytest.raises(UsageError) as caught:
+            train.evaluate(net, finished.run_dir)
+        assert (caught.value.message, caught.value.hint) == (message, same_spec)
     assert snapshot(finished.run_dir) == before
 
 
@@ -181,6 +187,15 @@ def test_a_wrong_image_size_says_what_each_side_has(tmp_path):
         train.start(FakeNetwork(input_shape=(3, 28, 28)), SMALL.replace(out=str(out)), stream=io.StringIO())
     with pytest.raises(UsageError, match="fashion-mnist has 10 classes, but network 'cnn' outputs 5 scores"):
         train.start(FakeNetwork(output_shape=(5,)), SMALL.replace(out=str(out)), stream=io.StringIO())
+    # Too many scores too: the extra ones would never be trained, yet argmax can pick them.
+    with pytest.raises(UsageError) as caught:
+        train.start(FakeNetwork(output_shape=(20,)), SMALL.replace(out=str(out)), stream=io.StringIO())
+    assert caught.value.message == "fashion-mnist has 10 classes, but network 'cnn' outputs 20 scores"
+    assert caught.value.hint == "make the last layer output 10 scores"
+    with pytest.raises(UsageError) as caught:
+        train.start(FakeNetwork(output_shape=(20,), param_values={"classes": 20}), SMALL.replace(out=str(out)),
+                    stream=io.StringIO())
+    assert caught.value.hint == "pass --param classes=10"
     assert not out.exists()  # refused before anything was written
 
 
@@ -216,11 +231,43 @@ def test_a_bad_data_folder_is_one_clear_error(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("split", ["x_train", "x_test"])
+def test_an_empty_split_is_refused_before_anything_is_written(tmp_path, split):
+    x, y = np.zeros((4, 28, 28), dtype=np.uint8), np.arange(4)
+    arrays = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+    arrays.update({split: x[:0], "y" + split[1:]: y[:0]})
+    np.savez(tmp_path / "empty.npz", **arrays)
+    with pytest.raises(UsageError) as caught:
+        train.start(FakeNetwork(), SMALL.replace(data=str(tmp_path / "empty.npz"), out=str(tmp_path / "run")),
+                    stream=io.StringIO())
+    which = "training" if split == "x_train" else "test"
+    assert caught.value.message == f"the {which} split is empty: {split} in empty.npz holds no images"
+    assert caught.value.file == str(tmp_path / "empty.npz")
+    assert not (tmp_path / "run").exists()
+
+
 def test_fp16_is_refused_on_the_cpu(tmp_path):
     with pytest.raises(UsageError, match="--amp fp16 needs a CUDA device; on the CPU autocast takes bf16"):
         train.start(FakeNetwork(), SMALL.replace(amp="fp16", device="cpu", out=str(tmp_path / "r")),
                     stream=io.StringIO())
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name", ["lr", "momentum", "weight_decay", "warmup", "label_smoothing", "clip_grad"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_float_options_must_be_finite(name, value):
+    with pytest.raises(UsageError) as caught:
+        TrainOptions(**{name: value})
+    assert caught.value.message == f"--{name.replace('_', '-')} must be a finite number, got {value}"
+
+
+def test_the_seed_is_what_torchs_generators_take(tmp_path):
+    for seed in (-1, 2**64):
+        with pytest.raises(UsageError) as caught:
+            TrainOptions(seed=seed)
+        assert caught.value.message == f"--seed must be between 0 and 18446744073709551615, got {seed}"
+    largest = SMALL.replace(epochs=1, limit=100, seed=2**64 - 1, out=str(tmp_path / "run"))
+    assert train.start(FakeNetwork(kind="mlp"), largest, stream=io.StringIO()).final.epoch == 1
 
 
 def test_bf16_on_the_cpu_is_opt_in_and_trains_like_fp32(finished, tmp_path):

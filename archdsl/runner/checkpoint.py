@@ -41,6 +41,9 @@ from archdsl.atomic import fsync_folder, is_temporary, write_atomic
 from archdsl.errors import UsageError, first_line
 
 FOLDER = "checkpoints"
+# What to do about a checkpoint of another spec: eval, export and --resume compile the spec with the
+# run's own --param, --network and --input unless the command line gives others.
+SAME_SPEC = "pass that spec with those --param and --input values, or with none to take the run's own"
 MANIFEST_PATTERN = re.compile(r"epoch-(\d+)\.json")
 MANIFEST_FORMAT = 1
 
@@ -114,8 +117,10 @@ def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: 
     return target
 
 
-def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str) -> dict[str, Any]:
-    """The training state, refused if damaged or from another spec. Never unpickles arbitrary objects."""
+def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str,
+               remedy: str = SAME_SPEC) -> dict[str, Any]:
+    """The training state, refused if damaged or from another spec (the hint: ``trained_from; remedy``).
+    Never unpickles arbitrary objects."""
     data = _verified_bytes(checkpoint, checkpoint.state)
     path = checkpoint.state
     try:
@@ -133,11 +138,12 @@ def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str) -> dict[
         raise UsageError(f"cannot read the checkpoint {path.name}: {first_line(err)}", file=str(path)) from None
     if not isinstance(state, dict) or "spec_hash" not in state:
         raise UsageError(f"{path.name} is not an archdsl checkpoint", file=str(path))
-    _check_spec(state["spec_hash"], spec, path, trained_from)
+    _check_spec(state["spec_hash"], spec, path, f"{trained_from}; {remedy}")
     return state
 
 
-def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, trained_from: str) -> None:
+def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, trained_from: str,
+                 remedy: str = SAME_SPEC) -> None:
     """Load the weights into ``model`` (its own device), refused if damaged, from another spec,
     not of the network's names and shapes, or not finite."""
     from safetensors import SafetensorError
@@ -150,7 +156,7 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, t
         metadata = _metadata(data)
     except (SafetensorError, ValueError) as err:
         raise UsageError(f"cannot read the weights {path.name}: {first_line(err)}", file=str(path)) from None
-    _check_spec(metadata.get("archdsl_spec_hash"), spec, path, trained_from)
+    _check_spec(metadata.get("archdsl_spec_hash"), spec, path, f"{trained_from}; {remedy}")
     _check_tensors(tensors, model, path)
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)  # _check_tensors did the strict part, aliases included
@@ -242,13 +248,10 @@ def _shape(shape: torch.Size) -> str:
     return f"[{ir.format_shape(tuple(shape), ', ')}]"
 
 
-def _check_spec(found: str | None, expected: str, path: Path, trained_from: str) -> None:
+def _check_spec(found: str | None, expected: str, path: Path, hint: str) -> None:
     if found != expected:
-        raise UsageError(
-            "this checkpoint was trained from a different spec (or different --param values)",
-            file=str(path),
-            hint=f"{trained_from}; use that, or start a new run with --out",
-        )
+        raise UsageError("this checkpoint was trained from a different spec (or different --param or --input values)",
+                         file=str(path), hint=hint)
 
 
 def _paths(run_dir: Path, epoch: int) -> Checkpoint:

@@ -10,12 +10,15 @@ downloaded, checksum-verified, into the first of those roots when absent.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import itertools
 import os
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,14 +170,19 @@ def search_roots(data_dir: str | None) -> list[Path]:
     """--data-dir, then $ARCHDSL_DATA, then the cache folder; the first is where downloads go."""
     roots = []
     if data_dir is not None:
-        root = Path(data_dir)
-        if not root.is_dir():
-            raise UsageError(f"--data-dir {data_dir}: no such folder")
-        roots.append(root)
+        roots.append(_given_root("--data-dir", data_dir))
     if os.environ.get("ARCHDSL_DATA"):
-        roots.append(Path(os.environ["ARCHDSL_DATA"]))
+        roots.append(_given_root("$ARCHDSL_DATA", os.environ["ARCHDSL_DATA"]))
     roots.append(default_cache())
     return roots
+
+
+def _given_root(origin: str, folder: str) -> Path:
+    """A root the user named must exist: a typo should not become a new folder that a download fills."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"{origin} {folder}: no such folder")
+    return root
 
 
 def find_known(known: KnownSet, roots: list[Path]) -> dict[str, Path] | None:
@@ -213,6 +221,8 @@ def _load_known(known: KnownSet, data_dir: str | None) -> ImageData:
         files = download(known, roots[0] / known.name)
     train_images, train_labels = _read_idx_pair(files["train_images"], files["train_labels"])
     test_images, test_labels = _read_idx_pair(files["test_images"], files["test_labels"])
+    _require_examples("training", train_images, files["train_images"].name, files["train_images"])
+    _require_examples("test", test_images, files["test_images"].name, files["test_images"])
     for labels, path in ((train_labels, files["train_labels"]), (test_labels, files["test_labels"])):
         if labels.size and int(labels.max()) >= len(known.classes):
             raise UsageError(
@@ -237,6 +247,19 @@ def download(known: KnownSet, folder: Path, mirrors: tuple[str, ...] | None = No
     checksum matched, so an interrupted download leaves nothing that looks complete.
     """
     mirrors = known.mirrors if mirrors is None else mirrors
+    # The folders this download creates, deepest first: a failed one (Ctrl-C included) removes them
+    # again while they are empty, so that no empty ROOT/NAME/ is left to look like a data set.
+    created = list(itertools.takewhile(lambda p: not p.exists(), (folder, *folder.parents)))
+    try:
+        return _download(known, folder, mirrors)
+    except BaseException:
+        for made in created:
+            with contextlib.suppress(OSError):  # not empty (files fetched before the failure), or never made
+                made.rmdir()
+        raise
+
+
+def _download(known: KnownSet, folder: Path, mirrors: tuple[str, ...]) -> dict[str, Path]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -327,12 +350,17 @@ def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
 
 def load_npz(path: Path) -> ImageData:
     """``x_train``, ``y_train``, ``x_test``, ``y_test`` (Keras' layout); optional ``classes``."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file", file=str(path))
+    # np.load takes anything that is not a zip archive for a pickle, and its refusal suggests
+    # allow_pickle=True, which would run code from the file.
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path.name} is not an .npz file (a zip archive of .npy arrays)", file=str(path),
+                         hint="write it with numpy.savez or numpy.savez_compressed")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file", file=str(path)) from None
-    except (OSError, ValueError, zlib.error) as err:
+    except (OSError, ValueError, zlib.error, zipfile.BadZipFile) as err:
         raise UsageError(f"cannot read {path.name} as .npz: {err}", file=str(path)) from None
     missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in arrays]
     if missing:
@@ -351,6 +379,7 @@ def load_npz(path: Path) -> ImageData:
         else:
             raise UsageError(f"{key} in {path.name} has shape {x.shape}; expected (N, H, W) or (N, H, W, C)",
                              file=str(path))
+        _require_examples("training" if key == "x_train" else "test", x, f"{key} in {path.name}", path)
         images[key] = x
     if images["x_train"].shape[1:] != images["x_test"].shape[1:]:
         raise UsageError(f"x_train and x_test in {path.name} differ in image shape", file=str(path))
@@ -413,8 +442,8 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
                     first_size = (file, array.shape[:2])
                 elif array.shape[:2] != first_size[1]:
                     raise UsageError(
-                        f"images differ in size: {file} is {array.shape[1]}x{array.shape[0]}, "
-                        f"{first_size[0]} is {first_size[1][1]}x{first_size[1][0]}",
+                        f"images differ in size: {file} is {array.shape[0]}x{array.shape[1]}, "
+                        f"{first_size[0]} is {first_size[1][0]}x{first_size[1][1]} (H x W)",
                         file=str(file), hint="resize the images to one size first",
                     )
                 pixels.append(array)
@@ -427,3 +456,10 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
         splits.append((np.ascontiguousarray(stacked), np.asarray(labels, dtype=np.int64)))
     (train_x, train_y), (test_x, test_y) = splits
     return ImageData(root.name, train_x, train_y, test_x, test_y, classes, str(root))
+
+
+def _require_examples(split: str, images: np.ndarray, where: str, path: Path) -> None:
+    """An empty split would still "train" (to a loss of 0) or test on nothing, and write a run of it."""
+    if not len(images):
+        raise UsageError(f"the {split} split is empty: {where} holds no images", file=str(path),
+                         hint="a data set needs at least one training and one test example")

@@ -6,6 +6,7 @@ No torch here: the CLI builds and checks options before anything heavy is import
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cuda", "cpu")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 INITS = ("default", "d2l")
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit seed and overflows above it
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,12 @@ class TrainOptions:
     out: str | None = None
 
     def __post_init__(self) -> None:
+        # Every float option, first: inf passes the range checks below (--lr inf), nan passes the `< 0`
+        # ones (--weight-decay nan), and either trains to a NaN loss.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"--{field.name.replace('_', '-')} must be a finite number, got {value}")
         _at_least("--epochs", self.epochs, 1)
         _at_least("--batch-size", self.batch_size, 1)
         _positive("--lr", self.lr)
@@ -76,8 +84,8 @@ class TrainOptions:
             _at_least("--resize", self.resize, 1)
         if self.limit is not None:
             _at_least("--limit", self.limit, 1)
-        if self.seed < 0:
-            raise UsageError(f"--seed must not be negative, got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
 
     def replace(self, **changes: Any) -> TrainOptions:
         return dataclasses.replace(self, **changes)

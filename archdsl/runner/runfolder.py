@@ -125,6 +125,12 @@ def _foreign_files(folder: Path) -> bool:
 
 def read(folder: Path) -> RunInfo:
     path = folder / RUN_JSON
+    if folder.exists() and not folder.is_dir():
+        # Most likely a file inside a run (a checkpoint, run.json): point at the run that holds it.
+        run = next((parent for parent in folder.parents if (parent / RUN_JSON).is_file()), None)
+        raise UsageError(f"{folder} is a file, not a run folder", file=str(folder),
+                         hint=f"pass the run folder that holds it: {run}" if run else
+                         f"pass the run folder, the one that holds {RUN_JSON}")
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such run folder", file=str(folder))
     if not path.is_file():
@@ -132,6 +138,8 @@ def read(folder: Path) -> RunInfo:
                          hint="pass the folder that `archdsl train --out` made")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise TypeError("its top level is not a JSON object")
         if record.get("format") != FORMAT:
             raise UsageError(f"{RUN_JSON} has format {record.get('format')!r}, this archdsl reads {FORMAT}",
                              file=str(path))

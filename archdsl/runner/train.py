@@ -34,6 +34,9 @@ from archdsl.runner.plot import write_curves
 from archdsl.runner.progress import Reporter, reporter
 from archdsl.runner.runfolder import EpochMetrics, RunInfo, SpecArgs
 
+# For a resume, unlike eval, a new run is the other way out of a checkpoint of another spec.
+_SAME_SPEC_OR_RESTART = f"{checkpoint.SAME_SPEC}; or start a new run with --out"
+
 
 class Network(Protocol):
     """What the runner needs of ``archdsl.CompiledNetwork``."""
@@ -171,7 +174,8 @@ class _Trainer:
         step, first_epoch = 0, 1
         if resumed is not None:
             latest, state = resumed
-            checkpoint.load_weights(model, latest, spec=self.spec_hash, trained_from=self.info.trained_from())
+            checkpoint.load_weights(model, latest, spec=self.spec_hash, trained_from=self.info.trained_from(),
+                                    remedy=_SAME_SPEC_OR_RESTART)
             optimizer.load_state_dict(state["optimizer"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
@@ -221,7 +225,8 @@ class _Trainer:
         latest = checkpoint.latest(self.info.folder)
         if latest is None:
             return None  # killed during the first epoch: start over in the same folder
-        state = checkpoint.load_state(latest, spec=self.spec_hash, trained_from=self.info.trained_from())
+        state = checkpoint.load_state(latest, spec=self.spec_hash, trained_from=self.info.trained_from(),
+                                      remedy=_SAME_SPEC_OR_RESTART)
         if int(state["epoch"]) >= self.options.epochs:
             raise UsageError(
                 f"the run in {self.info.folder} has finished all {int(state['epoch'])} epochs",
@@ -380,11 +385,14 @@ def check_contract(net: Network, data: ImageData, resize: int | None) -> None:
             hint=(f"pass --resize {height} to resize them on the device" if height == width
                   else f"declare the input as [{data_channels}, {data_height}, {data_width}]"),
         )
-    classes = net.output_shape[0]
-    if len(data.classes) > classes:
+    # Too few scores cannot learn every class; too many leave scores that no label trains but argmax still picks.
+    classes, wanted = net.output_shape[0], len(data.classes)
+    if wanted != classes:
         raise UsageError(
-            f"{data.name} has {len(data.classes)} classes, but network '{net.name}' outputs {classes} scores",
-            file=net.source_path, hint=f"make the last layer output {len(data.classes)} scores",
+            f"{data.name} has {wanted} classes, but network '{net.name}' outputs {classes} scores",
+            file=net.source_path,
+            hint=(f"pass --param classes={wanted}" if "classes" in net.param_values
+                  else f"make the last layer output {wanted} scores"),
         )
 
 
