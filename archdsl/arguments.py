@@ -17,34 +17,19 @@ from archdsl.errors import UsageError
 PATH = click.Path(path_type=Path)  # existence is the command's to check: a missing spec is a diagnostic
 
 
-def spec_argument(command):
-    return click.argument("spec", type=PATH, metavar="SPEC")(command)
-
-
-def param_option(command):
-    return click.option("--param", "-p", multiple=True, metavar="NAME=VALUE",
-                        help="Set a network parameter (repeatable).")(command)
-
-
-def input_option(command):
-    return click.option("--input", metavar="CxHxW",
-                        help="Override the declared input shape, e.g. 3x224x224 (batch left out; 1xHxW for "
-                             "symbolic sizes).")(command)
-
-
-def network_option(command):
-    return click.option("--network", "-n", metavar="NAME", help="Which network, when the spec defines several.")(command)
-
-
-def import_dir_option(command):
-    return click.option("--allow-import-dir", multiple=True, metavar="DIR",
-                        type=click.Path(path_type=Path, exists=True, file_okay=False),
-                        help="A folder that imports may also reach, besides the spec's own folder (repeatable).")(command)
-
-
-def max_params_option(command):
-    return click.option("--max-params", type=int, metavar="N",
-                        help="Refuse networks with more parameters than this (default: what fits in memory).")(command)
+# Decorators, each usable on any number of commands (click makes a new parameter at each use).
+spec_argument = click.argument("spec", type=PATH, metavar="SPEC")
+param_option = click.option("--param", "-p", multiple=True, metavar="NAME=VALUE",
+                            help="Set a network parameter (repeatable).")
+input_option = click.option("--input", metavar="CxHxW",
+                            help="Override the declared input shape, e.g. 3x224x224 (batch left out; 1xHxW for "
+                                 "symbolic sizes).")
+network_option = click.option("--network", "-n", metavar="NAME", help="Which network, when the spec defines several.")
+import_dir_option = click.option(
+    "--allow-import-dir", multiple=True, metavar="DIR", type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="A folder that imports may also reach, besides the spec's own folder (repeatable).")
+max_params_option = click.option("--max-params", type=int, metavar="N",
+                                 help="Refuse networks with more parameters than this (default: what fits in memory).")
 
 
 def parse_params(items: Sequence[str] | None, option: str = "--param") -> dict[str, object]:

@@ -35,15 +35,16 @@ def check_file(path: Path, import_dirs: Sequence[Path] | None = None, network: s
 
 def _check_networks(path: Path, program: Program, network: str | None, params: dict, limits: Limits | None) -> str:
     reports = []
-    names = [choose_network(program, network).name] if network else list(program.networks)
-    for name in names:
-        missing = [p.name for p in program.networks[name].params if p.default is None and p.name not in params]
+    definitions = [choose_network(program, network)] if network else list(program.networks.values())
+    for definition in definitions:
+        name = definition.name
+        missing = [p.name for p in definition.params if p.default is None and p.name not in params]
         if missing:
             reports.append(f"{name} (not instantiated: no value for {', '.join(missing)})")
             continue
         resolved = resolve_network(program, name, params, limits=limits)
         reports.append(f"{name} {ir.format_shape(resolved.input_shape)} -> {ir.format_shape(resolved.output_shape)}")
-    if params and not names:
+    if params and not definitions:
         raise UsageError(f"{path} defines no network for --param to set", file=str(path))
     what = "; ".join(reports) if reports else f"{len(program.blocks)} blocks, no network"
     return f"{path}: ok: {what}"

@@ -152,8 +152,7 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
     from archdsl.program import read_source
 
     if check and write:
-        print(UsageError("--check and --write exclude each other").render(), file=sys.stderr)
-        sys.exit(1)
+        raise UsageError("--check and --write exclude each other")
     failed = False
     for spec in specs:
         try:
@@ -259,8 +258,8 @@ def compare_command(spec: Path, other: Path | None, param: tuple[str, ...], para
     if other is None and not (param_b or input_b or param_a or input_a):
         raise UsageError("compare needs a second spec, or --param-b / --input-b to compare SPEC with itself",
                          hint="for example: archdsl compare specs/vgg11.arch --param-b ratio=4")
-    a = load_network(spec, [*(param or []), *(param_a or [])], network, input_a or input, import_dirs=allow_import_dir)
-    b = load_network(other or spec, [*(param or []), *(param_b or [])], network, input_b or input,
+    a = load_network(spec, [*param, *param_a], network, input_a or input, import_dirs=allow_import_dir)
+    b = load_network(other or spec, [*param, *param_b], network, input_b or input,
                      import_dirs=allow_import_dir)
     data = compare.side_by_side(a, b)
     print(json.dumps(data, indent=1) if json_ else compare.render_side_by_side(data), end="\n" if json_ else "")

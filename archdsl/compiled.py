@@ -15,7 +15,7 @@ from pathlib import Path
 
 from archdsl import ir
 from archdsl.errors import UsageError
-from archdsl.program import Program, load_program, paused_gc, read_source
+from archdsl.program import Program, is_file, load_program, paused_gc, read_source
 from archdsl.resolve import Limits, resolve_network
 from archdsl.source import Source
 
@@ -53,13 +53,13 @@ class CompiledNetwork:
 
     @property
     def source_path(self) -> str | None:
-        path = self.program.main.path
-        return None if path.startswith("<") else path
+        main = self.program.main
+        return main.path if is_file(main) else None
 
     @property
     def source_files(self) -> tuple[Path, ...]:
         """The spec's file and every file it imports (none for a spec given as text)."""
-        return tuple(Path(path) for path in self.program.sources if not path.startswith("<"))
+        return tuple(Path(source.path) for source in self.program.sources.values() if is_file(source))
 
     @property
     def source_text(self) -> str:

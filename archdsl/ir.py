@@ -272,10 +272,6 @@ def is_concrete(shape: Shape) -> bool:
     return not any(isinstance(d, Sym) for d in shape)
 
 
-def is_symbolic(network: Network) -> bool:
-    return not is_concrete(network.input_shape)
-
-
 def format_args(args: dict[str, Value]) -> str:
     return ", ".join(f"{k}={_format_value(v)}" for k, v in args.items())
 

@@ -15,10 +15,9 @@ from archdsl import ir
 from archdsl.errors import ArchError, ShapeError
 from archdsl.program import Program
 from archdsl.resolve import input_of, resolve_network
-from archdsl.symbolic import Sym, single_atom, smallest_satisfying
+from archdsl.symbolic import SEARCH_LIMIT, Sym, single_atom, smallest_satisfying
 
 AXES = ("H", "W")
-SEARCH_LIMIT = 1 << 40  # pixels per side; beyond any image, and still exact in integer arithmetic
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def minimum_input(program: Program, network: str | None = None, params: dict | N
             if atom is None:
                 continue
             axis = atom[0]
-            needed = smallest_satisfying(size, axis, 1, limit=SEARCH_LIMIT)
+            needed = smallest_satisfying(size, axis, 1)
             if needed is None:
                 raise ShapeError(f"no input up to {SEARCH_LIMIT:,} pixels in {axis} is large enough for "
                                  f"{layer.path}, whose output is {size}", layer.span)

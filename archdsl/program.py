@@ -36,6 +36,9 @@ class Program:
 
     def add_module(self, module: ir.Module, *, own: bool) -> None:
         for block in module.blocks:
+            if lookup(block.name) is not None:
+                raise ResolveError(f"block '{block.name}' has the name of a built-in layer", block.span,
+                                   hint="rename the block; `archdsl layers` lists the layers' names")
             self._define(self.blocks, "block", block)
         if own:
             for network in module.networks:
@@ -43,9 +46,6 @@ class Program:
 
     @staticmethod
     def _define(table: dict, what: str, node: ir.BlockDef | ir.NetworkDef) -> None:
-        if what == "block" and lookup(node.name) is not None:
-            raise ResolveError(f"block '{node.name}' has the name of a built-in layer", node.span,
-                               hint="rename the block; `archdsl layers` lists the layers' names")
         seen: dict[str, ir.Param] = {}
         for param in node.params:
             if param.name in seen:
@@ -83,18 +83,19 @@ def load_program(source: Source, import_dirs: Sequence[str | Path] | None = None
     Networks come from the main file only; blocks from every file. Imports may reach files in the
     folder of ``source``, in ``import_dirs``, and below them.
     """
-    base = Path(source.path).resolve().parent if _is_file(source) else Path.cwd()
+    base = Path(source.path).resolve().parent if is_file(source) else Path.cwd()
     program = Program(main=source, import_dirs=(base, *(Path(d).resolve() for d in import_dirs or ())))
     _load(program, source, parse(source), base, chain=(_canonical(source),), own=True)
     return program
 
 
-def _is_file(source: Source) -> bool:
+def is_file(source: Source) -> bool:
+    """Whether a source is a file (not text given as ``<string>`` or the like)."""
     return not (source.path.startswith("<") and source.path.endswith(">"))
 
 
 def _canonical(source: Source) -> str:
-    return str(Path(source.path).resolve()) if _is_file(source) else source.path
+    return str(Path(source.path).resolve()) if is_file(source) else source.path
 
 
 def _load(program: Program, source: Source, module: ir.Module, base: Path, chain: tuple[str, ...], own: bool) -> None:

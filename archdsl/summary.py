@@ -6,7 +6,6 @@ at the limit is one row with its call, output shape and the sums of what it hold
 
 from __future__ import annotations
 
-import functools
 import math
 import textwrap
 from dataclasses import dataclass
@@ -63,7 +62,6 @@ def describe(node: ir.Resolved) -> str:
     return node.op
 
 
-@functools.lru_cache(maxsize=256)
 def _implied(spelling: str) -> tuple[frozenset[str], dict]:
     """The arguments a layer's spelling sets itself (``conv3x3``: k and p) and its kind's defaults."""
     from archdsl.layers import lookup

@@ -235,7 +235,10 @@ def single_atom(value: Sym) -> Atom | None:
     return next(iter(atoms)) if len(atoms) == 1 else None
 
 
-def smallest_satisfying(size: Sym, symbol: str, at_least: int, start: int = 1, limit: int = 1 << 40) -> int | None:
+SEARCH_LIMIT = 1 << 40  # sizes searched for a minimum: beyond any image, and still exact in integer arithmetic
+
+
+def smallest_satisfying(size: Sym, symbol: str, at_least: int, start: int = 1, limit: int = SEARCH_LIMIT) -> int | None:
     """The smallest value of ``symbol`` >= start at which ``size`` >= at_least.
 
     Spatial sizes are non-decreasing in their symbol, so a doubling search and bisection find it.

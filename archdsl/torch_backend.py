@@ -54,7 +54,7 @@ def build(network: ir.Network, init: str = "default", seed: int | None = None) -
     ``init="d2l"`` applies Dive into Deep Learning's scheme (Xavier-uniform on conv and linear
     weights); ``seed`` makes the initial weights repeat.
     """
-    if ir.is_symbolic(network):
+    if not ir.is_concrete(network.input_shape):
         raise BackendError(
             f"network {network.name} has a symbolic input {ir.format_shape(network.input_shape)}: modules need concrete sizes",
             network.span, hint="build it at a concrete input, e.g. archdsl.load(..., input_shape=(1, 96, 96))",
