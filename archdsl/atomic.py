@@ -25,8 +25,7 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         _set_mode(tmp, path)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(tmp)
         os.replace(tmp, path)
         fsync_folder(path.parent)
     except OSError as err:
@@ -81,6 +80,12 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def fsync_file(path: Path) -> None:
+    """Make a file's bytes durable before it is renamed into place."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def fsync_folder(folder: Path) -> None:

@@ -296,8 +296,7 @@ def _compare_outputs(net: CompiledNetwork, reference, entries: list[Entry]) -> d
             f"cannot copy the reference's weights: {mismatch.status} at {where} "
             f"({_shape(mismatch.our_shape)} in the spec, {_shape(mismatch.their_shape)} in the reference)",
             hint="every tensor must match by shape and order; see the mapping without --load-weights")
-    reference = reference.eval()
-    ours = net.build().eval()
+    ours = net.build().eval()  # the reference is in eval mode since _output_shape
     values = list(reference.state_dict().values())
     ours.load_state_dict({entry.ours: value for entry, value in zip(entries, values)}, strict=True)
     x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))

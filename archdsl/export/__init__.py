@@ -95,8 +95,6 @@ def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Export
     if checkpoint is None:
         write_text_atomic(path, python_source(net))
         return Exported((path,), "Python source", how, "none (the source holds no weights)")
-    from safetensors.torch import save_model
-
     tensors = path.with_suffix(".safetensors")
     if tensors == path:
         raise UsageError(f"cannot write the source to {path}: the weights go to FILE's name with .safetensors",
@@ -105,6 +103,8 @@ def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Export
     source = python_source(net, weights_file=tensors.name)  # first: a spec it cannot write leaves no weights behind
     net.require_concrete("the python export")
     module, weights = trained_module(net, checkpoint)
+    from safetensors.torch import save_model
+
     write_atomic(tensors, lambda tmp: save_model(module, str(tmp), metadata={"network": net.name}))
     write_text_atomic(path, source)
     return Exported((path, tensors), "Python source", how, weights)

@@ -16,7 +16,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from archdsl.atomic import fsync_folder
+from archdsl.atomic import fsync_file, fsync_folder
 from archdsl.errors import BackendError, UsageError
 from archdsl.summary import BYTES_PER_VALUE
 
@@ -52,8 +52,7 @@ def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) ->
         onnx.checker.check_model(str(staged))
         # The weights file first, the model last: a reader never finds a model without its weights.
         for staged_file in sorted(folder.iterdir(), key=lambda p: p.name == path.name):
-            with open(staged_file, "rb+") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(staged_file)
             os.replace(staged_file, path.parent / staged_file.name)
         fsync_folder(path.parent)
     except OSError as err:

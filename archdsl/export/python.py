@@ -66,7 +66,18 @@ def python_source(net: CompiledNetwork, weights_file: str | None = None) -> str:
 
 def network_class_name(net: CompiledNetwork) -> str:
     """The name of the network's class in ``python_source(net)``: ``Resnet18`` for ``resnet18``."""
-    return _File(net).network_class
+    return _class_name(net.name, "", set())  # the file names the network's class first
+
+
+def _class_name(name: str, suffix: str, taken: set[str]) -> str:
+    """``conv_block`` -> ``ConvBlock``, recorded in ``taken``; on a clash, ``suffix`` and then a number are added."""
+    base = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Block"
+    candidates = itertools.chain([base, base + suffix], (f"{base}{suffix}{n}" for n in itertools.count(2)))
+    for candidate in candidates:
+        if candidate not in taken and candidate not in _RESERVED:
+            taken.add(candidate)
+            return candidate
+    raise AssertionError("unreachable")
 
 
 # -- where the writer is ---------------------------------------------------------------------------
@@ -110,23 +121,13 @@ class _File:
         self.sources: list[str] = []
         self.helpers: set[str] = set()
         self.class_names: set[str] = set()
-        self.network_class = self._class_name(net.name, suffix="")
-        self.base_names = {name: self._class_name(name, suffix="Block") for name in self.program.blocks}
+        self.network_class = _class_name(net.name, "", self.class_names)
+        self.base_names = {name: _class_name(name, "Block", self.class_names) for name in self.program.blocks}
 
     @functools.cached_property
     def nodes(self) -> dict[str, ir.Resolved]:
         """The resolved graph by path, for what the writer cannot tell from the syntax (only ``render`` needs it)."""
         return {node.path: node for node in ir.walk(self.net.ir.body)}
-
-    def _class_name(self, name: str, suffix: str) -> str:
-        """``conv_block`` -> ``ConvBlock``; on a clash, ``suffix`` and then a number are added."""
-        base = "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Block"
-        candidates = itertools.chain([base, base + suffix], (f"{base}{suffix}{n}" for n in itertools.count(2)))
-        for candidate in candidates:
-            if candidate not in self.class_names and candidate not in _RESERVED:
-                self.class_names.add(candidate)
-                return candidate
-        raise AssertionError("unreachable")
 
     def block_class(self, block: ir.BlockDef, rank: int, call: ir.Call) -> _ClassInfo:
         key = (block.name, rank)
@@ -137,7 +138,7 @@ class _File:
         self.in_progress.add(key)
         # A block used on images and on vectors gets a class per rank: the first keeps the plain name.
         other_ranks = [k for k in (*self.classes, *self.in_progress) if k[0] == block.name and k != key]
-        name = self._class_name(f"{block.name}_{rank}d", suffix="") if other_ranks else self.base_names[block.name]
+        name = _class_name(f"{block.name}_{rank}d", "", self.class_names) if other_ranks else self.base_names[block.name]
         writer = _Writer(self, block.params, in_rank=rank)
         end = writer.body(block.body)
         info = _ClassInfo(name, writer.param_names, end.rank)
@@ -692,15 +693,18 @@ def _literal_default(expr: ir.Expr | None) -> str | None:
 def _comment_above(node: ir.BlockDef | ir.NetworkDef) -> str:
     """The ``#`` comment lines right above a definition: the spec author's description."""
     lines = node.span.source.text.splitlines()[: node.span.line - 1]
-    found = list(itertools.takewhile(lambda line: line.lstrip().startswith("#"), reversed(lines)))
-    return "\n".join(line.lstrip()[1:].strip() for line in reversed(found))
+    return "\n".join(reversed(_comment_lines(reversed(lines))))
 
 
 def _file_comment(node: ir.NetworkDef) -> str:
     """The ``#`` comment lines that open the file a definition is in."""
-    lines = node.span.source.text.splitlines()
+    return "\n".join(_comment_lines(node.span.source.text.splitlines()))
+
+
+def _comment_lines(lines) -> list[str]:
+    """The texts of the ``#`` comment lines at the start of ``lines``."""
     found = itertools.takewhile(lambda line: line.lstrip().startswith("#"), lines)
-    return "\n".join(line.lstrip()[1:].strip() for line in found)
+    return [line.lstrip()[1:].strip() for line in found]
 
 
 def _docstring(block: ir.BlockDef) -> str:
