@@ -31,10 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ["lenet", "alexnet", "vgg11", "vgg16", "vgg19", "nin", "googlenet", "resnet18", "densenet"]
 
 
-def timed(fn, repeat: int) -> float:
-    return median_seconds(fn, repeat, warmup=False)
-
-
 def command_seconds(spec: Path, out: Path) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "archdsl.cli", "export", str(spec), "-o", str(out)], check=True,
@@ -88,7 +84,7 @@ def main() -> None:
         cells = [name, f"{net.params:,}"]
         for fmt, suffix in FORMATS.items():
             path = folder / f"{name}{suffix}"
-            cells.append(f"{timed(lambda net=net, fmt=fmt, path=path: export(net, fmt, path), repeat):.2f}")
+            cells.append(f"{median_seconds(lambda: export(net, fmt, path), repeat, warmup=False):.2f}")
         onnx_bytes = sum(f.stat().st_size for f in folder.glob(f"{name}.onnx*"))  # with NAME.onnx.data
         cells.append(f"{onnx_bytes / 1e6:,.1f}")
         if not args.quick:

@@ -19,7 +19,6 @@ import io
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from timing import median_seconds
+from timing import ARCHDSL, command_time, median_seconds
 
 import archdsl
 from archdsl import parser, summary
@@ -141,20 +140,11 @@ def write_bytecode() -> None:
     compileall.compile_file(ROOT / "tests" / "references.py", quiet=1)
 
 
-def command_time(argv: list[str], repeat: int) -> float:
-    def run() -> None:
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    return median_seconds(run, repeat)
-
-
 def peers(repeat: int) -> list[str]:
     try:
         import torchinfo  # noqa: F401
     except ImportError:
         return ["torchinfo is not installed (`pip install torchinfo`): peer comparison not measured."]
-    write_bytecode()
-    archdsl_exe = str(Path(sys.executable).with_name("archdsl"))
     rows = [
         ("| spec | archdsl in-process, parsing (ms) | archdsl in-process, parse cached (ms) | torchinfo in-process, meta (ms) "
         "| ratio, parsing | ratio, parse cached | `archdsl compile` (ms) | torch + torchinfo script (ms) | ratio |"),
@@ -166,7 +156,7 @@ def peers(repeat: int) -> list[str]:
         for name in PEER_SPECS:
             ours, ours_cached = archdsl_in_process(name, repeat)
             theirs = torchinfo_in_process(name, repeat)
-            ours_cmd = command_time([archdsl_exe, "compile", str(ROOT / "specs" / f"{name}.arch")], max(3, repeat // 4))
+            ours_cmd = command_time([ARCHDSL, "compile", str(ROOT / "specs" / f"{name}.arch")], max(3, repeat // 4))
             theirs_cmd = command_time([sys.executable, str(script), name], max(3, repeat // 4))
             rows.append(
                 f"| {name} | {ours * 1e3:.2f} | {ours_cached * 1e3:.2f} | {theirs * 1e3:.1f} | {theirs / ours:.1f}× | "
@@ -188,12 +178,10 @@ STARTUP_STEPS = [
 
 def startup(repeat: int) -> list[str]:
     """Where a whole ``archdsl compile`` goes: processes that import more and more of what it needs."""
-    write_bytecode()
     rows = ["| process | median (ms) |", "|---|---:|"]
     for label, code in STARTUP_STEPS:
         rows.append(f"| {label} | {command_time([sys.executable, '-c', code], repeat) * 1e3:.0f} |")
-    archdsl_exe = str(Path(sys.executable).with_name("archdsl"))
-    whole = command_time([archdsl_exe, "compile", str(ROOT / "specs" / "vgg16.arch")], repeat)
+    whole = command_time([ARCHDSL, "compile", str(ROOT / "specs" / "vgg16.arch")], repeat)
     rows.append(f"| `archdsl compile specs/vgg16.arch` | {whole * 1e3:.0f} |")
     return rows
 
@@ -249,6 +237,8 @@ def main() -> None:
     if args.only in (None, "symbolic"):
         print("### Symbolic against concrete shape inference\n", file=out)
         print("\n".join(symbolic(repeat)) + "\n", file=out)
+    if args.only in (None, "peers", "startup"):
+        write_bytecode()
     if args.only in (None, "peers"):
         print("### Static summary against torchinfo\n", file=out)
         print("\n".join(peers(repeat)) + "\n", file=out)

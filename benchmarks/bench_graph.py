@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+from timing import ARCHDSL, command_time, median_seconds
 
 import archdsl
 from archdsl.graphviz_backend import render
@@ -62,12 +62,7 @@ def generated_spec(layers: int = 2000) -> str:
 def median_time(fn, repeat: int) -> tuple[float, object]:
     """Median wall time of ``repeat`` calls after one warm-up call, and the warm-up's result."""
     result = fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return median_seconds(fn, repeat, warmup=False), result
 
 
 def nodes_in(svg: bytes) -> int:
@@ -81,7 +76,7 @@ def archdsl_in_process(spec: Path, depth: int | None, repeat: int) -> tuple[floa
         return render(archdsl.load(spec).graph(depth=depth), "svg")
 
     seconds, svg = median_time(run, repeat)
-    own, _ = median_time(lambda: archdsl.load(spec).graph(depth=depth).source, repeat)
+    own = median_seconds(lambda: archdsl.load(spec).graph(depth=depth).source, repeat)
     return seconds, own, nodes_in(svg)
 
 
@@ -102,13 +97,6 @@ def torchview_in_process(spec: Path, depth: int | None, repeat: int) -> tuple[fl
     return seconds, nodes_in(svg)
 
 
-def command_time(argv: list[str], repeat: int) -> float:
-    def run() -> None:
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    return median_time(run, repeat)[0]
-
-
 def have_torchview() -> bool:
     try:
         import torchview  # noqa: F401
@@ -122,7 +110,6 @@ def table(repeat: int, tmp: Path) -> list[str]:
     generated.write_text(generated_spec())
     script = tmp / "torchview_graph.py"
     script.write_text(TORCHVIEW_SCRIPT)
-    archdsl_exe = str(Path(sys.executable).with_name("archdsl"))
     peer = have_torchview()
     cases = [(ROOT / "specs" / f"{name}.arch", name) for name in ("densenet", "googlenet")] + [(generated, "generated")]
     rows = [
@@ -136,7 +123,7 @@ def table(repeat: int, tmp: Path) -> list[str]:
         for depth in (None, 1):
             ours, own, our_nodes = archdsl_in_process(spec, depth, runs)
             depth_args = [] if depth is None else ["--depth", str(depth)]
-            ours_cmd = command_time([archdsl_exe, "graph", str(spec), "-o", str(tmp / "ours.svg"), *depth_args],
+            ours_cmd = command_time([ARCHDSL, "graph", str(spec), "-o", str(tmp / "ours.svg"), *depth_args],
                                     max(2, runs // 2))
             row = (f"| {name} | {layers:,} | {'full' if depth is None else depth} | {our_nodes:,} | {ours * 1e3:,.0f} |"
                    f" {own * 1e3:,.0f} |")

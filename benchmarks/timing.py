@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+ARCHDSL = str(Path(sys.executable).with_name("archdsl"))  # the installed command beside this Python
 
 
 def median_seconds(fn, repeat: int, warmup: bool = True) -> float:
@@ -16,3 +21,12 @@ def median_seconds(fn, repeat: int, warmup: bool = True) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def command_time(argv: list[str], repeat: int) -> float:
+    """Median wall time of running ``argv`` as a whole process (output discarded), after a warm-up run."""
+
+    def run() -> None:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    return median_seconds(run, repeat)

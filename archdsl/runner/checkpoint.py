@@ -138,7 +138,7 @@ def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str,
         raise UsageError(f"cannot read the checkpoint {path.name}: {first_line(err)}", file=str(path)) from None
     if not isinstance(state, dict) or "spec_hash" not in state:
         raise UsageError(f"{path.name} is not an archdsl checkpoint", file=str(path))
-    _check_spec(state["spec_hash"], spec, path, f"{trained_from}; {remedy}")
+    _check_spec(state["spec_hash"], spec, path, trained_from, remedy)
     return state
 
 
@@ -156,23 +156,18 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, t
         metadata = _metadata(data)
     except (SafetensorError, ValueError) as err:
         raise UsageError(f"cannot read the weights {path.name}: {first_line(err)}", file=str(path)) from None
-    _check_spec(metadata.get("archdsl_spec_hash"), spec, path, f"{trained_from}; {remedy}")
+    _check_spec(metadata.get("archdsl_spec_hash"), spec, path, trained_from, remedy)
     _check_tensors(tensors, model, path)
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)  # _check_tensors did the strict part, aliases included
 
 
 def _write_hashed(path: Path, write: Callable[[Path], None]) -> str:
-    """Write ``path`` atomically and return the SHA-256 of the bytes that reached the disk."""
-    digest = ""
-
-    def write_and_hash(tmp: Path) -> None:
-        nonlocal digest
-        write(tmp)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-
-    write_atomic(path, write_and_hash)
-    return digest
+    """Write ``path`` atomically and return the SHA-256 of the bytes that reached the disk (streamed:
+    a weights file can be larger than the memory left beside the model)."""
+    write_atomic(path, write)
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _verified_bytes(checkpoint: Checkpoint, path: Path) -> bytes:
@@ -248,10 +243,10 @@ def _shape(shape: torch.Size) -> str:
     return f"[{ir.format_shape(tuple(shape), ', ')}]"
 
 
-def _check_spec(found: str | None, expected: str, path: Path, hint: str) -> None:
+def _check_spec(found: str | None, expected: str, path: Path, trained_from: str, remedy: str) -> None:
     if found != expected:
         raise UsageError("this checkpoint was trained from a different spec (or different --param or --input values)",
-                         file=str(path), hint=hint)
+                         file=str(path), hint=f"{trained_from}; {remedy}")
 
 
 def _paths(run_dir: Path, epoch: int) -> Checkpoint:

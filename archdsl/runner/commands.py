@@ -72,7 +72,7 @@ def run_options(command):
               help="Seed of the weights and the data order; a CPU run repeats exactly. Default: 0.")
 @click.option("--init", metavar="default|d2l", help="Weight initialisation. Default: default.")
 @click.option("--limit", type=int, metavar="N", help="Use only the first N examples of each split (quick trials).")
-@click.option("--out", type=click.Path(path_type=Path), metavar="RUN_DIR",
+@click.option("--out", type=click.Path(), metavar="RUN_DIR",
               help="The new run folder. Default: runs/NETWORK-TIME.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its last finished epoch, with its options.")
@@ -87,9 +87,7 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
     from archdsl.runner.options import TrainOptions
     from archdsl.runner.runfolder import SpecArgs, default_folder, read
 
-    # The options given on the command line, by TrainOptions' field names (click names them so).
-    given = {name: str(value) if isinstance(value, Path) else value
-             for name, value in given.items() if value is not None}
+    given = {name: value for name, value in given.items() if value is not None}  # by TrainOptions' field names
     if resume is None:
         options = TrainOptions(**given)
         net = load_network(spec, param, network, input)

@@ -221,8 +221,8 @@ def _load_known(known: KnownSet, data_dir: str | None) -> ImageData:
         files = download(known, roots[0] / known.name)
     train_images, train_labels = _read_idx_pair(files["train_images"], files["train_labels"])
     test_images, test_labels = _read_idx_pair(files["test_images"], files["test_labels"])
-    _require_examples("training", train_images, files["train_images"].name, files["train_images"])
-    _require_examples("test", test_images, files["test_images"].name, files["test_images"])
+    _require_examples("training", train_images, files["train_images"])
+    _require_examples("test", test_images, files["test_images"])
     for labels, path in ((train_labels, files["train_labels"]), (test_labels, files["test_labels"])):
         if labels.size and int(labels.max()) >= len(known.classes):
             raise UsageError(
@@ -379,7 +379,7 @@ def load_npz(path: Path) -> ImageData:
         else:
             raise UsageError(f"{key} in {path.name} has shape {x.shape}; expected (N, H, W) or (N, H, W, C)",
                              file=str(path))
-        _require_examples("training" if key == "x_train" else "test", x, f"{key} in {path.name}", path)
+        _require_examples("training" if key == "x_train" else "test", x, path, where=f"{key} in {path.name}")
         images[key] = x
     if images["x_train"].shape[1:] != images["x_test"].shape[1:]:
         raise UsageError(f"x_train and x_test in {path.name} differ in image shape", file=str(path))
@@ -458,8 +458,9 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
     return ImageData(root.name, train_x, train_y, test_x, test_y, classes, str(root))
 
 
-def _require_examples(split: str, images: np.ndarray, where: str, path: Path) -> None:
-    """An empty split would still "train" (to a loss of 0) or test on nothing, and write a run of it."""
+def _require_examples(split: str, images: np.ndarray, path: Path, where: str | None = None) -> None:
+    """An empty split would still "train" (to a loss of 0) or test on nothing, and write a run of it.
+    ``where`` names the images in the message (default: the file's name)."""
     if not len(images):
-        raise UsageError(f"the {split} split is empty: {where} holds no images", file=str(path),
+        raise UsageError(f"the {split} split is empty: {where or path.name} holds no images", file=str(path),
                          hint="a data set needs at least one training and one test example")

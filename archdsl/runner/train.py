@@ -53,6 +53,8 @@ class Network(Protocol):
 
     def build(self, init: str = "default", seed: int | None = None) -> torch.nn.Module: ...
 
+    def require_concrete(self, task: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class RunResult:
