@@ -37,33 +37,49 @@ def parse_params(items: Sequence[str] | None, option: str = "--param") -> dict[s
     from archdsl.resolve import parse_value
 
     params: dict[str, object] = {}
+    given: dict[str, str] = {}  # name -> the item that set it
     for item in items or ():
         name, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
-            raise UsageError(f"{option} takes NAME=VALUE, not '{item}'", hint=f"for example {option} classes=1000")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UsageError(f"{option} takes NAME=VALUE, not '{_clip(item)}'", hint=f"for example {option} classes=1000")
+        if name in given:
+            raise UsageError(f"{option} sets '{name}' twice: {_clip(given[name])}, then {_clip(item)}",
+                             hint="give each parameter once")
+        given[name] = item
         try:
-            params[name.strip()] = parse_value(value)
+            params[name] = parse_value(value)
         except UsageError as err:
-            raise UsageError(f"{option} {item}: {err.message}", hint=err.hint) from None
+            raise UsageError(f"{option} {_clip(item)}: {err.message}", hint=err.hint) from None
     return params
 
 
 def parse_shape(text: str | None) -> tuple | None:
     """``3x224x224`` (or ``3,224,224``) to ``(3, 224, 224)``; ``1xHxW`` names symbolic sizes."""
+    from archdsl.errors import LimitError
     from archdsl.symbolic import Sym
+    from archdsl.values import literal
 
     if text is None:
         return None
     shape: list = []
     for part in re.split(r"[×,]|(?<=\d)x|x(?=\d)|(?<=[A-Z])x(?=[A-Z])", text.strip()):
         part = part.strip()
-        if re.fullmatch(r"\d+", part) and int(part) > 0:
-            shape.append(int(part))
-        elif re.fullmatch(r"[A-Z][A-Za-z0-9_]*", part):
+        if re.fullmatch(r"[A-Z][A-Za-z0-9_]*", part):
             shape.append(Sym.symbol(part))
-        else:
-            raise UsageError(f"--input takes positive sizes like 3x224x224 (or size names, 1xHxW), not '{text}'")
+            continue
+        if not re.fullmatch(r"\d+", part) or not part.strip("0"):
+            raise UsageError(f"--input takes positive sizes like 3x224x224 (or size names, 1xHxW), not '{_clip(text)}'")
+        try:
+            shape.append(literal(part))
+        except LimitError as err:
+            raise UsageError(f"--input {_clip(text)}: {err.message}", hint=err.hint) from None
     return tuple(shape)
+
+
+def _clip(text: str, width: int = 60) -> str:
+    """Text from the command line, shortened to ``width`` characters for a message."""
+    return text if len(text) <= width else f"{text[:width - 3]}..."
 
 
 def load_network(spec: Path, params: Sequence[str] | None, network: str | None, input: str | None,

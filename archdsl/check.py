@@ -57,5 +57,6 @@ def minimum_report(path: Path, import_dirs: Sequence[Path] | None = None, networ
 
     with paused_gc():
         program = load_program(read_source(path), import_dirs)
-        names = [network] if network else list(program.networks)
+        # One network (the one named, or the only one; none is an error), else each in turn.
+        names = [choose_network(program, network).name] if network or len(program.networks) < 2 else list(program.networks)
         return "\n".join(minimum_input(program, name, params).report() for name in names)

@@ -11,22 +11,20 @@ counted against ``Limits`` before anything is built.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
-from archdsl import ir
+from archdsl import ir, values
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
 from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
 from archdsl.program import Program
 from archdsl.shapes import LayerError, join, mismatch_hint, show
 from archdsl.source import Span
-from archdsl.symbolic import Sym, SymbolicError
+from archdsl.symbolic import Sym
 
 _TRUTH = {"true": True, "false": False}
-_FUNCS = {"min": min, "max": max}
 
 
 def _default_max_params() -> int:
@@ -112,32 +110,23 @@ class _Resolver:
         if depth > self.limits.max_depth:
             raise LimitError(f"expression nested more than {self.limits.max_depth} deep", expr.span)
         if isinstance(expr, ir.Number):
-            return expr.value
+            return values.bounded(expr.value, expr.span)
         if isinstance(expr, ir.Var):
             return self._lookup_var(expr, scope)
         if isinstance(expr, ir.InputDim):
             return self._input_dim(expr, scope)
         if isinstance(expr, ir.UnOp):
-            value = self.evaluate(expr.operand, scope, depth + 1)
-            if expr.op == "not":
-                return not _truth(value, expr.span)
-            return -value if expr.op == "-" else value
+            return values.unary(expr.op, self.evaluate(expr.operand, scope, depth + 1), expr.span)
         if isinstance(expr, ir.Func):
-            values = [self.evaluate(a, scope, depth + 1) for a in expr.args]
-            if expr.name not in _FUNCS:
-                raise ResolveError(f"unknown function '{expr.name}'", expr.span, hint="expressions may call min(...) and max(...)")
-            try:
-                return _FUNCS[expr.name](values)
-            except SymbolicError as err:
-                raise _symbolic_error(err, expr.span) from None
+            return values.function(expr.name, [self.evaluate(a, scope, depth + 1) for a in expr.args], expr.span)
         assert isinstance(expr, ir.BinOp)
         left = self.evaluate(expr.left, scope, depth + 1)
-        if expr.op == "and":
-            return _truth(left, expr.span) and _truth(self.evaluate(expr.right, scope, depth + 1), expr.span)
-        if expr.op == "or":
-            return _truth(left, expr.span) or _truth(self.evaluate(expr.right, scope, depth + 1), expr.span)
-        right = self.evaluate(expr.right, scope, depth + 1)
-        return _arith(expr, left, right)
+        if expr.op in ("and", "or"):
+            # Short-circuit: the right side is evaluated only when it decides.
+            if values.truth(left, expr.span) == (expr.op == "or"):
+                return expr.op == "or"
+            return values.truth(self.evaluate(expr.right, scope, depth + 1), expr.span)
+        return values.binary(expr.op, left, self.evaluate(expr.right, scope, depth + 1), expr.span)
 
     def _lookup_var(self, expr: ir.Var, scope: _Scope) -> ir.Value:
         if expr.name in scope.env:
@@ -190,7 +179,7 @@ class _Resolver:
         if isinstance(item, ir.Repeat):
             return self.repeat(item, scope, shape, depth, out)
         if isinstance(item, ir.Cond):
-            chosen = item.then if _truth(self.evaluate(item.test, scope), item.test.span) else item.otherwise
+            chosen = item.then if values.truth(self.evaluate(item.test, scope), item.test.span) else item.otherwise
             nodes, shape = self.items((chosen,), scope, shape, depth + 1)
             out.extend(nodes)
             return shape
@@ -202,7 +191,7 @@ class _Resolver:
     def repeat(self, item: ir.Repeat, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
         count = self.evaluate(item.count, scope)
         if isinstance(count, bool) or not isinstance(count, int):
-            raise ResolveError(f"repeat count must be a whole number, not {_show_value(count)}", item.count.span,
+            raise ResolveError(f"repeat count must be a whole number, not {values.show(count)}", item.count.span,
                                hint=_division_hint(count))
         if count < 0:
             raise ResolveError(f"repeat count must not be negative, but it is {count}", item.count.span)
@@ -247,6 +236,7 @@ class _Resolver:
                 (f"branch {i + 1} gives {show(s)}", body[0].span) for i, (s, body) in enumerate(zip(shapes, item.branches))
             )
             raise ShapeError(problem, item.span, hint=mismatch_hint(item.op, shapes), notes=notes)
+        _check_sizes(item.op, out_shape, item.span)
         if self.sizing:
             return _Size(out_shape, sum(n.params for b in branches for n in b))
         return ir.Join.make(
@@ -282,6 +272,7 @@ class _Resolver:
             if err.arg is None and "input" not in message:
                 message += f" (input {show(shape)})"
             raise ShapeError(message, where, hint=err.hint) from None
+        _check_sizes(call.name, out_shape, call.span)
         params = kind.params(args, shape)
         self.count(1, params, call.span)
         if self.sizing:
@@ -326,7 +317,7 @@ class _Resolver:
         name, path = scope.name(block.name)
         inner = _Scope({}, shape, f"{path}.")
         inner.env = self.bind_block_args(block, call, scope, inner)
-        call_text = f"{block.name}({', '.join(_show_value(inner.env[p.name]) for p in block.params)})"
+        call_text = f"{block.name}({', '.join(values.show(inner.env[p.name]) for p in block.params)})"
         key = (block.name, tuple(inner.env.items()), shape, depth)
         if self.sizing and key in self.sized:
             size, layers = self.sized[key]
@@ -461,75 +452,27 @@ def unknown_call(call: ir.Call, program: Program) -> ResolveError:
     )
 
 
-def _arith(expr: ir.BinOp, left: ir.Value, right: ir.Value) -> ir.Value:
-    op = expr.op
-    try:
-        if op == "+":
-            return left + right
-        if op == "-":
-            return left - right
-        if op == "*":
-            return left * right
-        if op == "/":
-            return left / right
-        if op == "//":
-            return left // right
-        if op == "%":
-            return left % right
-        return {"==": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
-                ">": left > right, ">=": left >= right}[op]
-    except ZeroDivisionError:
-        raise ResolveError("division by zero", expr.span) from None
-    except OverflowError:
-        raise ResolveError("number too large", expr.span) from None
-    except SymbolicError as err:
-        raise _symbolic_error(err, expr.span) from None
-
-
-def _truth(value: ir.Value, span: Span) -> bool:
-    try:
-        return bool(value)
-    except SymbolicError as err:
-        raise _symbolic_error(err, span) from None
-
-
-def _symbolic_error(err: SymbolicError, span: Span) -> ResolveError:
-    return ResolveError(str(err), span, hint="this depends on the symbolic input size; give a concrete one (--input 1x96x96)")
-
-
 def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
     name = f"{layer} {spec.name}" + (f" ({spec.doc})" if spec.doc else "")
     if spec.type is bool:
         if isinstance(value, bool) or value in (0, 1):
             return bool(value)
-        raise ResolveError(f"{name} must be true or false (1 or 0), not {_show_value(value)}", span)
+        raise ResolveError(f"{name} must be true or false (1 or 0), not {values.show(value)}", span)
     if isinstance(value, Sym):
         raise ResolveError(f"{name} must be a number known before the input size, not {value}", span,
-                           hint="it depends on the symbolic input size; give a concrete one (--input 1x96x96)")
+                           hint=values.SYMBOLIC_HINT)
     if spec.type is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ResolveError(f"{name} must be a whole number, not {_show_value(value)}", span, hint=_division_hint(value))
+            raise ResolveError(f"{name} must be a whole number, not {values.show(value)}", span, hint=_division_hint(value))
     elif spec.type is float:
         if isinstance(value, bool):
-            raise ResolveError(f"{name} must be a number, not {_show_value(value)}", span)
-        if isinstance(value, int) and abs(value) >= 2**1024:
-            raise ResolveError(f"{name} is too large to be a decimal number", span)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ResolveError(f"{name} must be finite, not {value}", span)
+            raise ResolveError(f"{name} must be a number, not {values.show(value)}", span)
+        value = float(value)  # exact: values lie within values.MAGNITUDE
     if spec.check is not None:
         problem = spec.check(value)
         if problem:
-            raise ResolveError(f"{name} {problem}, but it is {_show_value(value)}", span)
+            raise ResolveError(f"{name} {problem}, but it is {values.show(value)}", span)
     return value
-
-
-def _show_value(value: ir.Value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if value.is_integer() else f"{value:g}"  # 32.0, not 32: it is not a whole number here
-    return str(value)
 
 
 def _division_hint(value: ir.Value) -> str | None:
@@ -566,23 +509,23 @@ def _signature(name: str, kind: LayerKind, fixed: dict) -> str:
     for spec in kind.args:
         if spec.name in fixed:
             continue
-        parts.append(spec.name if spec.default is REQUIRED else f"{spec.name}={_show_value(spec.default) if spec.default is not None else '…'}")
+        parts.append(spec.name if spec.default is REQUIRED else f"{spec.name}={values.show(spec.default) if spec.default is not None else '…'}")
     return f"usage: {name} {' '.join(parts)}".rstrip()
 
 
 def parse_value(text: str) -> ir.Value:
-    """A value given on the command line: ``3``, ``0.5``, ``true``."""
+    """A value given on the command line: ``3``, ``-2``, ``0.5``, ``true``."""
     lowered = text.strip().lower()
     if lowered in _TRUTH:
         return _TRUTH[lowered]
+    number = re.fullmatch(r"([+-]?)((\d+\.\d*|\.\d+|\d+)(e[+-]?\d+)?)", lowered)
+    if number is None:
+        raise UsageError(f"'{text}' is not a number", hint="parameter values are integers, decimals, true or false")
     try:
-        return int(lowered)
-    except ValueError:
-        pass
-    try:
-        return float(lowered)
-    except ValueError:
-        raise UsageError(f"'{text}' is not a number", hint="parameter values are integers, decimals, true or false") from None
+        value = values.literal(number.group(2))
+    except LimitError as err:
+        raise UsageError(err.message, hint=err.hint) from None
+    return -value if number.group(1) == "-" else value
 
 
 def resolve_network(
@@ -606,8 +549,11 @@ def resolve_network(
         scope.env = {**_free_names(definition.input, env), **env}
         input_shape = tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input)
         scope.env = env
-    elif any(isinstance(d, bool) or not isinstance(d, (int, Sym)) or (isinstance(d, int) and d <= 0) for d in input_shape):
-        raise UsageError(f"input sizes must be positive whole numbers or size names, not {show(input_shape)}")
+    else:
+        for size in input_shape:
+            if isinstance(size, bool) or not isinstance(size, (int, Sym)) or (isinstance(size, int) and size <= 0):
+                raise UsageError(f"input sizes must be positive whole numbers or size names, not {values.show(size)}")
+            values.bounded(size, None)
     scope.in_shape = input_shape
     # A small network is built in one walk. A large one is sized first, in plain integers: a spec that
     # would explode stops there, before anything is built.
@@ -693,7 +639,7 @@ def _bind_network_params(resolver: _Resolver, definition: ir.NetworkDef, given: 
     env: dict[str, ir.Value] = {}
     for param in definition.params:
         if param.name in given:
-            env[param.name] = given[param.name]
+            env[param.name] = _given(definition, param.name, given[param.name])
         elif param.default is not None:
             scope.env = env
             env[param.name] = resolver.evaluate(param.default, scope)
@@ -701,6 +647,23 @@ def _bind_network_params(resolver: _Resolver, definition: ir.NetworkDef, given: 
             raise UsageError(f"network {definition.name} needs a value for its parameter '{param.name}'",
                              file=definition.span.file, hint=f"pass --param {param.name}=VALUE")
     return env
+
+
+def _check_sizes(what: str, shape: ir.Shape, span: Span) -> None:
+    """Every size of a layer's or join's output within values.MAGNITUDE: its inputs are, but a flatten
+    multiplies them and a concat adds them, and a chain of those grows without end."""
+    if not all(values.within(size) for size in shape):
+        raise LimitError(f"{what} gives {show(shape)}, a size larger than 2**62 ({values.MAGNITUDE:,})", span,
+                         hint="no real network comes near it; a concat or flatten repeated makes sizes grow at each step")
+
+
+def _given(definition: ir.NetworkDef, name: str, value: ir.Value) -> ir.Value:
+    """A parameter's value from the command line or the API, refused if it is too large."""
+    try:
+        return values.bounded(value, None)
+    except LimitError as err:
+        raise UsageError(f"network {definition.name}, parameter '{name}': {err.message}", file=definition.span.file,
+                         hint=err.hint) from None
 
 
 def _free_names(exprs: tuple[ir.Expr, ...], env: dict) -> dict[str, Sym]:
@@ -713,6 +676,6 @@ def _shape_dim(resolver: _Resolver, expr: ir.Expr, scope: _Scope, what: str) -> 
     if isinstance(value, Sym):
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ShapeError(f"{what} sizes must be positive whole numbers, not {_show_value(value)}", expr.span)
+        raise ShapeError(f"{what} sizes must be positive whole numbers, not {values.show(value)}", expr.span)
     return value
 

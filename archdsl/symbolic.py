@@ -14,6 +14,7 @@ with only constants returns plain ``int``, so concrete inference never sees a ``
 
 from __future__ import annotations
 
+import math
 from typing import Union
 
 # An atom is (symbol, a, m): floor((symbol + a) / m), with 0 <= a < m; m == 1 is the symbol itself.
@@ -43,8 +44,7 @@ class Sym:
     # -- arithmetic --------------------------------------------------------------------------------
 
     def __add__(self, other) -> Dim:
-        if isinstance(other, bool) or not isinstance(other, (int, Sym)):
-            return NotImplemented
+        _whole(self, "+", other)
         terms = dict(self.terms)
         for mono, coeff in _terms(other).items():
             terms[mono] = terms.get(mono, 0) + coeff
@@ -56,16 +56,15 @@ class Sym:
         return _result({m: -c for m, c in self.terms.items()})
 
     def __sub__(self, other) -> Dim:
-        if isinstance(other, bool) or not isinstance(other, (int, Sym)):
-            return NotImplemented
+        _whole(self, "-", other)
         return self + (-other)
 
     def __rsub__(self, other) -> Dim:
+        _whole(self, "-", other)
         return (-self) + other
 
     def __mul__(self, other) -> Dim:
-        if isinstance(other, bool) or not isinstance(other, (int, Sym)):
-            return NotImplemented
+        _whole(self, "*", other)
         terms: dict[Monomial, int] = {}
         for m1, c1 in self.terms.items():
             for m2, c2 in _terms(other).items():
@@ -76,10 +75,11 @@ class Sym:
     __rmul__ = __mul__
 
     def __floordiv__(self, other) -> Dim:
-        if isinstance(other, bool) or not isinstance(other, int):
-            raise SymbolicError(f"cannot divide {self} by {other} exactly")
+        _whole(self, "//", other)
+        if isinstance(other, Sym):
+            _by_symbol(other)
         if other <= 0:
-            raise SymbolicError(f"cannot divide {self} by {other}")
+            raise SymbolicError(f"cannot divide the symbolic size {self} by {other}: only by a positive whole number")
         if other == 1:
             return self
         constant = self.terms.get((), 0)
@@ -92,10 +92,16 @@ class Sym:
             if coeff == 1 and len(mono) == 1:
                 name, a, m = mono[0]
                 return _floor_atom(name, a + constant * m, m * other)
-        raise SymbolicError(f"cannot follow ({self}) // {other} exactly")
+        raise SymbolicError(f"({self}) // {other} has no exact form: archdsl divides a size of one input axis, "
+                            "floor((H + a) / m) + b, or one whose every coefficient divides")
+
+    def __rfloordiv__(self, other):
+        _by_symbol(self)
+
+    __rmod__ = __rfloordiv__
 
     def __truediv__(self, other):
-        raise SymbolicError(f"'/' on the symbolic size {self} is not a whole number; use //")
+        raise SymbolicError(f"'/' gives a decimal, and the symbolic size {self} has no exact one; divide with //")
 
     __rtruediv__ = __truediv__
 
@@ -103,7 +109,7 @@ class Sym:
         return self - (self // other) * other
 
     def _undecided(self, other):
-        raise SymbolicError(f"whether {self} is smaller or larger than {other} depends on the input size")
+        raise SymbolicError(f"the order of {self} and {other} depends on the input size")
 
     __lt__ = __le__ = __gt__ = __ge__ = _undecided
 
@@ -117,6 +123,24 @@ class Sym:
         return hash(frozenset(self.terms.items()))
 
     # -- use ---------------------------------------------------------------------------------------
+
+    def sign(self) -> int | None:
+        """1 or -1 where the value has that sign at every input size, else None.
+
+        Every symbol is a size, at least 1, so an atom ``floor((S + a) / m)`` is at least
+        ``floor((1 + a) / m)``: with coefficients all of one sign, the constant and those smallest
+        atoms bound the value on one side (``H > 0``, ``3 - 2·floor((H + 1) / 2) < 2``).
+        """
+        signs = {c > 0 for mono, c in self.terms.items() if mono}
+        if len(signs) != 1:
+            return None
+        bound = sum(coeff * math.prod((1 + a) // m for _, a, m in mono) for mono, coeff in self.terms.items())
+        positive = signs.pop()
+        if positive and bound >= 1:
+            return 1
+        if not positive and bound <= -1:
+            return -1
+        return None
 
     def symbols(self) -> set[str]:
         return {atom[0] for mono in self.terms for atom in mono}
@@ -163,6 +187,17 @@ class Sym:
 
 
 Dim = Union[int, Sym]
+
+
+def _whole(value: Sym, op: str, other) -> None:
+    """Symbolic sizes combine with whole numbers and each other only: a decimal has no exact form."""
+    if isinstance(other, bool) or not isinstance(other, (int, Sym)):
+        raise SymbolicError(f"'{op}' of the symbolic size {value} and {other!r} has no exact form: "
+                            "symbolic sizes combine with whole numbers only")
+
+
+def _by_symbol(divisor: Sym):
+    raise SymbolicError(f"cannot divide by the symbolic size {divisor}: '//' and '%' need a number on their right")
 
 
 def _terms(value: Dim) -> dict[Monomial, int]:
