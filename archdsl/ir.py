@@ -257,6 +257,21 @@ def validate(network: Network) -> None:
         type(node).model_validate(dict(node))
 
 
+def expression_size(expr: Expr) -> int:
+    """The terms of an expression, its nodes (``c * 2 + 1`` has five), counted without recursion."""
+    size, stack = 0, [expr]
+    while stack:
+        node = stack.pop()
+        size += 1
+        if isinstance(node, UnOp):
+            stack.append(node.operand)
+        elif isinstance(node, BinOp):
+            stack.extend((node.left, node.right))
+        elif isinstance(node, Func):
+            stack.extend(node.args)
+    return size
+
+
 def format_dim(dim: Dim) -> str:
     """``64``, ``H``, or ``(floor((H + 3) / 4) - 2)`` where a symbolic size needs parentheses."""
     text = str(dim)

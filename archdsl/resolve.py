@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from archdsl import ir, values
+from archdsl.counting import Budget, check_expansion
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
 from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
 from archdsl.program import Program
@@ -41,10 +42,16 @@ class Limits:
     """Bounds that hold before anything is expanded or allocated."""
 
     max_layers: int = 200_000
+    # Every layer, block call, join and term of an expression is a step. The largest network the layer
+    # limit admits takes well under a million; a spec that takes more is refused as it is counted.
+    max_steps: int = 1_000_000
     # Real networks nest a few levels. 64 keeps every pass well inside Python's stack, and the IR's
     # JSON inside pydantic's serialisation depth (a concat costs three levels, and 85 nested failed).
     max_depth: int = 64
     max_params: int = field(default_factory=_default_max_params)
+
+    def budget(self) -> Budget:
+        return Budget(self.max_layers, self.max_steps)
 
 
 @dataclass
@@ -71,8 +78,10 @@ class _OverBudget(Exception):
 
 
 # Networks up to this many layers are built in one walk; larger ones are sized first (see _Resolver).
-# Building this many layers takes about 20 ms, so a spec that turns out huge loses little.
+# Building this many layers takes about 20 ms, so a spec that turns out huge loses little. A walk of
+# STEPS_PER_LAYER times as many steps (block calls, terms of expressions) is sized first too.
 SIZE_FIRST_ABOVE = 2_000
+STEPS_PER_LAYER = 10
 
 
 @dataclass(frozen=True)
@@ -83,28 +92,48 @@ class _Size:
     params: int
 
 
+@dataclass(frozen=True)
+class _Sized:
+    """What the sizing pass remembers of a block instance: its size, and the layers and steps it took."""
+
+    size: _Size
+    layers: int
+    steps: int
+
+
 class _Resolver:
     """One walk that binds, expands and infers shapes.
 
     With ``sizing`` on, it builds no IR: layers, blocks and joins become ``_Size`` records, a block
     instantiated again with the same arguments, input shape and depth reuses its first count, and a
-    repeat whose item maps its input shape to itself multiplies instead of looping. Counting layers and
-    parameters that way is cheap even for specs that would expand to billions of layers, so
+    repeat whose item maps its input shape to itself multiplies instead of looping. Counting layers,
+    steps and parameters that way is cheap even for specs that would expand to billions of layers, so
     ``resolve_network`` sizes a network that outgrows ``SIZE_FIRST_ABOVE`` layers first, and refuses what
-    is over the limits before building it.
+    is over the limits before building it. (Before either walk, ``counting`` has refused what must be
+    over the limits whatever the shapes.)
     """
 
     def __init__(self, program: Program, limits: Limits, sizing: bool = False, budget: int | None = None) -> None:
         self.program = program
         self.limits = limits
+        self.limit = limits.budget()
         self.sizing = sizing
         self.budget = budget  # building stops with _OverBudget past this many layers
         self.layers = 0
+        self.steps = 0
         self.params = 0
         self.active: list[str] = []  # blocks being instantiated, for recursion errors
-        self.sized: dict[tuple, tuple[_Size, int]] = {}  # (block, arguments, shape, depth) -> (size, layers)
+        self.sized: dict[tuple, _Sized] = {}  # (block, arguments, shape, depth) -> what it took
+        self.sizes: dict[int, int] = {}  # id of an expression -> its terms
 
     # -- expressions --------------------------------------------------------------------------------
+
+    def value(self, expr: ir.Expr, scope: _Scope) -> ir.Value:
+        """An expression's value in a walk, which counts each of its terms as a step."""
+        if id(expr) not in self.sizes:
+            self.sizes[id(expr)] = ir.expression_size(expr)
+        self.count(0, 0, self.sizes[id(expr)], expr.span)
+        return self.evaluate(expr, scope)
 
     def evaluate(self, expr: ir.Expr, scope: _Scope, depth: int = 0) -> ir.Value:
         if depth > self.limits.max_depth:
@@ -179,7 +208,7 @@ class _Resolver:
         if isinstance(item, ir.Repeat):
             return self.repeat(item, scope, shape, depth, out)
         if isinstance(item, ir.Cond):
-            chosen = item.then if values.truth(self.evaluate(item.test, scope), item.test.span) else item.otherwise
+            chosen = item.then if values.truth(self.value(item.test, scope), item.test.span) else item.otherwise
             nodes, shape = self.items((chosen,), scope, shape, depth + 1)
             out.extend(nodes)
             return shape
@@ -189,37 +218,31 @@ class _Resolver:
         return node.out_shape
 
     def repeat(self, item: ir.Repeat, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
-        count = self.evaluate(item.count, scope)
+        count = self.value(item.count, scope)
         if isinstance(count, bool) or not isinstance(count, int):
             raise ResolveError(f"repeat count must be a whole number, not {values.show(count)}", item.count.span,
                                hint=_division_hint(count))
         if count < 0:
             raise ResolveError(f"repeat count must not be negative, but it is {count}", item.count.span)
-        if self.layers + count > self.limits.max_layers:
-            raise LimitError(
-                f"repeat {count} would expand to more than {self.limits.max_layers:,} layers",
-                item.count.span,
-                hint="archdsl refuses specs this large before expanding them",
-            )
+        if self.budget is not None and count > self.budget:
+            raise _OverBudget  # more iterations than a network built in one walk has layers: count them first
         for index in range(count):
-            before = self.layers
+            layers, steps = self.layers, self.steps
             nodes, new_shape = self.items((item.item,), scope, shape, depth + 1)
             out.extend(nodes)
-            per_repeat = self.layers - before
             remaining = count - index - 1
+            if not nodes and new_shape == shape:
+                return shape  # the iterations left make nothing either
             if self.sizing and new_shape == shape and remaining:
                 # The iterations left are this one again: the same input shape and the same names.
                 params = sum(n.params for n in nodes)
-                self.count(per_repeat * remaining, params * remaining, item.count.span)
+                self.count((self.layers - layers) * remaining, params * remaining, (self.steps - steps) * remaining,
+                           item.count.span)
                 out.append(_Size(shape, params * remaining))
                 return shape
             shape = new_shape
-            if self.layers + per_repeat * remaining > self.limits.max_layers:
-                raise LimitError(
-                    f"repeat {count} of {per_repeat} layers each would expand to more than {self.limits.max_layers:,} layers",
-                    item.count.span,
-                    hint="archdsl refuses specs this large before expanding them",
-                )
+            self.limit.check(self.layers + (self.layers - layers) * remaining,
+                             self.steps + (self.steps - steps) * remaining, item.count.span, repeat=count)
         return shape
 
     def branch(self, item: ir.Branch, scope: _Scope, shape: ir.Shape, depth: int) -> ir.Join:
@@ -237,6 +260,7 @@ class _Resolver:
             )
             raise ShapeError(problem, item.span, hint=mismatch_hint(item.op, shapes), notes=notes)
         _check_sizes(item.op, out_shape, item.span)
+        self.count(0, 0, 1, item.span)
         if self.sizing:
             return _Size(out_shape, sum(n.params for b in branches for n in b))
         return ir.Join.make(
@@ -274,7 +298,7 @@ class _Resolver:
             raise ShapeError(message, where, hint=err.hint) from None
         _check_sizes(call.name, out_shape, call.span)
         params = kind.params(args, shape)
-        self.count(1, params, call.span)
+        self.count(1, params, 1, call.span)
         if self.sizing:
             return _Size(out_shape, params)
         name, path = scope.name(kind.key)
@@ -283,16 +307,16 @@ class _Resolver:
             in_shape=shape, out_shape=out_shape, params=params, macs=kind.macs(args, shape, out_shape), span=call.span,
         )
 
-    def count(self, layers: int, params: ir.Dim, span: Span) -> None:
-        """Add layers and parameters to the totals, refusing to go past the layer limit; a budgeted
-        walk stops past its budget or the parameter limit (sizing then counts them all, for the message)."""
+    def count(self, layers: int, params: ir.Dim, steps: int, span: Span) -> None:
+        """Add layers, parameters and steps to the totals, refusing to go past the limits; a budgeted walk
+        stops past its budget or the parameter limit (sizing then counts them all, for the message)."""
         self.layers += layers
         self.params += params
-        if self.layers > self.limits.max_layers:
-            raise LimitError(f"the network has more than {self.limits.max_layers:,} layers", span,
-                             hint="archdsl refuses specs this large before expanding them")
+        self.steps += steps
+        self.limit.check(self.layers, self.steps, span)
         if self.budget is not None and (
-            self.layers > self.budget or (isinstance(self.params, int) and self.params > self.limits.max_params)
+            self.layers > self.budget or self.steps > self.budget * STEPS_PER_LAYER
+            or (isinstance(self.params, int) and self.params > self.limits.max_params)
         ):
             raise _OverBudget
 
@@ -300,7 +324,7 @@ class _Resolver:
         values: dict[str, ir.Value] = {}
         spans: dict[str, Span] = {}
         for spec, arg in match_layer_args(kind, preset, call, scope.env, self.program.blocks):
-            values[spec.name] = _coerce(spec, self.evaluate(arg.value, scope), arg.span, call.name)
+            values[spec.name] = _coerce(spec, self.value(arg.value, scope), arg.span, call.name)
             spans[spec.name] = arg.span
         values.update(unstated_layer_args(kind, preset, values, call))
         try:
@@ -318,12 +342,13 @@ class _Resolver:
         inner = _Scope({}, shape, f"{path}.")
         inner.env = self.bind_block_args(block, call, scope, inner)
         call_text = f"{block.name}({', '.join(values.show(inner.env[p.name]) for p in block.params)})"
-        key = (block.name, tuple(inner.env.items()), shape, depth)
+        key = (block.name, tuple((name, type(value), value) for name, value in inner.env.items()), shape, depth)
         if self.sizing and key in self.sized:
-            size, layers = self.sized[key]
-            self.count(layers, size.params, call.span)
-            return size
-        before = self.layers
+            sized = self.sized[key]
+            self.count(sized.layers, sized.size.params, sized.steps, call.span)
+            return sized.size
+        self.count(0, 0, 1, call.span)
+        layers, steps = self.layers, self.steps
         self.active.append(block.name)
         try:
             nodes, out_shape = self.items(block.body, inner, shape, depth + 1)
@@ -332,8 +357,9 @@ class _Resolver:
         finally:
             self.active.pop()
         if self.sizing:
-            self.sized[key] = (_Size(out_shape, sum(n.params for n in nodes)), self.layers - before)
-            return self.sized[key][0]
+            sized = _Sized(_Size(out_shape, sum(n.params for n in nodes)), self.layers - layers, self.steps - steps + 1)
+            self.sized[key] = sized
+            return sized.size
         return ir.Block.make(
             block=block.name, call=call_text, body=tuple(nodes), name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
@@ -361,14 +387,14 @@ class _Resolver:
                 name = arg.name
             if name in given:
                 raise ResolveError(f"block {block.name}: parameter '{name}' given twice", arg.span)
-            given[name] = (self.evaluate(arg.value, caller), arg.span)
+            given[name] = (self.value(arg.value, caller), arg.span)
         env: dict[str, ir.Value] = {}
         for param in block.params:
             if param.name in given:
                 env[param.name] = given[param.name][0]
             elif param.default is not None:
                 inner.env = env
-                env[param.name] = self.evaluate(param.default, inner)
+                env[param.name] = self.value(param.default, inner)
             else:
                 raise ResolveError(f"block {block.name} needs its parameter '{param.name}'", call.span,
                                    hint=f"block {block.name}({', '.join(names)}) is defined at {block.span}")
@@ -540,14 +566,15 @@ def resolve_network(
     >>> resolve_network(load_program(Source("x.arch", "network n : [1, 28, 28] = flatten; fc 10")))   # doctest: +SKIP
     """
     definition = choose_network(program, network)
-    resolver = _Resolver(program, limits or Limits(), budget=SIZE_FIRST_ABOVE)
+    limits = limits or Limits()
+    evaluator = _Resolver(program, limits)  # what is evaluated outside the walk: parameters, shapes
     scope = _Scope({}, (), "")
-    env = _bind_network_params(resolver, definition, dict(params or {}), scope)
+    env = _bind_network_params(evaluator, definition, dict(params or {}), scope)
     scope.env = env
     if input_shape is None:
         # Names the parameters do not bind are symbolic sizes: [1, H, W].
         scope.env = {**_free_names(definition.input, env), **env}
-        input_shape = tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input)
+        input_shape = tuple(_shape_dim(evaluator, e, scope, "input") for e in definition.input)
         scope.env = env
     else:
         for size in input_shape:
@@ -555,20 +582,24 @@ def resolve_network(
                 raise UsageError(f"input sizes must be positive whole numbers or size names, not {values.show(size)}")
             values.bounded(size, None)
     scope.in_shape = input_shape
-    # A small network is built in one walk. A large one is sized first, in plain integers: a spec that
-    # would explode stops there, before anything is built.
+    # A small network is built in one walk. A large one is counted from the program alone (a spec that
+    # must expand past the limits, whatever its shapes, stops there), then sized, in plain integers (a
+    # spec that would explode with its shapes stops there), before anything is built.
     try:
+        resolver = _Resolver(program, limits, budget=SIZE_FIRST_ABOVE)
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     except _OverBudget:
-        sizer = _Resolver(program, resolver.limits, sizing=True)
+        check_expansion(program, definition.body, env, limits.budget(), limits.max_depth,
+                        lambda expr, known: evaluator.evaluate(expr, _Scope(known, (), "")))
+        sizer = _Resolver(program, limits, sizing=True)
         sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
-        _check_params(definition, sizer.params, resolver.limits)
-        resolver = _Resolver(program, resolver.limits)
+        _check_params(definition, sizer.params, limits)
+        resolver = _Resolver(program, limits)
         scope = _Scope(env, input_shape, "")
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
-    _check_params(definition, resolver.params, resolver.limits)
+    _check_params(definition, resolver.params, limits)
     if definition.output is not None:
-        expected = tuple(_shape_dim(resolver, e, scope, "output") for e in definition.output)
+        expected = tuple(_shape_dim(evaluator, e, scope, "output") for e in definition.output)
         if expected != out_shape:
             hint = None
             if len(out_shape) == 3 and len(expected) == 1:
@@ -653,8 +684,9 @@ def _check_sizes(what: str, shape: ir.Shape, span: Span) -> None:
     """Every size of a layer's or join's output within values.MAGNITUDE: its inputs are, but a flatten
     multiplies them and a concat adds them, and a chain of those grows without end."""
     if not all(values.within(size) for size in shape):
-        raise LimitError(f"{what} gives {show(shape)}, a size larger than 2**62 ({values.MAGNITUDE:,})", span,
-                         hint="no real network comes near it; a concat or flatten repeated makes sizes grow at each step")
+        raise LimitError(f"{what} gives {show(shape)}, past what archdsl computes with: numbers within ±2**62 "
+                         f"({values.MAGNITUDE:,})", span,
+                         hint="no real network comes near it; a size (or a divisor) that doubles at each step passes it after 62 steps")
 
 
 def _given(definition: ir.NetworkDef, name: str, value: ir.Value) -> ir.Value:

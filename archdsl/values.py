@@ -65,9 +65,11 @@ def show(value: Value) -> str:
 
 
 def within(value: Value) -> bool:
-    """Whether ``value`` lies within ``MAGNITUDE`` (a symbolic one: each coefficient, in at most ``MAX_TERMS`` terms)."""
+    """Whether ``value`` lies within ``MAGNITUDE``; a symbolic one: each coefficient, and each offset and
+    divisor of its atoms (``floor((H + a) / m)``), in at most ``MAX_TERMS`` terms."""
     if isinstance(value, Sym):
-        return len(value.terms) <= MAX_TERMS and all(abs(coeff) <= MAGNITUDE for coeff in value.terms.values())
+        numbers = [n for mono, coeff in value.terms.items() for n in (coeff, *(x for _, a, m in mono for x in (a, m)))]
+        return len(value.terms) <= MAX_TERMS and all(abs(n) <= MAGNITUDE for n in numbers)
     return isinstance(value, bool) or abs(value) <= MAGNITUDE  # False for inf and nan too
 
 

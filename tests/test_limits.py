@@ -77,8 +77,15 @@ def test_a_billion_repeats_are_refused_before_one_is_expanded(layers_seen):
     assert layers_seen[0] == 0
 
 
-def test_nested_repeats_multiply_instead_of_looping(layers_seen):
+def test_nested_repeats_are_counted_before_they_are_expanded(layers_seen):
     err = refuse("network n : [3, 32, 32] = repeat 100000 repeat 100000 relu")
+    assert (err.message, err.line, err.column) == ("repeat 100000 would expand to more than 200,000 layers", 1, 34)
+    assert layers_seen[0] <= resolve.SIZE_FIRST_ABOVE + 1
+
+
+def test_nested_repeats_multiply_instead_of_looping(layers_seen):
+    # A count read from the input is not known before the shapes are: the sizing walk multiplies.
+    err = refuse("network n : [3, 32, 32] = repeat in.c repeat 100000 relu")
     assert (err.message, err.line, err.column) == ("the network has more than 200,000 layers", 1, 34)
     assert layers_seen[0] <= resolve.SIZE_FIRST_ABOVE + 1 + 2
 

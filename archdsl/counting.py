@@ -1,0 +1,177 @@
+"""Counting before expanding: the fewest layers and steps a network's body can expand to.
+
+Resolution builds a small network in one walk and sizes a large one first (``resolve``), but sizing
+still walks every block instance whose input shape differs from the last, and a tower of blocks that
+each call the one below twice, growing a size on the way, has 2**40 of them. This pass looks at no
+shape. It counts each item from the program alone, with the values known without an input (literals,
+parameters, arithmetic on them): a layer is one layer and one step, a block call or a join one step,
+each term of an expression evaluated one step; a ``repeat`` whose count it cannot tell runs no time,
+an ``if`` it cannot decide takes neither arm. What it finds is a lower bound, so a network over
+the limits is refused before any of it is expanded. A block called again with the same known
+arguments at the same depth is counted once, so the pass costs a few steps per definition:
+
+    block b0 = relu
+    block b1 = b0; b0          # 2 layers, 5 steps
+    ...
+    block b40 = b39; b39       # 2**40 layers: refused at once
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from archdsl import ir
+from archdsl.errors import ArchError, LimitError
+from archdsl.layers import lookup
+from archdsl.program import Program
+
+LIMIT_HINT = "archdsl refuses specs this large before expanding them"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What an item expands to: layers; nodes of the resolved graph (layers, block calls, joins); steps
+    (nodes, and the terms of the expressions evaluated)."""
+
+    layers: int = 0
+    nodes: int = 0
+    steps: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.layers + other.layers, self.nodes + other.nodes, self.steps + other.steps)
+
+    def times(self, count: int) -> Tally:
+        return Tally(self.layers * count, self.nodes * count, self.steps * count)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The most layers and steps a network may expand to (``resolve.Limits``)."""
+
+    layers: int
+    steps: int
+
+    def check(self, layers: int, steps: int, span, repeat: int | None = None) -> None:
+        """Refuse counts over the budget, those of the network so far or of one ``repeat`` of that count."""
+        if layers > self.layers:
+            what = "the network has" if repeat is None else f"repeat {repeat} would expand to"
+            raise LimitError(f"{what} more than {self.layers:,} layers", span, hint=LIMIT_HINT)
+        if steps > self.steps:
+            what = "expanding the network takes" if repeat is None else f"repeat {repeat} would take"
+            raise LimitError(f"{what} more than {self.steps:,} steps (layers, block calls, joins and terms of "
+                             "expressions)", span, hint=LIMIT_HINT)
+
+
+def check_expansion(program: Program, body: tuple[ir.Item, ...], env: dict[str, ir.Value], budget: Budget,
+                    max_depth: int, evaluate: Callable[[ir.Expr, dict[str, ir.Value]], ir.Value]) -> None:
+    """Raise a LimitError if ``body`` must expand to more than the budget, counted as the module says.
+
+    ``evaluate(expr, env)`` gives an expression's value at the known names ``env``, or raises an
+    ArchError where it reads something unknown (a name not in ``env``, ``in.c``).
+    """
+    _Counter(program, budget, max_depth, evaluate).items(body, env, 0)
+
+
+class _Counter:
+    def __init__(self, program: Program, budget: Budget, max_depth: int, evaluate) -> None:
+        self.program = program
+        self.budget = budget
+        self.max_depth = max_depth
+        self.evaluate = evaluate
+        self.counted: dict[tuple, Tally] = {}  # (block, known arguments, depth) -> its tally
+        self.active: set[str] = set()  # blocks being counted: a block that calls itself is the resolver's to report
+        self.sizes: dict[int, int] = {}  # id of an expression -> its terms
+
+    def items(self, items: tuple[ir.Item, ...], env: dict, depth: int) -> Tally:
+        total = Tally()
+        for item in items:
+            total += self.item(item, env, depth)
+            self.budget.check(total.layers, total.steps, item.span)
+        return total
+
+    def item(self, item: ir.Item, env: dict, depth: int) -> Tally:
+        if depth > self.max_depth:
+            return Tally()  # the resolver refuses the nesting
+        if isinstance(item, ir.Call):
+            return self.call(item, env, depth)
+        if isinstance(item, ir.Group):
+            return self.items(item.items, env, depth + 1)
+        if isinstance(item, ir.Repeat):
+            return self.repeat(item, env, depth)
+        if isinstance(item, ir.Cond):
+            evaluated = Tally(steps=self.size(item.test))
+            test = self.known(item.test, env)
+            if not isinstance(test, (bool, int, float)):
+                return evaluated  # undecided here: either arm may be taken, and counting both could take long
+            return evaluated + self.item(item.then if test else item.otherwise, env, depth + 1)
+        assert isinstance(item, ir.Branch)
+        total = Tally(nodes=1, steps=1)
+        for body in item.branches:
+            total += self.items(body, env, depth + 1)
+        return total
+
+    def repeat(self, item: ir.Repeat, env: dict, depth: int) -> Tally:
+        count = self.known(item.count, env)
+        evaluated = Tally(steps=self.size(item.count))
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            return evaluated
+        each = self.item(item.item, env, depth + 1)
+        if each.nodes == 0:
+            return evaluated + each  # the resolver stops after an iteration that makes nothing
+        self.budget.check(each.layers * count, each.steps * count, item.count.span, repeat=count)
+        return evaluated + each.times(count)
+
+    def call(self, call: ir.Call, env: dict, depth: int) -> Tally:
+        arguments = Tally(nodes=1, steps=1 + sum(self.size(arg.value) for arg in call.args))
+        block = self.program.blocks.get(call.name)
+        if block is None:
+            # A layer; a name that is neither is the resolver's error.
+            return arguments + Tally(layers=1) if lookup(call.name) is not None else Tally()
+        if block.name in self.active:
+            return Tally()
+        inner, defaults = self.bind(block, call, env)
+        key = (block.name, tuple((name, type(value), value) for name, value in inner.items()), depth)
+        if key not in self.counted:
+            self.active.add(block.name)
+            try:
+                self.counted[key] = self.items(block.body, inner, depth + 1)
+            except ArchError as err:
+                raise err.with_note(f"{block.name}(...) instantiated here", call.span) from None
+            finally:
+                self.active.discard(block.name)
+        return arguments + defaults + self.counted[key]
+
+    def bind(self, block: ir.BlockDef, call: ir.Call, env: dict) -> tuple[dict, Tally]:
+        """The block's parameters whose values are known here, and the steps its defaults take."""
+        names = [p.name for p in block.params]
+        given = {}
+        for position, arg in enumerate(a for a in call.args if a.name is None):
+            if position < len(names):
+                given[names[position]] = arg.value
+        given.update({arg.name: arg.value for arg in call.args if arg.name is not None})
+        inner: dict = {}
+        steps = 0
+        for param in block.params:
+            if param.name in given:
+                value = self.known(given[param.name], env)
+            elif param.default is not None:
+                value = self.known(param.default, inner)
+                steps += self.size(param.default)
+            else:
+                continue
+            if value is not None:
+                inner[param.name] = value
+        return inner, Tally(steps=steps)
+
+    def known(self, expr: ir.Expr, env: dict) -> ir.Value | None:
+        try:
+            return self.evaluate(expr, env)
+        except ArchError:
+            return None
+
+    def size(self, expr: ir.Expr) -> int:
+        key = id(expr)
+        if key not in self.sizes:
+            self.sizes[key] = ir.expression_size(expr)
+        return self.sizes[key]
