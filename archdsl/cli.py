@@ -71,6 +71,9 @@ def compile_command(spec: Path, param: tuple[str, ...], input: str | None, netwo
     """Check SPEC (an .arch file) and print its per-layer shapes, parameters and MACs."""
     from archdsl import summary
 
+    if emit is not None and json_:
+        raise UsageError("--emit and --json each choose the output; give one of them",
+                         hint="--emit ir is JSON already; --json is the summary as JSON")
     net = load_network(spec, param, network, input, max_params, allow_import_dir)
     if emit == "ir":
         print(net.ir.model_dump_json(indent=1))
@@ -87,7 +90,10 @@ def compile_command(spec: Path, param: tuple[str, ...], input: str | None, netwo
 @app.command("graph", short_help="Draw a spec's network with Graphviz.")
 @spec_argument
 @click.option("--out", "-o", type=PATH, metavar="FILE",
-              help="Where to write; the suffix picks the format: .svg, .png, .pdf or .dot (default: NETWORK.svg here).")
+              help="Where to write; the suffix picks the format: .svg, .png, .pdf or .dot (default: NETWORK.svg here). "
+                   "'-' is standard output.")
+@click.option("--format", "fmt", type=click.Choice(["svg", "png", "pdf", "dot"]),
+              help="The format, where FILE's suffix does not say (default for '-': svg).")
 @param_option
 @input_option
 @network_option
@@ -97,15 +103,16 @@ def compile_command(spec: Path, param: tuple[str, ...], input: str | None, netwo
 @click.option("--fold-activations/--separate-activations", default=True, show_default=True,
               help="Write an activation into the node of the layer before it, or draw it as a node of its own.")
 @import_dir_option
-def graph_command(spec: Path, out: Path | None, param: tuple[str, ...], input: str | None, network: str | None,
-                  depth: int | None, direction: str, fold_activations: bool, allow_import_dir: tuple[Path, ...]) -> None:
+def graph_command(spec: Path, out: Path | None, fmt: str | None, param: tuple[str, ...], input: str | None,
+                  network: str | None, depth: int | None, direction: str, fold_activations: bool,
+                  allow_import_dir: tuple[Path, ...]) -> None:
     """Draw the network of SPEC with Graphviz: layers, shapes on the edges, blocks as clusters."""
     from archdsl.graphviz_backend import save
 
     net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
-    path = out if out is not None else Path(f"{net.name}.svg")
-    save(net.graph(depth, direction, fold_activations), path, net.source_files)
-    print(f"wrote {path}")
+    path = out if out is not None else Path(f"{net.name}.{fmt or 'svg'}")
+    save(net.graph(depth, direction, fold_activations), path, net.source_files, fmt)
+    _report(path, f"wrote {path}")
 
 
 @app.command("check", short_help="Report errors in specs (or their smallest inputs).")
@@ -148,6 +155,7 @@ def check_command(specs: tuple[Path, ...], quiet: bool, allow_import_dir: tuple[
 @click.option("--write", "-w", is_flag=True, help="Rewrite the files in place (atomically).")
 def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
     """Print each SPEC in the canonical style, comments kept (or --check them, or --write them back)."""
+    from archdsl.atomic import write_text_atomic
     from archdsl.formatter import format_source
     from archdsl.program import read_source
 
@@ -165,7 +173,7 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
                 print(f"would reformat {spec}")
                 failed = True
             elif write:
-                _rewrite(spec, formatted)
+                write_text_atomic(spec, formatted)  # a link stays a link: the file it points to is rewritten
                 print(f"reformatted {spec}")
             else:
                 print(formatted, end="")
@@ -176,17 +184,9 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
         sys.exit(1)
 
 
-def _rewrite(path: Path, text: str) -> None:
-    """Replace a file's text atomically, keeping its permissions: the old file or the new, never half.
-    A symbolic link stays a link: the file it points to is rewritten."""
-    from archdsl.atomic import write_text_atomic
-
-    write_text_atomic(path.resolve(), text)
-
-
 @app.command("export", short_help="Write a network as PyTorch source, ONNX or TorchScript.")
 @spec_argument
-@click.option("--out", "-o", type=PATH, required=True, metavar="FILE", help="The file to write.")
+@click.option("--out", "-o", type=PATH, required=True, metavar="FILE", help="The file to write ('-': standard output).")
 @click.option("--to", metavar="python|onnx|torchscript",
               help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).")
 @param_option
@@ -210,7 +210,14 @@ def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...]
         net = load_network_as_run(spec, param, network, input, read(checkpoint).spec, allow_import_dir)
     else:
         net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
-    print(export(net, to, out, checkpoint).describe())
+    _report(out, export(net, to, out, checkpoint).describe())
+
+
+def _report(output: Path, message: str) -> None:
+    """What a command wrote, on stdout, or on stderr when the output itself went to stdout."""
+    from archdsl.atomic import writes_to_stdout
+
+    print(message, file=sys.stderr if writes_to_stdout(output) else sys.stdout)
 
 
 @app.command("compare", short_help="Compare two networks, or a spec with a Python model.")
@@ -302,13 +309,15 @@ def main() -> None:
 
 
 def _output_failed(err: OSError) -> int:
-    """Standard output could not be written (``> /dev/full``, a closed pipe): one line, status 1.
+    """Standard output could not be written (``> /dev/full``, a closed pipe), or the file system refused
+    something the commands did not foresee: one line naming the file and the reason, status 1.
 
-    Files are written through archdsl.atomic, which reports its own failures with the file's name; an
-    OSError that names a file is therefore not about the output, and is re-raised as the bug it is.
+    Files are written through archdsl.atomic and read through program.read_source, which report their own
+    failures; this is the boundary's last net, so that no OSError ever reaches the user as a traceback.
     """
     if err.filename is not None:
-        raise err
+        print(UsageError(f"cannot use {err.filename}: {err.strerror or err}").render(), file=sys.stderr)
+        return 1
     # Nothing more can reach the output; Python's flush at exit must not fail again.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if err.errno != errno.EPIPE:  # a reader that went away (| head) is no error to report

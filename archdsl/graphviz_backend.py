@@ -292,21 +292,23 @@ def _emit(root: _Cluster, graph) -> None:
         built[id(cluster)] = target
 
 
-def save(graph, path: Path, inputs: Sequence[Path] = ()) -> None:
-    """Write ``graph`` to ``path`` in the format its suffix names, replacing any old file atomically
-    (but never one of ``inputs``, the files the diagram was drawn from).
+def save(graph, path: Path, inputs: Sequence[Path] = (), fmt: str | None = None) -> None:
+    """Write ``graph`` to ``path`` in the format ``fmt`` (by default, the one its suffix names; svg for
+    standard output or a device such as /dev/null), replacing any old file atomically (but never one of ``inputs``, the files the
+    diagram was drawn from).
 
     A .dot file is the DOT source and needs no Graphviz; .svg, .png and .pdf are rendered by ``dot``.
     """
-    from archdsl.atomic import check_output, write_bytes_atomic
+    from archdsl.atomic import check_output, resolve_output, write_bytes_atomic
 
     check_output(path, inputs)
 
-    fmt = path.suffix.lower().lstrip(".")
+    if fmt is None:
+        fmt = path.suffix.lower().lstrip(".") or ("svg" if resolve_output(path).direct else "")
     if fmt not in FORMATS:
         raise UsageError(
             f"cannot tell which format to write from the name '{path.name}'",
-            hint="end it with .svg, .png, .pdf or .dot",
+            hint="end it with .svg, .png, .pdf or .dot, or pass --format",
         )
     data = graph.source.encode("utf-8") if fmt == "dot" else render(graph, fmt)
     write_bytes_atomic(path, data)

@@ -7,13 +7,18 @@ of what was expected.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from archdsl import ir
@@ -52,16 +57,72 @@ _TERMINAL_WORDS = {
 }
 
 
+# The parser's LALR tables, computed from grammar.lark when the grammar changes and shipped beside it
+# as JSON (``python scripts/make_parser_tables.py``): building them from the grammar takes 150-300 ms,
+# loading them 5 ms. JSON, not Lark's own cache: that cache is a pickle in the shared temporary folder,
+# which anyone who can write there could plant; archdsl unpickles nothing, wherever it lies.
+TABLES = GRAMMAR.with_name("grammar_tables.json")
+_LARK_OPTIONS = {"parser": "lalr", "strict": True, "propagate_positions": True, "maybe_placeholders": True}
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    return Lark(
-        GRAMMAR.read_text(),
-        parser="lalr",
-        strict=True,  # no conflict or terminal collision is resolved silently
-        propagate_positions=True,
-        maybe_placeholders=True,
-        cache=True,
-    )
+    """The parser: from the shipped tables when they were made from this grammar by this Lark, else
+    built from the grammar (slower, never wrong)."""
+    grammar = GRAMMAR.read_text()
+    tables = _shipped_tables(grammar)
+    if tables is not None:
+        return Lark._load_from_dict(tables["data"], tables["memo"])
+    return Lark(grammar, **_LARK_OPTIONS)
+
+
+def _shipped_tables(grammar: str) -> dict | None:
+    try:
+        tables = json.loads(TABLES.read_bytes(), object_hook=_decode)
+    except (OSError, ValueError):
+        return None
+    valid = (isinstance(tables, dict) and tables.get("grammar_sha256") == _digest(grammar)
+             and tables.get("lark") == lark.__version__)
+    return tables if valid else None
+
+
+def tables_are_current() -> bool:
+    """Whether the shipped tables were made from this grammar by this version of Lark."""
+    return _shipped_tables(GRAMMAR.read_text()) is not None
+
+
+def tables_json(grammar: str) -> str:
+    """The LALR tables of ``grammar`` as JSON, with the grammar's digest and Lark's version that they
+    are valid for (Lark's ``memo_serialize``, the form its standalone parser generator writes)."""
+    data, memo = Lark(grammar, **_LARK_OPTIONS).memo_serialize([TerminalDef, Rule])
+    tables = {"grammar_sha256": _digest(grammar), "lark": lark.__version__, "data": data, "memo": memo}
+    return json.dumps(_encode(tables), separators=(",", ":"), sort_keys=True) + "\n"
+
+
+def _digest(grammar: str) -> str:
+    return hashlib.sha256(grammar.encode("utf-8")).hexdigest()
+
+
+# Lark's serialised tables hold dicts keyed by state numbers and tuples, which JSON has not: they are
+# written as {"#pairs": [[key, value], ...]} and {"#tuple": [...]}.
+def _encode(value):
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value):
+            return {key: _encode(item) for key, item in value.items()}
+        return {"#pairs": [[_encode(key), _encode(item)] for key, item in value.items()]}
+    if isinstance(value, tuple):
+        return {"#tuple": [_encode(item) for item in value]}
+    if isinstance(value, list):
+        return [_encode(item) for item in value]
+    return value
+
+
+def _decode(obj: dict):
+    if "#pairs" in obj:
+        return {(tuple(key) if isinstance(key, list) else key): item for key, item in obj["#pairs"]}
+    if "#tuple" in obj:
+        return tuple(obj["#tuple"])
+    return obj
 
 
 # Syntax trees of recently parsed texts, by (path, text): what Python's bytecode cache is to a model

@@ -10,8 +10,10 @@ files elsewhere on the machine.
 from __future__ import annotations
 
 import codecs
+import errno
 import gc
 import os
+import stat
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,8 +85,8 @@ def load_program(source: Source, import_dirs: Sequence[str | Path] | None = None
     Networks come from the main file only; blocks from every file. Imports may reach files in the
     folder of ``source``, in ``import_dirs``, and below them.
     """
-    base = Path(source.path).resolve().parent if is_file(source) else Path.cwd()
-    program = Program(main=source, import_dirs=(base, *(Path(d).resolve() for d in import_dirs or ())))
+    base = real_path(source.path).parent if is_file(source) else Path.cwd()
+    program = Program(main=source, import_dirs=(base, *(real_path(d) for d in import_dirs or ())))
     _load(program, source, parse(source), base, chain=(_canonical(source),), own=True)
     return program
 
@@ -95,14 +97,21 @@ def is_file(source: Source) -> bool:
 
 
 def _canonical(source: Source) -> str:
-    return str(Path(source.path).resolve()) if is_file(source) else source.path
+    return str(real_path(source.path)) if is_file(source) else source.path
+
+
+def real_path(path: str | Path) -> Path:
+    """The absolute path with every link resolved, never raising: a loop of links stays as far as it
+    resolved (opening it then fails with the file system's own reason)."""
+    return Path(os.path.realpath(path))
 
 
 def _load(program: Program, source: Source, module: ir.Module, base: Path, chain: tuple[str, ...], own: bool) -> None:
     program.sources[chain[-1]] = source
     program.add_module(module, own=own)
     for imp in module.imports:
-        target = (base / imp.path).resolve()
+        _check_import_path(imp)
+        target = real_path(base / imp.path)
         key = str(target)
         if key in chain:
             cycle = " -> ".join(_display(p) for p in (*chain[chain.index(key):], key))
@@ -124,6 +133,40 @@ def _load(program: Program, source: Source, module: ir.Module, base: Path, chain
         _load(program, imported, module, target.parent, (*chain, key), own=False)
 
 
+class _NotRegular(Exception):
+    """A spec named a FIFO, a device or a socket: reading it could block forever or never end."""
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
+
+
+def _read_regular(path: str | Path) -> tuple[bytes, int]:
+    """A regular file's size and at most ``MAX_SOURCE_SIZE + 1`` of its bytes (only a bounded prefix is ever
+    read: a 100 MB file costs no more than a 10 MB one). Opened without blocking, so that a FIFO is refused
+    rather than waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegular(_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
+        size = info.st_size
+        return (file.read(MAX_SOURCE_SIZE + 1) if size <= MAX_SOURCE_SIZE else b""), size
+
+
+def _check_import_path(imp: ir.Import) -> None:
+    """An import path must be a name the file system can take: no NUL byte, nothing that cannot be encoded."""
+    if "\0" in imp.path:
+        raise ResolveError("an import path cannot hold a NUL byte", imp.span, hint="remove it from the path")
+    try:
+        os.fsencode(imp.path)
+    except UnicodeEncodeError as err:
+        raise ResolveError(f"an import path cannot hold {imp.path[err.start]!r}, which is not a character",
+                           imp.span, hint="write the file's name in UTF-8") from None
+
+
 def _display(path: str) -> str:
     try:
         return os.path.relpath(path)
@@ -138,18 +181,20 @@ def read_source(path: str | Path, imported_by: ir.Import | None = None) -> Sourc
     span = imported_by.span if imported_by is not None else None
     what = f"cannot import \"{imported_by.path}\": " if imported_by is not None else ""
     try:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            # Only a bounded prefix is ever read: a 100 MB file costs no more than a 10 MB one.
-            data = file.read(MAX_SOURCE_SIZE + 1) if size <= MAX_SOURCE_SIZE else b""
+        data, size = _read_regular(path)
     except FileNotFoundError:
         if imported_by is None:
             raise ResolveError("no such file", file=name) from None
         raise ResolveError(f"{what}there is no file {name}", span, hint="import paths are relative to the importing file") from None
     except IsADirectoryError:
         raise ResolveError(f"{what}{name} is a directory, not a spec", span, file=name) from None
+    except _NotRegular as err:
+        raise ResolveError(f"{what}{name} is {err}, not a spec file", span, file=name,
+                           hint="a spec is a regular file; save the text to one") from None
     except OSError as err:
-        raise ResolveError(f"{what}cannot read {name}: {err.strerror}", span, file=name) from None
+        raise ResolveError(f"{what}cannot read {name}: {err.strerror or err}", span, file=name) from None
+    except ValueError as err:  # a NUL byte in the name
+        raise ResolveError(f"{what}cannot read {name!r}: {err}", span, file=name) from None
     if size > MAX_SOURCE_SIZE or len(data) > MAX_SOURCE_SIZE:
         raise LimitError(
             f"{what}{name} is {max(size, len(data)):,} bytes, more than the limit of {MAX_SOURCE_SIZE:,} bytes (10 MiB)",

@@ -10,6 +10,7 @@ A diagnostic reads like a compiler's::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,14 +91,29 @@ def printable_path(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+# A quoted line longer than this shows a window of it around the caret (a minified or generated spec can
+# hold megabytes on one line).
+EXCERPT_WIDTH = 100
+_ELLIPSIS = "..."
+
+
 def render_excerpt(span: Span) -> str:
-    """The source line under the span, with carets under the culprit."""
+    """The source line under the span, with carets under the culprit; a long line cut to a window."""
     text = span.source.line_text(span.line).expandtabs(1).rstrip("\n")
     number = str(span.line)
     gutter = " " * len(number)
     width = span.end_column - span.column if span.end_line == span.line else len(text) - span.column + 1
     width = max(1, min(width, max(1, len(text) - span.column + 1)))
-    return f"    {number} | {text}\n    {gutter} | {' ' * (span.column - 1)}{'^' * width}"
+    start = span.column - 1
+    if len(text) > EXCERPT_WIDTH:
+        width = min(width, EXCERPT_WIDTH // 2)
+        # The caret a quarter into the window (or the line's start, when the culprit is near it).
+        first = 0 if start < EXCERPT_WIDTH // 2 else max(0, min(start - EXCERPT_WIDTH // 4, len(text) - EXCERPT_WIDTH))
+        head = _ELLIPSIS if first > 0 else ""
+        tail = _ELLIPSIS if first + EXCERPT_WIDTH < len(text) else ""
+        text = head + text[first:first + EXCERPT_WIDTH] + tail
+        start = start - first + len(head)
+    return f"    {number} | {text}\n    {gutter} | {' ' * start}{'^' * width}"
 
 
 def render_diagnostic(
@@ -122,4 +138,9 @@ def render_diagnostic(
             parts.append(f"  note: {note}")
         else:
             parts.append(f"{where}: note: {note}\n{render_excerpt(where)}")
-    return "\n".join(parts)
+    # A lone surrogate (from a file's bytes or a string given to archdsl.loads) cannot be printed: U+FFFD,
+    # one for one, so that the caret stays under its column.
+    return _SURROGATE.sub("\ufffd", "\n".join(parts))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -305,7 +305,7 @@ def test_unknown_suffix_is_a_clear_error(tmp_path, specs):
         save(specs["lenet"].graph(), tmp_path / "lenet.jpeg")
     assert err.value.render() == (
         "archdsl: error: cannot tell which format to write from the name 'lenet.jpeg'\n"
-        "  hint: end it with .svg, .png, .pdf or .dot"
+        "  hint: end it with .svg, .png, .pdf or .dot, or pass --format"
     )
 
 

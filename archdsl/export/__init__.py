@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from archdsl.atomic import check_output
+from archdsl.atomic import STDOUT, check_output
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import UsageError
 
@@ -95,6 +95,9 @@ def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Export
     if checkpoint is None:
         write_text_atomic(path, python_source(net))
         return Exported((path,), "Python source", how, "none (the source holds no weights)")
+    if path == STDOUT:
+        raise UsageError("cannot write --to python --checkpoint to standard output: the weights go to a second file",
+                         hint="name the source file with -o, e.g. -o model.py")
     tensors = path.with_suffix(".safetensors")
     if tensors == path:
         raise UsageError(f"cannot write the source to {path}: the weights go to FILE's name with .safetensors",

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
-from archdsl.atomic import fsync_file, fsync_folder
+from archdsl.atomic import install_file, resolve_output
 from archdsl.errors import BackendError, UsageError
 from archdsl.summary import BYTES_PER_VALUE
 
@@ -44,19 +43,23 @@ def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) ->
         except Exception as err:  # the exporter raises many kinds; all mean the same to a user
             raise BackendError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from None
     external = params * BYTES_PER_VALUE > EXTERNAL_DATA_BYTES
+    target = resolve_output(path)
+    if external and target.direct:
+        raise UsageError(f"cannot write {path}: a model with more than {EXTERNAL_DATA_BYTES // 2**20} MiB of weights "
+                         "keeps them in a second file beside it", file=str(path), hint="name a regular file")
     folder = None
     try:
-        folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        staged = folder / path.name
+        # A staging folder (mkdtemp: mode 0700, a name nobody can guess) beside the output, so that each
+        # file is renamed into place; a device or standard output gets a copy.
+        folder = Path(tempfile.mkdtemp(prefix=".archdsl-onnx-", dir=None if target.direct else target.path.parent))
+        staged = folder / ("model.onnx" if target.direct else target.path.name)
         program.save(str(staged), external_data=external)
         onnx.checker.check_model(str(staged))
         # The weights file first, the model last: a reader never finds a model without its weights.
-        for staged_file in sorted(folder.iterdir(), key=lambda p: p.name == path.name):
-            fsync_file(staged_file)
-            os.replace(staged_file, path.parent / staged_file.name)
-        fsync_folder(path.parent)
+        for staged_file in sorted(folder.iterdir(), key=lambda p: p.name == staged.name):
+            install_file(staged_file, path if staged_file == staged else target.path.parent / staged_file.name)
     except OSError as err:
-        raise UsageError(f"cannot write {path.name}: {err.strerror or err}", file=str(path)) from None
+        raise UsageError(f"cannot write {path}: {err.strerror or err}", file=str(path)) from None
     except onnx.checker.ValidationError as err:
         raise BackendError(f"the exported ONNX model fails onnx.checker: {err}") from None
     finally:
