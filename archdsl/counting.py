@@ -73,13 +73,60 @@ def check_expansion(program: Program, body: tuple[ir.Item, ...], env: dict[str, 
     _Counter(program, budget, max_depth, evaluate).items(body, env, 0)
 
 
+def arguments(block: ir.BlockDef, call: ir.Call) -> dict[str, ir.Expr]:
+    """The expression ``call`` gives each parameter of ``block`` (those it does not give are left out,
+    as are arguments that fit none: resolution reports them)."""
+    names = [p.name for p in block.params]
+    given = dict(zip(names, (arg.value for arg in call.args if arg.name is None)))
+    given.update({arg.name: arg.value for arg in call.args if arg.name is not None})
+    return given
+
+
+def relevant_parameters(program: Program) -> dict[str, set[str]]:
+    """Each block's parameters that can change what it counts to: those a ``repeat`` count or an ``if``
+    test of its body reads, or the argument it gives a relevant parameter of a block it calls, or the
+    default of a relevant parameter. A worklist finds them: a block is looked at again when a block it
+    calls gains one. The others need not be known, nor tell two calls apart.
+
+    >>> block b0(c) = repeat 0 relu            # relevant: none
+    >>> block b1(c, n) = b0(c * 2); repeat n b0(c)     # relevant: n
+    """
+    callers: dict[str, set[str]] = {name: set() for name in program.blocks}
+    for block in program.blocks.values():
+        for item in ir.walk_items(block.body):
+            if isinstance(item, ir.Call) and item.name in program.blocks:
+                callers[item.name].add(block.name)
+    relevant: dict[str, set[str]] = {name: set() for name in program.blocks}
+    pending = list(program.blocks)
+    while pending:
+        block = program.blocks[pending.pop()]
+        read: set[str] = set()
+        for item in ir.walk_items(block.body):
+            if isinstance(item, ir.Repeat):
+                read |= ir.names_read(item.count)
+            elif isinstance(item, ir.Cond):
+                read |= ir.names_read(item.test)
+            elif isinstance(item, ir.Call) and item.name in program.blocks:
+                given = arguments(program.blocks[item.name], item)
+                read.update(*(ir.names_read(given[p]) for p in relevant[item.name] if p in given))
+        for param in reversed(block.params):  # a default reads the parameters before it
+            if param.name in read and param.default is not None:
+                read |= ir.names_read(param.default)
+        grown = read & {p.name for p in block.params}
+        if not grown <= relevant[block.name]:
+            relevant[block.name] |= grown
+            pending.extend(callers[block.name])
+    return relevant
+
+
 class _Counter:
     def __init__(self, program: Program, budget: Budget, max_depth: int, evaluate) -> None:
         self.program = program
         self.budget = budget
         self.max_depth = max_depth
         self.evaluate = evaluate
-        self.counted: dict[tuple, Tally] = {}  # (block, known arguments, depth) -> its tally
+        self.relevant = relevant_parameters(program)
+        self.counted: dict[tuple, Tally] = {}  # (block, known relevant arguments, depth) -> its tally
         self.active: set[str] = set()  # blocks being counted: a block that calls itself is the resolver's to report
         self.sizes: dict[int, int] = {}  # id of an expression -> its terms
 
@@ -143,23 +190,18 @@ class _Counter:
         return arguments + defaults + self.counted[key]
 
     def bind(self, block: ir.BlockDef, call: ir.Call, env: dict) -> tuple[dict, Tally]:
-        """The block's parameters whose values are known here, and the steps its defaults take."""
-        names = [p.name for p in block.params]
-        given = {}
-        for position, arg in enumerate(a for a in call.args if a.name is None):
-            if position < len(names):
-                given[names[position]] = arg.value
-        given.update({arg.name: arg.value for arg in call.args if arg.name is not None})
+        """The block's relevant parameters whose values are known here, and the steps its defaults take."""
+        given = arguments(block, call)
+        relevant = self.relevant[block.name]
         inner: dict = {}
         steps = 0
         for param in block.params:
-            if param.name in given:
-                value = self.known(given[param.name], env)
-            elif param.default is not None:
-                value = self.known(param.default, inner)
+            if param.name not in given and param.default is not None:
                 steps += self.size(param.default)
-            else:
+            if param.name not in relevant:
                 continue
+            value = self.known(given[param.name], env) if param.name in given else (
+                self.known(param.default, inner) if param.default is not None else None)
             if value is not None:
                 inner[param.name] = value
         return inner, Tally(steps=steps)

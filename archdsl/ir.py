@@ -257,19 +257,28 @@ def validate(network: Network) -> None:
         type(node).model_validate(dict(node))
 
 
-def expression_size(expr: Expr) -> int:
-    """The terms of an expression, its nodes (``c * 2 + 1`` has five), counted without recursion."""
-    size, stack = 0, [expr]
+def subexpressions(expr: Expr):
+    """``expr`` and every expression inside it, without recursion; the order is unspecified."""
+    stack = [expr]
     while stack:
         node = stack.pop()
-        size += 1
+        yield node
         if isinstance(node, UnOp):
             stack.append(node.operand)
         elif isinstance(node, BinOp):
             stack.extend((node.left, node.right))
         elif isinstance(node, Func):
             stack.extend(node.args)
-    return size
+
+
+def expression_size(expr: Expr) -> int:
+    """The terms of an expression, its nodes: ``c * 2 + 1`` has five."""
+    return sum(1 for _ in subexpressions(expr))
+
+
+def names_read(expr: Expr) -> set[str]:
+    """The names an expression reads: ``c * k + 1`` reads c and k."""
+    return {node.name for node in subexpressions(expr) if isinstance(node, Var)}
 
 
 def format_dim(dim: Dim) -> str:

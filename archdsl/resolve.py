@@ -341,7 +341,6 @@ class _Resolver:
         name, path = scope.name(block.name)
         inner = _Scope({}, shape, f"{path}.")
         inner.env = self.bind_block_args(block, call, scope, inner)
-        call_text = f"{block.name}({', '.join(values.show(inner.env[p.name]) for p in block.params)})"
         key = (block.name, tuple((name, type(value), value) for name, value in inner.env.items()), shape, depth)
         if self.sizing and key in self.sized:
             sized = self.sized[key]
@@ -353,7 +352,7 @@ class _Resolver:
         try:
             nodes, out_shape = self.items(block.body, inner, shape, depth + 1)
         except ArchError as err:
-            raise err.with_note(f"{call_text} instantiated here", call.span) from None
+            raise err.with_note(f"{_call_text(block, inner.env)} instantiated here", call.span) from None
         finally:
             self.active.pop()
         if self.sizing:
@@ -361,7 +360,7 @@ class _Resolver:
             self.sized[key] = sized
             return sized.size
         return ir.Block.make(
-            block=block.name, call=call_text, body=tuple(nodes), name=name, path=path,
+            block=block.name, call=_call_text(block, inner.env), body=tuple(nodes), name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
             macs=sum(n.macs for n in nodes), span=call.span,
         )
@@ -678,6 +677,11 @@ def _bind_network_params(resolver: _Resolver, definition: ir.NetworkDef, given: 
             raise UsageError(f"network {definition.name} needs a value for its parameter '{param.name}'",
                              file=definition.span.file, hint=f"pass --param {param.name}=VALUE")
     return env
+
+
+def _call_text(block: ir.BlockDef, env: dict[str, ir.Value]) -> str:
+    """``vgg(2, 64)``: a block call with the values of its parameters."""
+    return f"{block.name}({', '.join(values.show(env[p.name]) for p in block.params)})"
 
 
 def _check_sizes(what: str, shape: ir.Shape, span: Span) -> None:
