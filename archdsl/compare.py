@@ -242,16 +242,18 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
     with torch.device("meta"):
         ours = net.build()
     our_tensors = [(k, tuple(v.shape)) for k, v in ours.state_dict().items()]
-    their_tensors = [(k, tuple(v.shape)) for k, v in reference.state_dict().items()]
     their_params = sum(p.numel() for p in reference.parameters())
     try:
-        their_output = _output_shape(reference, target, net.input_shape)
+        their_output, order, unused = _run_reference(reference, target, net.input_shape)
     except UsageError:
         # Some models cannot run on the meta device (data-dependent code, say): try a real tensor.
         if next((t.is_meta for t in reference.state_dict().values()), False):
-            their_output = _output_shape(load_reference(target, paths, kwargs, "cpu"), target, net.input_shape)
+            reference = load_reference(target, paths, kwargs, "cpu")
+            their_output, order, unused = _run_reference(reference, target, net.input_shape)
         else:
             raise
+    their_state = reference.state_dict()
+    their_tensors = [(k, tuple(their_state[k].shape)) for k in order]
     entries = map_tensors(our_tensors, their_tensors)
     result = {
         "spec": _describe(net),
@@ -260,6 +262,7 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
         "output": {"spec": json_shape(net.output_shape), "reference": list(their_output),
                    "same": tuple(net.output_shape) == their_output},
         "tensors": {"spec": len(our_tensors), "reference": len(their_tensors)},
+        "unused": [k for k in order if k in unused],
         "mapping": [entry.as_json() for entry in entries],
         "differences": [entry.as_json() for entry in entries if entry.status != "same shape"],
     }
@@ -268,9 +271,21 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
     return result
 
 
-def _output_shape(reference, target: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+def _run_reference(reference, target: str, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], list[str], set[str]]:
+    """Run the reference once on a zero batch: its output shape; its state_dict's names in the order its
+    forward first calls the modules that hold them (the order a spec is written in, whatever order the
+    modules were registered in: the book's Residual registers conv1, conv2, conv3, bn1, bn2); and the names
+    of tensors whose modules the forward never called, which come last, in registration order."""
     import torch
 
+    state = list(reference.state_dict())
+    called: list[torch.nn.Module] = []
+
+    def record(module, args) -> None:
+        if not any(module is seen for seen in called):
+            called.append(module)
+
+    handles = [module.register_forward_pre_hook(record) for module in reference.modules()]
     device = next((t.device for t in reference.state_dict().values()), torch.device("cpu"))
     try:
         with torch.no_grad():
@@ -279,14 +294,27 @@ def _output_shape(reference, target: str, input_shape: tuple[int, ...]) -> tuple
         raise UsageError(f"the reference fails on a 1x{ir.format_shape(input_shape)} input: {type(err).__name__}: {err}",
                          hint="make both take the same input: --param or --input for the spec, "
                               "--reference-arg for the reference") from None
+    finally:
+        for handle in handles:
+            handle.remove()
     if not isinstance(output, torch.Tensor):
         raise UsageError(f"{target} returns a {type(output).__name__}, not one tensor",
                          hint="wrap it in a factory that returns the model's main output")
-    return tuple(output.shape[1:])
+    prefixes: dict[int, list[str]] = {}
+    for prefix, module in reference.named_modules(remove_duplicate=False):
+        prefixes.setdefault(id(module), []).append(prefix + "." if prefix else "")
+    in_state = set(state)
+    order: dict[str, None] = {}
+    for module in called:
+        own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        for prefix in prefixes.get(id(module), []):
+            order |= {prefix + name: None for name, _ in own if prefix + name in in_state}
+    unused = {name for name in state if name not in order}
+    return tuple(output.shape[1:]), [*order, *(name for name in state if name in unused)], unused
 
 
 def _compare_outputs(net: CompiledNetwork, reference, entries: list[Entry]) -> dict:
-    """Copy the reference's tensors into the spec's module by position, then run both on one batch."""
+    """Copy the reference's tensors into the spec's module as ``entries`` pair them, then run both on one batch."""
     import torch
 
     mismatch = next((e for e in entries if e.status != "same shape"), None)
@@ -296,9 +324,9 @@ def _compare_outputs(net: CompiledNetwork, reference, entries: list[Entry]) -> d
             f"cannot copy the reference's weights: {mismatch.status} at {where} "
             f"({_shape(mismatch.our_shape)} in the spec, {_shape(mismatch.their_shape)} in the reference)",
             hint="every tensor must match by shape and order; see the mapping without --load-weights")
-    ours = net.build().eval()  # the reference is in eval mode since _output_shape
-    values = list(reference.state_dict().values())
-    ours.load_state_dict({entry.ours: value for entry, value in zip(entries, values)}, strict=True)
+    ours = net.build().eval()  # the reference is in eval mode since _run_reference
+    theirs = reference.state_dict()
+    ours.load_state_dict({entry.ours: theirs[entry.theirs] for entry in entries}, strict=True)
     x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = ours(x), reference(x)
@@ -332,8 +360,12 @@ def render_reference(data: dict) -> str:
     )
     count = len(data["differences"])
     lines = [f"spec       {spec['label']}", f"reference  {call}", "", summary, "",
-             "state_dict, matched by shape and order:", mapping, "",
-             "differences: none" if not count else f"differences: {count}"]
+             "state_dict, matched by shape and by the order in which the reference's forward uses its modules:",
+             mapping, ""]
+    if data["unused"]:
+        lines += [f"note: {len(data['unused'])} reference tensors belong to modules its forward never called; "
+                  "they come last, in the order they were registered", ""]
+    lines.append("differences: none" if not count else f"differences: {count}")
     outputs = data.get("outputs")
     if outputs is not None:
         agreement = "equal" if outputs["equal"] else (

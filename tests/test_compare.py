@@ -240,3 +240,74 @@ def test_the_mapping_keeps_both_sides_in_order(ours: list, theirs: list) -> None
     assert [(e.theirs, e.their_shape) for e in entries if e.theirs is not None] == right
     if ours == theirs:
         assert all(e.status == "same shape" for e in entries) and len(entries) == len(left)
+
+
+BOOK_RESIDUAL = '''
+import torch
+from torch import nn
+from torch.nn import functional as F
+import references
+
+
+class Residual(nn.Module):
+    """Dive into Deep Learning's own Residual: its modules registered conv1, conv2, conv3, bn1, bn2."""
+
+    def __init__(self, input_channels, num_channels, use_1x1conv=False, strides=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(input_channels, num_channels, kernel_size=3, padding=1, stride=strides)
+        self.conv2 = nn.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
+        self.conv3 = nn.Conv2d(input_channels, num_channels, kernel_size=1, stride=strides) if use_1x1conv else None
+        self.bn1 = nn.BatchNorm2d(num_channels)
+        self.bn2 = nn.BatchNorm2d(num_channels)
+
+    def forward(self, X):
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
+        if self.conv3:
+            X = self.conv3(X)
+        Y += X
+        return F.relu(Y)
+
+
+def resnet18():
+    references.Residual = Residual  # the book's block, in the reference's otherwise identical network
+    try:
+        return references.resnet18()
+    finally:
+        references.Residual = REFERENCE_RESIDUAL
+
+
+REFERENCE_RESIDUAL = references.Residual
+'''
+
+
+def test_tensors_pair_in_the_order_the_forward_uses_them(tmp_path: Path) -> None:
+    """The book's ResNet registers conv1, conv2, conv3, bn1, bn2: paired by registration, 180 false differences."""
+    (tmp_path / "book.py").write_text(BOOK_RESIDUAL, encoding="utf-8")
+    data = run_json("compare", str(SPECS / "resnet18.arch"), "--reference", "book:resnet18", "--load-weights",
+                    "--reference-path", str(tmp_path), "--reference-path", str(REPO / "tests"))
+    assert data["differences"] == [] and data["unused"] == []
+    assert data["outputs"]["equal"]
+    first = [m["reference"] for m in data["mapping"] if m["reference"].startswith("2.0.")]
+    assert first[:6] == ["2.0.conv1.weight", "2.0.conv1.bias", "2.0.bn1.weight", "2.0.bn1.bias",
+                         "2.0.bn1.running_mean", "2.0.bn1.running_var"]
+
+
+def test_tensors_of_modules_never_called_come_last(tmp_path: Path) -> None:
+    (tmp_path / "spare.py").write_text(
+        "from torch import nn\nfrom references import lenet\n\n"
+        "def spare():\n"
+        "    model = nn.Sequential()\n"
+        "    model.spare = nn.Linear(3, 3)\n"
+        "    model.net = lenet()\n"
+        "    model.forward = model.net.forward\n"
+        "    return model\n",
+        encoding="utf-8",
+    )
+    data = run_json("compare", str(SPECS / "lenet.arch"), "--reference", "spare:spare",
+                    "--reference-path", str(tmp_path), "--reference-path", str(REPO / "tests"))
+    assert data["unused"] == ["spare.weight", "spare.bias"]
+    assert [m["reference"] for m in data["mapping"]][-2:] == ["spare.weight", "spare.bias"]
+    assert data["differences"] == [{"spec": None, "spec_shape": None, "reference": name, "reference_shape": shape,
+                                    "status": "only in the reference"}
+                                   for name, shape in (("spare.weight", [3, 3]), ("spare.bias", [3]))]
