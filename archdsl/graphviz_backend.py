@@ -25,6 +25,7 @@ from pathlib import Path
 from archdsl import ir
 from archdsl.errors import BackendError, UsageError
 from archdsl.layers import REGISTRY
+from archdsl.shapes import show
 
 FORMATS = ("svg", "png", "pdf", "dot")
 DIRECTIONS = ("TB", "LR")
@@ -94,11 +95,6 @@ class _Tail:
     labelled: bool = True
 
 
-def format_shape(shape: ir.Shape) -> str:
-    """``64×56×56``: the papers' way of writing a shape (the IR's text form uses ``x``)."""
-    return "×".join(str(d) for d in shape)
-
-
 def _where(node: ir.GraphNode) -> str:
     return f"{node.path} ({node.span})"
 
@@ -120,7 +116,7 @@ class _Drawing:
             # that block, bending the edge around it (a DenseNet's conv_block beside its identity
             # edge); an external label (xlabel) is placed after layout, next to the straight edge.
             where = "xlabel" if home.in_branch and self.home[tail.node] is home else "label"
-            attrs[where] = format_shape(tail.shape)
+            attrs[where] = show(tail.shape)
         # A shortcut (fork point to join, no layer between) goes without a label for the same
         # reason: a labelled one pushes the edges beside it out of shape. Its tooltip names it.
         if tail.via:
@@ -203,7 +199,7 @@ def _join(node: ir.Join) -> _Box:
 
 
 def _collapsed(node: ir.Block) -> _Box:
-    sizes = f"{format_shape(node.in_shape)} → {format_shape(node.out_shape)}, {node.params:,} params"
+    sizes = f"{show(node.in_shape)} → {show(node.out_shape)}, {node.params:,} params"
     label = f'<<b>{html.escape(node.call)}</b><br/><font point-size="9">{html.escape(sizes)}</font>>'
     attrs = {"fillcolor": BLOCK_COLOUR, "penwidth": "1.2"}
     return _Box(node.path, label, attrs, [_where(node)])
@@ -240,13 +236,13 @@ def draw(network: ir.Network, depth: int | None = None, direction: str = "TB", f
 
     drawing = _Drawing(depth, fold_activations)
     root = _Cluster(network.name, "", "", 0, False)
-    drawing.place(root, _Box("input", "input", _IO, [f"input {format_shape(network.input_shape)}"]))
+    drawing.place(root, _Box("input", "input", _IO, [f"input {show(network.input_shape)}"]))
     tail = _run(drawing.sequence(network.body, root, _Tail("input", network.input_shape), 0, False))
-    drawing.box(root, tail, _Box("output", "output", _IO, [f"output {format_shape(network.output_shape)}"]),
+    drawing.box(root, tail, _Box("output", "output", _IO, [f"output {show(network.output_shape)}"]),
                 network.output_shape)
 
     call = f"{network.name}({ir.format_args(network.params_bound)})" if network.params_bound else network.name
-    title = (f"{call}: {format_shape(network.input_shape)} → {format_shape(network.output_shape)}, "
+    title = (f"{call}: {show(network.input_shape)} → {show(network.output_shape)}, "
              f"{network.params:,} params")
     graph = graphviz.Digraph(
         network.name,

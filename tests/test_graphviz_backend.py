@@ -419,3 +419,19 @@ def test_draw_takes_the_ir_without_torch():
     result = subprocess.run([sys.executable, "-c", code, str(SPECS / "googlenet.arch")],
                             capture_output=True, text=True, check=True)
     assert result.stdout == "False\n"
+
+
+def test_symbolic_sizes_on_edges_keep_their_parentheses() -> None:
+    """Edge labels are written by the one shape formatter the summary uses: 96×floor((H + 3) / 4) - 2×...
+    meant something else."""
+    from archdsl.shapes import show
+
+    from archdsl import ir
+    from archdsl.symbolic import Sym
+
+    net = archdsl.load(SPECS / "alexnet.arch", input_shape=(1, Sym.symbol("H"), Sym.symbol("W")))
+    source = net.graph().source
+    first = next(node for node in ir.walk(net.ir.body) if getattr(node, "kind", None) == "conv")
+    assert show(first.out_shape) == "96×(floor((H + 3) / 4) - 2)×(floor((W + 3) / 4) - 2)"
+    assert f'label="{show(first.out_shape)}"' in source
+    assert "×floor(" not in source
