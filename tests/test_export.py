@@ -123,6 +123,24 @@ def test_blocks_become_classes_with_their_parameters(tmp_path: Path) -> None:
     assert block(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 16, 16)
 
 
+@pytest.mark.parametrize(("text", "doc"), [
+    ("# A block's comment.\nblock b = relu\n\nnetwork n : [1, 4, 4] = b; flatten\n", None),
+    ("# The file's comment.\n\n# A block's comment.\nblock b = relu\nnetwork n : [1, 4, 4] = b; flatten\n",
+     "The file's comment."),
+    ("# A block's comment.\nblock b = relu\n# The network's own.\nnetwork n : [1, 4, 4] = b; flatten\n",
+     "The network's own."),
+])  # fmt: skip
+def test_the_class_docstring_is_the_network_s_comment_never_a_block_s(text: str, doc: str | None,
+                                                                       tmp_path: Path) -> None:
+    module = import_source(python_source(archdsl.loads(text)), tmp_path)
+    lead = module.N.__doc__.split("\n\n")[0]
+    if doc is None:
+        assert lead.startswith("archdsl network n ") and "block's comment" not in module.N.__doc__
+    else:
+        assert lead == doc
+    assert module.B.__doc__.startswith("A block's comment.")
+
+
 @pytest.mark.parametrize("name", ["resnet18", "densenet"])
 def test_python_source_golden(name: str, in_repo, golden) -> None:
     # resnet18 holds an ``if`` reading in.c and a repeat of n - 1; densenet a repeated concat and a

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import itertools
 import keyword
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -697,8 +698,12 @@ def _comment_above(node: ir.BlockDef | ir.NetworkDef) -> str:
 
 
 def _file_comment(node: ir.NetworkDef) -> str:
-    """The ``#`` comment lines that open the file a definition is in."""
-    return "\n".join(_comment_lines(node.span.source.text.splitlines()))
+    """The ``#`` comment lines that open the file a definition is in, unless they are the comment right
+    above a block (that block's description, not the network's)."""
+    lines = node.span.source.text.splitlines()
+    opening = _comment_lines(lines)
+    after = lines[len(opening)] if len(opening) < len(lines) else ""
+    return "" if re.match(r"\s*block\b", after) else "\n".join(opening)
 
 
 def _comment_lines(lines) -> list[str]:
