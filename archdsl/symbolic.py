@@ -92,8 +92,8 @@ class Sym:
             if coeff == 1 and len(mono) == 1:
                 name, a, m = mono[0]
                 return _floor_atom(name, a + constant * m, m * other)
-        raise SymbolicError(f"({self}) // {other} has no exact form: archdsl divides a size of one input axis, "
-                            "floor((H + a) / m) + b, or one whose every coefficient divides")
+        raise SymbolicError(f"the symbolic size {self} divided by {other} has no exact form: archdsl divides a size "
+                            "of one input axis, floor((H + a) / m) + b, or one whose every coefficient divides")
 
     def __rfloordiv__(self, other):
         _by_symbol(self)
