@@ -2,13 +2,15 @@
 
 Resolution builds a small network in one walk and sizes a large one first (``resolve``), but sizing
 still walks every block instance whose input shape differs from the last, and a tower of blocks that
-each call the one below twice, growing a size on the way, has 2**40 of them. This pass looks at no
-shape. It counts each item from the program alone, with the values known without an input (literals,
-parameters, arithmetic on them): a layer is one layer and one step, a block call or a join one step,
-each term of an expression evaluated one step; a ``repeat`` whose count it cannot tell runs no time,
-an ``if`` it cannot decide takes neither arm. What it finds is a lower bound, so a network over
-the limits is refused before any of it is expanded. A block called again with the same known
-arguments at the same depth is counted once, so the pass costs a few steps per definition:
+each call the one below twice, growing a size on the way, has 2**40 of them. So a network too large
+for one walk is first counted here, from the program alone, with the values known without an input
+(literals, parameters, arithmetic on them): a layer is one layer and one step, a block call or a join
+one step, each term of an expression evaluated one step; a ``repeat`` whose count is not known runs
+no time, an ``if`` that is not decided takes neither arm, and a repeated item that makes nothing is
+counted once (resolution stops there too). What it finds is a lower bound, so a network over the limits
+is refused before any of it is expanded. A block called again with the same values of the parameters
+that matter to the count (``relevant_parameters``), at the same depth, is counted once, so the count
+costs a few steps per definition:
 
     block b0 = relu
     block b1 = b0; b0          # 2 layers, 5 steps
@@ -46,14 +48,14 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class Budget:
+class Bounds:
     """The most layers and steps a network may expand to (``resolve.Limits``)."""
 
     layers: int
     steps: int
 
     def check(self, layers: int, steps: int, span, repeat: int | None = None) -> None:
-        """Refuse counts over the budget, those of the network so far or of one ``repeat`` of that count."""
+        """Refuse counts over the bounds, those of the network so far or of one ``repeat`` of that count."""
         if layers > self.layers:
             what = "the network has" if repeat is None else f"repeat {repeat} would expand to"
             raise LimitError(f"{what} more than {self.layers:,} layers", span, hint=LIMIT_HINT)
@@ -63,14 +65,14 @@ class Budget:
                              "expressions)", span, hint=LIMIT_HINT)
 
 
-def check_expansion(program: Program, body: tuple[ir.Item, ...], env: dict[str, ir.Value], budget: Budget,
+def check_expansion(program: Program, body: tuple[ir.Item, ...], env: dict[str, ir.Value], bounds: Bounds,
                     max_depth: int, evaluate: Callable[[ir.Expr, dict[str, ir.Value]], ir.Value]) -> None:
-    """Raise a LimitError if ``body`` must expand to more than the budget, counted as the module says.
+    """Raise a LimitError if ``body`` must expand to more than ``bounds``, counted as the module says.
 
     ``evaluate(expr, env)`` gives an expression's value at the known names ``env``, or raises an
     ArchError where it reads something unknown (a name not in ``env``, ``in.c``).
     """
-    _Counter(program, budget, max_depth, evaluate).items(body, env, 0)
+    _Counter(program, bounds, max_depth, evaluate).items(body, env, 0)
 
 
 def arguments(block: ir.BlockDef, call: ir.Call) -> dict[str, ir.Expr]:
@@ -120,9 +122,9 @@ def relevant_parameters(program: Program) -> dict[str, set[str]]:
 
 
 class _Counter:
-    def __init__(self, program: Program, budget: Budget, max_depth: int, evaluate) -> None:
+    def __init__(self, program: Program, bounds: Bounds, max_depth: int, evaluate) -> None:
         self.program = program
-        self.budget = budget
+        self.bounds = bounds
         self.max_depth = max_depth
         self.evaluate = evaluate
         self.relevant = relevant_parameters(program)
@@ -134,7 +136,7 @@ class _Counter:
         total = Tally()
         for item in items:
             total += self.item(item, env, depth)
-            self.budget.check(total.layers, total.steps, item.span)
+            self.bounds.check(total.layers, total.steps, item.span)
         return total
 
     def item(self, item: ir.Item, env: dict, depth: int) -> Tally:
@@ -166,7 +168,7 @@ class _Counter:
         each = self.item(item.item, env, depth + 1)
         if each.nodes == 0:
             return evaluated + each  # the resolver stops after an iteration that makes nothing
-        self.budget.check(each.layers * count, each.steps * count, item.count.span, repeat=count)
+        self.bounds.check(each.layers * count, each.steps * count, item.count.span, repeat=count)
         return evaluated + each.times(count)
 
     def call(self, call: ir.Call, env: dict, depth: int) -> Tally:

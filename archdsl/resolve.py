@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from archdsl import ir, values
-from archdsl.counting import Budget, check_expansion
+from archdsl.counting import Bounds, check_expansion
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
 from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
 from archdsl.program import Program
@@ -50,8 +50,9 @@ class Limits:
     max_depth: int = 64
     max_params: int = field(default_factory=_default_max_params)
 
-    def budget(self) -> Budget:
-        return Budget(self.max_layers, self.max_steps)
+    def bounds(self) -> Bounds:
+        """The bounds on layers and steps, which the counting, sizing and building walks check as they go."""
+        return Bounds(self.max_layers, self.max_steps)
 
 
 @dataclass
@@ -109,14 +110,14 @@ class _Resolver:
     repeat whose item maps its input shape to itself multiplies instead of looping. Counting layers,
     steps and parameters that way is cheap even for specs that would expand to billions of layers, so
     ``resolve_network`` sizes a network that outgrows ``SIZE_FIRST_ABOVE`` layers first, and refuses what
-    is over the limits before building it. (Before either walk, ``counting`` has refused what must be
-    over the limits whatever the shapes.)
+    is over the limits before building it. (Before it sizes, ``counting`` has refused what must be over
+    the limits whatever the shapes.)
     """
 
     def __init__(self, program: Program, limits: Limits, sizing: bool = False, budget: int | None = None) -> None:
         self.program = program
         self.limits = limits
-        self.limit = limits.budget()
+        self.bounds = limits.bounds()
         self.sizing = sizing
         self.budget = budget  # building stops with _OverBudget past this many layers
         self.layers = 0
@@ -241,7 +242,7 @@ class _Resolver:
                 out.append(_Size(shape, params * remaining))
                 return shape
             shape = new_shape
-            self.limit.check(self.layers + (self.layers - layers) * remaining,
+            self.bounds.check(self.layers + (self.layers - layers) * remaining,
                              self.steps + (self.steps - steps) * remaining, item.count.span, repeat=count)
         return shape
 
@@ -313,7 +314,7 @@ class _Resolver:
         self.layers += layers
         self.params += params
         self.steps += steps
-        self.limit.check(self.layers, self.steps, span)
+        self.bounds.check(self.layers, self.steps, span)
         if self.budget is not None and (
             self.layers > self.budget or self.steps > self.budget * STEPS_PER_LAYER
             or (isinstance(self.params, int) and self.params > self.limits.max_params)
@@ -492,7 +493,7 @@ def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
     elif spec.type is float:
         if isinstance(value, bool):
             raise ResolveError(f"{name} must be a number, not {values.show(value)}", span)
-        value = float(value)  # exact: values lie within values.MAGNITUDE
+        value = float(value)  # finite: values lie within values.MAGNITUDE
     if spec.check is not None:
         problem = spec.check(value)
         if problem:
@@ -588,7 +589,7 @@ def resolve_network(
         resolver = _Resolver(program, limits, budget=SIZE_FIRST_ABOVE)
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     except _OverBudget:
-        check_expansion(program, definition.body, env, limits.budget(), limits.max_depth,
+        check_expansion(program, definition.body, env, limits.bounds(), limits.max_depth,
                         lambda expr, known: evaluator.evaluate(expr, _Scope(known, (), "")))
         sizer = _Resolver(program, limits, sizing=True)
         sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)

@@ -8,9 +8,12 @@ by hand from the language's description: each layer becomes the torch module a p
 really arrives. So the oracle's shapes, parameters and verdicts come from torch, never from archdsl.
 
 Programs use the whole language: every layer kind and spelling with random hyperparameters, block
-parameters used through expressions (``c * 2``, ``max(in.c // 2, 1)``, ``in.c``), defaults,
-keyword arguments, nested repeats, groups, ``if`` with comparisons and ``and``/``or``/``not``,
-``concat`` and ``add`` with ``id`` branches, and imports across files.
+parameters used through expressions (``c * 2``, ``max(in.c // 2, 1)``, ``in.h % 5``, ``in.c``), defaults,
+keyword arguments, nested repeats, groups, ``if`` with comparisons and ``and``/``or``/``not`` (of
+numbers, decimals and booleans), ``concat`` and ``add`` with ``id`` branches, and imports across files;
+``valid=False`` programs also spell numbers with decimals and booleans (``4 * 1.0``, ``4 + false``).
+``expressions()`` and ``cond_tests()`` draw expressions alone, every operator on every kind of operand, and
+``evaluate`` is their reference: the language's arithmetic written out independently of archdsl.
 
 Generation is steered by torch itself: with ``valid=True`` each item is tried on a meta tensor and
 replaced by ``relu`` when torch refuses it, so the program is valid by construction; with
@@ -101,10 +104,13 @@ _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * 
         "%": lambda a, b: a % b, "/": lambda a, b: a / b}
 _CMP = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
         "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+MAGNITUDE = 2**62  # the language's bound on every number, written out here
 
 
 def evaluate(e: Expr, env: dict, block_in: tuple[int, ...]):
-    """An expression's value; ``in.c`` and friends read the shape entering the current block."""
+    """An expression's value, as the language describes it: Python's arithmetic on whole numbers and
+    decimals, none on booleans, and every number within ±2**62. ``in.c`` and friends read the shape
+    entering the current block."""
     if isinstance(e, Lit):
         return e.value
     if isinstance(e, Ref):
@@ -115,14 +121,35 @@ def evaluate(e: Expr, env: dict, block_in: tuple[int, ...]):
             raise Reject(f"in.{e.dim} of a vector")
         return block_in[index]
     if isinstance(e, Bin):
-        left, right = evaluate(e.left, env, block_in), evaluate(e.right, env, block_in)
+        left, right = numbers(evaluate(e.left, env, block_in), evaluate(e.right, env, block_in))
         if e.op in ("/", "//", "%") and right == 0:
             raise Reject("division by zero")
-        return _OPS[e.op](left, right)
+        return bounded(_OPS[e.op](left, right))
     if isinstance(e, Fn):
-        return {"min": min, "max": max}[e.name](evaluate(a, env, block_in) for a in e.args)
+        return {"min": min, "max": max}[e.name](numbers(*(evaluate(a, env, block_in) for a in e.args)))
     assert isinstance(e, Neg)
-    return -evaluate(e.operand, env, block_in)
+    return -numbers(evaluate(e.operand, env, block_in))[0]
+
+
+def numbers(*operands) -> tuple:
+    """The operands of arithmetic, which are never booleans (true is not 1)."""
+    if any(isinstance(v, bool) for v in operands):
+        raise Reject("arithmetic on a boolean")
+    return operands
+
+
+def bounded(value):
+    if not abs(value) <= MAGNITUDE:
+        raise Reject(f"{value} is past 2**62")
+    return value
+
+
+def compare(op: str, left, right) -> bool:
+    """Comparisons: booleans only with booleans, and only for (in)equality."""
+    booleans = [isinstance(v, bool) for v in (left, right)]
+    if any(booleans) and not (all(booleans) and op in ("==", "!=")):
+        raise Reject(f"{left} {op} {right}")
+    return _CMP[op](left, right)
 
 
 # -- items -----------------------------------------------------------------------------------------
@@ -241,14 +268,14 @@ def item_text(item) -> str:
     if isinstance(item, Branch):
         return f"{item.op} [ " + " | ".join("; ".join(item_text(i) for i in b) for b in item.branches) + " ]"
     if isinstance(item, Cond):
-        return f"if {test_text(item.test)} then {item_text(item.then)} else {item_text(item.otherwise)}"
+        return f"if {cond_text(item.test)} then {item_text(item.then)} else {item_text(item.otherwise)}"
     assert isinstance(item, Call)
     if item.bare:
         return item.name
     return f"{item.name}({_args_text(item.pos, item.kw, spaced=False)})"
 
 
-def test_text(test: list) -> str:
+def cond_text(test: list) -> str:
     def atom(a: Atom) -> str:
         text = expr_text(a.left) if a.op is None else f"{expr_text(a.left)} {a.op} {expr_text(a.right)}"
         return "not " + text if a.negated else text
@@ -256,13 +283,37 @@ def test_text(test: list) -> str:
     return " or ".join(" and ".join(atom(a) for a in conj) for conj in test)
 
 
-def test_value(test: list, env: dict, block_in: tuple[int, ...]) -> bool:
+def cond_value(test: list, env: dict, block_in: tuple[int, ...]) -> bool:
     def atom(a: Atom) -> bool:
         left = evaluate(a.left, env, block_in)
-        value = bool(left) if a.op is None else _CMP[a.op](left, evaluate(a.right, env, block_in))
+        value = bool(left) if a.op is None else compare(a.op, left, evaluate(a.right, env, block_in))
         return not value if a.negated else value
 
     return any(all(atom(a) for a in conj) for conj in test)
+
+
+# -- expressions alone: every operator on every kind of operand -----------------------------------------
+
+ARITHMETIC = list(_OPS)
+
+
+def expressions() -> st.SearchStrategy:
+    """Arithmetic over whole numbers, decimals, booleans and ``in.c``/``in.h``/``in.w``: every operator and
+    function, operands of every kind against each other. At most eight leaves, so that no value comes
+    near 2**62 at the sizes the tests draw (up to 40)."""
+    leaves = st.one_of(st.integers(-6, 6).map(Lit), st.sampled_from([0.5, 1.5, -2.5, 3.0, 0.0]).map(Lit),
+                       st.booleans().map(Lit), st.sampled_from("chw").map(InDim))
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.builds(Bin, st.sampled_from(ARITHMETIC), inner, inner),
+        st.builds(Fn, st.sampled_from(["min", "max"]), st.lists(inner, min_size=1, max_size=3)),
+        st.builds(Neg, inner),
+    ), max_leaves=8)
+
+
+def cond_tests() -> st.SearchStrategy:
+    """The test of an ``if``: ``or`` of ``and`` of atoms ``[not] A [op B]`` over ``expressions()``."""
+    atoms = st.builds(Atom, st.booleans(), expressions(), st.sampled_from([None, *_CMP]), expressions())
+    return st.lists(st.lists(atoms, min_size=1, max_size=2), min_size=1, max_size=2)
 
 
 # -- the oracle: the same program, written by hand in torch ---------------------------------------------
@@ -296,12 +347,18 @@ def _image(x: torch.Tensor, what: str) -> None:
 # errors). torch checks less or oddly: nn.Linear(n, 0) and bias=5 pass, Conv2d(out=0) raises an
 # AttributeError, and the meta kernels divide by a zero stride. Shapes are torch's alone.
 _POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size"}
+_DECIMAL = {("dropout", "p"), ("lrn", "k"), ("lrn", "alpha"), ("lrn", "beta"), ("bn", "eps"), ("bn", "momentum"),
+            ("leakyrelu", "slope")}  # the other arguments but bias are whole numbers
 
 
 def check_domains(spelling: str, a: dict) -> None:
     for name, value in a.items():
         if name == "bias" and value not in (True, False):  # 0 and 1 compare equal to them
             raise Reject(f"bias={value}")
+        if name != "bias" and isinstance(value, bool):
+            raise Reject(f"{spelling} {name}={value}")
+        if name != "bias" and (spelling, name) not in _DECIMAL and not isinstance(value, int):
+            raise Reject(f"{spelling} {name}={value} is not a whole number")
         if spelling == "dropout":
             if not 0 <= value < 1:
                 raise Reject(f"dropout {value}")
@@ -399,13 +456,13 @@ class Oracle(nn.Module):
             return self.run(item.items, x, env, block_in)
         if isinstance(item, Repeat):
             count = evaluate(item.count, env, block_in)
-            if count < 0:
-                raise Reject("a negative repeat count")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise Reject(f"repeat {count}")
             for _ in range(count):
                 x = self.item(item.item, x, env, block_in)
             return x
         if isinstance(item, Cond):
-            chosen = item.then if test_value(item.test, env, block_in) else item.otherwise
+            chosen = item.then if cond_value(item.test, env, block_in) else item.otherwise
             return self.item(chosen, x, env, block_in)
         if isinstance(item, Branch):
             outputs = [self.run(branch, x, env, block_in) for branch in item.branches]
@@ -644,11 +701,13 @@ class _Gen:
     def cond(self, x, block_in, depth):
         atoms = []
         for _ in range(self.int(1, 3)):
-            left = self.pick([InDim("c"), Lit(self.int(0, 6))] + ([InDim("h"), InDim("w")] if len(block_in) == 3 else []))
+            left = self.pick([InDim("c"), Lit(self.int(0, 6)), Lit(self.pick([True, False, 2.5]))]
+                             + ([InDim("h"), InDim("w")] if len(block_in) == 3 else []))
             if self.chance():
                 atoms.append(Atom(self.chance(), left))
             else:
-                atoms.append(Atom(self.chance(), left, self.pick(list(_CMP)), Lit(self.int(0, 8))))
+                right = Lit(self.int(0, 8)) if self.pick([True, True, False]) else Lit(self.pick([True, 0.5]))
+                atoms.append(Atom(self.chance(), left, self.pick(list(_CMP)), right))
         test, conj = [], []
         for a in atoms:
             conj.append(a)
@@ -883,6 +942,12 @@ class _Gen:
                 options += [InDim(dim), Fn("max", [InDim(dim), Lit(1)])]
             if size // 2 == v:
                 options.append(Bin("//", InDim(dim), Lit(2)))
+            if size > 2 * v:
+                options.append(Bin("%", InDim(dim), Lit(size - v)))  # size is (size - v) + v
+        options.append(Bin("%", Lit(v + 3 * (v + 1)), Lit(v + 1)))
+        if not self.valid:
+            # The same number with a decimal or a boolean in it: whole-number arguments take neither.
+            options += [Bin("*", Lit(v), Lit(1.0)), Bin("+", Lit(v), Lit(False)), Bin("//", Lit(v + 0.5), Lit(1))]
         return self.pick(options)
 
     def call_of(self, block: BlockDef, values: dict) -> Call:

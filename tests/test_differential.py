@@ -9,6 +9,12 @@ outputs, and so does its ``torch.fx.symbolic_trace``. Programs drawn without reg
 accepted by archdsl exactly when torch accepts them, and refused with an ArchError at a line and
 column, never another exception.
 
+Symbolic sizes are drawn too. Expressions alone (every operator on whole numbers, decimals, booleans
+and ``in.c``/``in.h``/``in.w``) give the reference's value at a concrete input, or an ArchError exactly
+where the reference refuses; at a symbolic input ``C×H×W`` they give a value that is the concrete one at
+every H and W drawn, or an ArchError that says the size is symbolic. Valid programs resolved at a
+symbolic input give, node by node, the concrete shapes and counts once H and W are known.
+
 Example counts are bounded for CI; ``ARCHDSL_HYPOTHESIS_EXAMPLES=2000 pytest tests/test_differential.py``
 runs a longer campaign.
 """
@@ -16,18 +22,27 @@ runs a longer campaign.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from strategies import (
     TORCH_REJECTS,
     Oracle,
     Program,
+    Reject,
+    cond_tests,
+    cond_text,
+    cond_value,
     copy_weights,
     count_params,
+    evaluate,
+    expr_text,
+    expressions,
     join_branches,
     measure,
     programs,
@@ -36,7 +51,10 @@ from strategies import (
 )
 
 import archdsl
-from archdsl import ir
+from archdsl import ir, resolve, values
+from archdsl.program import load_program
+from archdsl.source import Source
+from archdsl.symbolic import Sym
 
 EXAMPLES = int(os.environ.get("ARCHDSL_HYPOTHESIS_EXAMPLES", "0"))
 REAL_MACS = 3_000_000  # networks up to this many MACs also run on real CPU tensors
@@ -193,6 +211,91 @@ def test_one_walk_and_size_first_agree(program: Program) -> None:
             patch.setattr(resolve, "SIZE_FIRST_ABOVE", 0)
             size_first = outcome()
     assert size_first == one_walk, listing(files)
+
+
+# -- symbolic sizes -----------------------------------------------------------------------------------
+
+H, W = Sym.symbol("H"), Sym.symbol("W")
+SYMBOLIC = re.compile("symbolic|input size")  # what an error that symbolic sizes cause must say
+
+
+def value_in_archdsl(text: str, shape: tuple, test: bool = False):
+    """The value of the expression (or, with ``test``, the truth of the if test) ``text`` at an input of
+    ``shape``, or the ArchError that archdsl raises for it."""
+    program = load_program(Source("<expr>", f"network n : [1, 1, 1] = if {text} then id else id"))
+    expr = program.networks["n"].body[0].test
+    try:
+        value = resolve._Resolver(program, resolve.Limits()).evaluate(expr, resolve._Scope({}, shape, ""))
+        return values.truth(value, expr.span) if test else value
+    except archdsl.ArchError as err:
+        return err
+
+
+def reference(compute):
+    try:
+        return compute()
+    except Reject:
+        return Reject
+
+
+def assert_agrees(text: str, expected, c: int, h: int, w: int, test: bool = False) -> None:
+    """archdsl agrees with the reference at C×h×w, and at C×H×W once H and W are h and w."""
+    concrete = value_in_archdsl(text, (c, h, w), test)
+    if expected is Reject:
+        assert isinstance(concrete, archdsl.ArchError), (text, concrete)
+    else:
+        assert (type(concrete), concrete) == (type(expected), expected), (text, concrete, expected)
+    symbolic = value_in_archdsl(text, (c, H, W), test)
+    if isinstance(symbolic, archdsl.ArchError):
+        event("refused at a symbolic input")
+        assert expected is Reject or SYMBOLIC.search(symbolic.message), (text, symbolic.render())
+        return
+    event("a value at a symbolic input")
+    at = symbolic.evaluate({"H": h, "W": w}) if isinstance(symbolic, Sym) else symbolic
+    assert expected is not Reject and (type(at), at) == (type(expected), expected), (text, symbolic, expected)
+
+
+@bounded(400)
+@given(expressions(), st.integers(1, 4), st.integers(1, 40), st.integers(1, 40))
+def test_expressions_agree_with_the_reference_at_concrete_and_symbolic_sizes(expr, c, h, w) -> None:
+    expected = reference(lambda: evaluate(expr, {}, (c, h, w)))
+    assert_agrees(expr_text(expr), expected, c, h, w)
+
+
+@bounded(300)
+@given(cond_tests(), st.integers(1, 4), st.integers(1, 40), st.integers(1, 40))
+def test_if_tests_agree_with_the_reference_at_concrete_and_symbolic_sizes(test, c, h, w) -> None:
+    expected = reference(lambda: cond_value(test, {}, (c, h, w)))
+    assert_agrees(cond_text(test), expected, c, h, w, test=True)
+
+
+@bounded(100)
+@given(programs(valid=True))
+def test_valid_programs_at_a_symbolic_input_agree_with_concrete_inference(program: Program) -> None:
+    """Node by node, the symbolic shapes and counts at H = h and W = w are the concrete ones; or the
+    program is refused at a symbolic input with a located ArchError (a layer argument read from in.h, a
+    test that depends on it, branches that differ for some sizes)."""
+    files = program.files()
+    c, h, w = program.input_shape()
+    with tempfile.TemporaryDirectory() as folder:
+        write_files(files, folder)
+        concrete = archdsl.load(Path(folder, "main.arch"))
+        try:
+            symbolic = archdsl.load(Path(folder, "main.arch"), input_shape=(c, H, W))
+        except archdsl.ArchError as err:
+            event("refused at a symbolic input")
+            assert_located(err, files)
+            return
+    event("resolved at a symbolic input")
+
+    def at(dim):
+        return dim.evaluate({"H": h, "W": w}) if isinstance(dim, Sym) else dim
+
+    for sym_node, node in zip(ir.walk(symbolic.ir.body), ir.walk(concrete.ir.body), strict=True):
+        assert sym_node.path == node.path
+        assert tuple(map(at, sym_node.out_shape)) == node.out_shape, (node.path, listing(files))
+        assert (at(sym_node.params), at(sym_node.macs)) == (node.params, node.macs), node.path
+    assert tuple(map(at, symbolic.output_shape)) == concrete.output_shape
 
 
 # -- regressions found by the properties above ------------------------------------------------------

@@ -7,6 +7,7 @@ full wording is in the diagnostics goldens (tests/cases/errors/).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,23 @@ def test_huge_repeats_are_refused_before_expansion() -> None:
     assert isinstance(err, LimitError) and (err.line, err.column) == (1, 32)
     err = error("network n : [1, 8, 8] = conv3x3 100000", limits=Limits(max_params=1000))
     assert isinstance(err, LimitError)
+
+
+@pytest.mark.parametrize(("text", "value"), [("3", 3), ("-2", -2), ("+4", 4), ("0.5", 0.5), ("1e3", 1000.0),
+                                             ("TRUE", True), (" false ", False), ("4611686018427387904", 2**62)])
+def test_parameter_values_from_the_command_line(text: str, value) -> None:
+    from archdsl.resolve import parse_value
+
+    assert (type(parse_value(text)), parse_value(text)) == (type(value), value)
+
+
+@pytest.mark.parametrize(("text", "fact"), [("inf", "is not a number"), ("nan", "is not a number"),
+                                            ("1x", "is not a number"), ("1e999", "1e999 is too large"),
+                                            ("9" * 5000, "(5,000 digits) is too large"),
+                                            ("4611686018427387905", "is too large")])
+def test_parameter_values_that_are_refused(text: str, fact: str) -> None:
+    from archdsl.resolve import parse_value
+
+    with pytest.raises(UsageError, match=re.escape(fact)):
+        parse_value(text)
+

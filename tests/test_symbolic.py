@@ -58,6 +58,49 @@ def test_operations_without_an_exact_form_are_refused():
             bad()
 
 
+@pytest.mark.parametrize("other", [1.5, 2.0, True, None])
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "//", "%"])
+def test_every_operator_with_what_has_no_exact_form_is_a_symbolic_error(op, other):
+    """Never a TypeError: a decimal, a boolean, a symbolic divisor or '/' on either side."""
+    import operator
+
+    apply = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+             "//": operator.floordiv, "%": operator.mod}[op]
+    other = W if other is None else other
+    if isinstance(other, Sym) and op in ("+", "-", "*"):
+        return  # defined: H + W, H - W, H·W
+    for left, right in ((H, other), (other, H)):
+        with pytest.raises(SymbolicError):
+            apply(left, right)
+
+
+atoms = st.builds(lambda name, a, m: (Sym.symbol(name) + a) // m, st.sampled_from("HW"), st.integers(0, 9),
+                  st.integers(1, 8))
+
+
+@settings(max_examples=EXAMPLES * 5, deadline=None)
+@given(st.lists(st.tuples(st.integers(-4, 4), atoms, atoms, st.booleans()), min_size=1, max_size=4),
+       st.integers(-20, 20))
+def test_a_decided_sign_holds_at_every_size(terms, constant):
+    """sign() says 1 or -1 only where the value has that sign at every H, W >= 1."""
+    value = constant
+    for coeff, a, b, product in terms:
+        value = value + coeff * (a * b if product else a)
+    if not isinstance(value, Sym) or value.sign() is None:
+        return
+    for h in range(1, 70, 3):
+        for w in (1, 2, 3, 7, 50):
+            at = value.evaluate({"H": h, "W": w})
+            assert at != 0 and (at > 0) == (value.sign() > 0), (value, h, w)
+
+
+def test_signs_that_are_decided():
+    assert (H.sign(), (-H).sign(), (H - 1).sign(), (H + 1 - W).sign()) == (1, -1, None, None)
+    assert ((H + 1) // 2).sign() == 1  # at least floor(2 / 2)
+    assert (H // 2).sign() is None  # 0 below H = 2
+    assert (3 - 2 * ((H + 1) // 2) - 2).sign() == -1
+
+
 def test_factored_printing():
     flat = 512 * (H // 32) * (W // 32)
     assert str(flat * 4096 + 4096) == "2097152·floor(H / 32)·floor(W / 32) + 4096"
