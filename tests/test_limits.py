@@ -208,6 +208,11 @@ def test_the_formatter_does_not_recurse_either():
 
 
 TOWER = "\n".join(["block b0 = relu; relu"] + [f"block b{i} = b{i - 1}(); b{i - 1}()" for i in range(1, 60)])
+GROWING = "\n".join(["block b0 = conv1x1 (in.c + 1)"] + [f"block b{i} = b{i - 1}(); b{i - 1}()" for i in range(1, 41)])
+EMPTY = "\n".join(["block b0 = repeat 0 relu"] + [f"block b{i} = b{i - 1}(); b{i - 1}()" for i in range(1, 41)])
+BALANCED = "1"
+for _ in range(10):
+    BALANCED = f"({BALANCED} + {BALANCED})"
 BOMBS = {  # what docs/reliability.md measures: python tests/test_limits.py
     "repeat 1000000000 <conv3x3 1000000>": "network n : [3, 32, 32] = repeat 1000000000 <conv3x3 1000000>",
     "repeat 100000 repeat 100000 relu": "network n : [3, 32, 32] = repeat 100000 repeat 100000 relu",
@@ -216,6 +221,9 @@ BOMBS = {  # what docs/reliability.md measures: python tests/test_limits.py
     "2^60 layers from 60 blocks": TOWER + "\nnetwork n : [3, 8, 8] = b59()",
     "10,000 nested groups": "network n : [3, 8, 8] = " + "<" * NESTED + "relu" + ">" * NESTED,
     "an expression 10,000 deep": "network n : [3, 8, 8] = conv3x3 1" + " + 1" * NESTED,
+    "2^40 layers that grow the channels": GROWING + "\nnetwork n : [3, 8, 8] = b40()",
+    "2^40 blocks without layers": EMPTY + "\nnetwork n : [3, 8, 8] = b40()",
+    "repeat 100000 of 2,047 terms": f"block b = conv1x1 (in.c + 0 * {BALANCED})\nnetwork n : [3, 8, 8] = repeat 100000 b",
 }
 
 
