@@ -131,9 +131,13 @@ class _Resolver:
 
     def value(self, expr: ir.Expr, scope: _Scope) -> ir.Value:
         """An expression's value in a walk, which counts each of its terms as a step."""
-        if id(expr) not in self.sizes:
-            self.sizes[id(expr)] = ir.expression_size(expr)
-        self.count(0, 0, self.sizes[id(expr)], expr.span)
+        if isinstance(expr, (ir.Number, ir.Var, ir.InputDim)):
+            size = 1  # most arguments: no need to walk them
+        elif id(expr) in self.sizes:
+            size = self.sizes[id(expr)]
+        else:
+            size = self.sizes[id(expr)] = ir.expression_size(expr)
+        self.count(0, 0, size, expr.span)
         return self.evaluate(expr, scope)
 
     def evaluate(self, expr: ir.Expr, scope: _Scope, depth: int = 0) -> ir.Value:
@@ -688,7 +692,7 @@ def _call_text(block: ir.BlockDef, env: dict[str, ir.Value]) -> str:
 def _check_sizes(what: str, shape: ir.Shape, span: Span) -> None:
     """Every size of a layer's or join's output within values.MAGNITUDE: its inputs are, but a flatten
     multiplies them and a concat adds them, and a chain of those grows without end."""
-    if not all(values.within(size) for size in shape):
+    if not all(size <= values.MAGNITUDE if type(size) is int else values.within(size) for size in shape):
         raise LimitError(f"{what} gives {show(shape)}, past what archdsl computes with: numbers within ±2**62 "
                          f"({values.MAGNITUDE:,})", span,
                          hint="no real network comes near it; a size (or a divisor) that doubles at each step passes it after 62 steps")
