@@ -224,6 +224,9 @@ class _Resolver:
 
     def repeat(self, item: ir.Repeat, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
         count = self.value(item.count, scope)
+        if isinstance(count, Sym):
+            raise ResolveError(f"repeat count must be a number known before the input size, not {count}",
+                               item.count.span, hint=values.SYMBOLIC_HINT)
         if isinstance(count, bool) or not isinstance(count, int):
             raise ResolveError(f"repeat count must be a whole number, not {values.show(count)}", item.count.span,
                                hint=_division_hint(count))

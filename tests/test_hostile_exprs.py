@@ -216,6 +216,16 @@ def test_a_default_of_a_decimal_over_a_symbolic_size_is_one_error_in_every_comma
         assert err.startswith(f"{spec}:1:13: error: cannot divide by the symbolic size H"), err
 
 
+def test_a_repeat_count_read_from_a_symbolic_size_says_so(tmp_path):
+    spec = tmp_path / "repeat.arch"
+    spec.write_text("network n : [3, H, W] = repeat (in.h // 8) conv3x3 3\n")
+    err = assert_diagnostic(cli("compile", spec))
+    assert err.startswith(f"{spec}:1:33: error: repeat count must be a number known before the input size, "
+                          "not floor(H / 8)"), err
+    assert "--input" in err
+    assert cli("compile", spec, "--input", "3x16x16").exit_code == 0
+
+
 # -- huge numbers ------------------------------------------------------------------------------------
 
 def product(levels: int) -> str:
@@ -423,3 +433,4 @@ def test_a_flat_expression_of_65536_terms_is_evaluated_once_quickly():
                                      "expression's terms before it parses; see the report on issue 11")
 def test_a_flat_expression_of_a_mebibyte_is_refused_quickly():
     refuse("network n : [1, 8, 8] = conv3x3 " + "+".join(["1"] * 2**19))
+
