@@ -88,10 +88,10 @@ def relevant_parameters(program: Program) -> dict[str, set[str]]:
     """Each block's parameters that can change what it counts to: those a ``repeat`` count or an ``if``
     test of its body reads, or the argument it gives a relevant parameter of a block it calls, or the
     default of a relevant parameter. A worklist finds them: a block is looked at again when a block it
-    calls gains one. The others need not be known, nor tell two calls apart.
+    calls gains one. The others need not be known, nor tell two calls apart:
 
-    >>> block b0(c) = repeat 0 relu            # relevant: none
-    >>> block b1(c, n) = b0(c * 2); repeat n b0(c)     # relevant: n
+        block b0(c) = repeat 0 relu                       # none: b0(1) and b0(2) count the same
+        block b1(c, n) = b0(c * 2); repeat n b0(c)        # n
     """
     callers: dict[str, set[str]] = {name: set() for name in program.blocks}
     for block in program.blocks.values():
@@ -172,11 +172,11 @@ class _Counter:
         return evaluated + each.times(count)
 
     def call(self, call: ir.Call, env: dict, depth: int) -> Tally:
-        arguments = Tally(nodes=1, steps=1 + sum(self.size(arg.value) for arg in call.args))
+        called = Tally(nodes=1, steps=1 + sum(self.size(arg.value) for arg in call.args))
         block = self.program.blocks.get(call.name)
         if block is None:
             # A layer; a name that is neither is the resolver's error.
-            return arguments + Tally(layers=1) if lookup(call.name) is not None else Tally()
+            return called + Tally(layers=1) if lookup(call.name) is not None else Tally()
         if block.name in self.active:
             return Tally()
         inner, defaults = self.bind(block, call, env)
@@ -189,7 +189,7 @@ class _Counter:
                 raise err.with_note(f"{block.name}(...) instantiated here", call.span) from None
             finally:
                 self.active.discard(block.name)
-        return arguments + defaults + self.counted[key]
+        return called + defaults + self.counted[key]
 
     def bind(self, block: ir.BlockDef, call: ir.Call, env: dict) -> tuple[dict, Tally]:
         """The block's relevant parameters whose values are known here, and the steps its defaults take."""

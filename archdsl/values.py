@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from typing import NoReturn
 
 from archdsl.errors import LimitError, ResolveError
 from archdsl.source import Span
@@ -97,7 +98,7 @@ def literal(text: str, span: Span | None = None) -> int | float:
     return value
 
 
-def _too_large(shown: Value | str, span: Span | None):
+def _too_large(shown: Value | str, span: Span | None) -> NoReturn:
     raise LimitError(f"{shown if isinstance(shown, str) else show(shown)} is too large: numbers in a spec lie within "
                      f"±2**62 ({MAGNITUDE:,})", span, hint="no size, count or setting of a network comes near it")
 
@@ -135,13 +136,13 @@ def truth(value: Value, span: Span) -> bool:
     return True
 
 
-def function(name: str, values: list[Value], span: Span) -> Value:
+def function(name: str, args: list[Value], span: Span) -> Value:
     """``min(...)`` and ``max(...)`` of numbers; symbolic ones where their order is the same at every input size."""
     if name not in FUNCTIONS:
         raise ResolveError(f"unknown function '{name}'", span, hint="expressions may call min(...) and max(...)")
-    _numbers(f"{name}(...)", values, span)
-    best = values[0]
-    for value in values[1:]:
+    _numbers(f"{name}(...)", args, span)
+    best = args[0]
+    for value in args[1:]:
         order = _order(best, value, f"{name}(...)", span)
         if order is None:
             raise ResolveError(f"{name}({show(best)}, {show(value)}) depends on the input size", span, hint=SYMBOLIC_HINT)
@@ -169,7 +170,7 @@ def _compare(op: str, left: Value, right: Value, span: Span) -> bool:
     return COMPARISONS[op](order, 0)
 
 
-def _order(left: Value, right: Value, what: str, span: Span) -> int | float | None:
+def _order(left: Value, right: Value, what: str, span: Span) -> int | None:
     """Below, at or above zero as ``left`` is below, equal to or above ``right``; None where that depends
     on the input size. Symbolic sizes compare by their difference: ``H + 1 > H``, and ``H > 0`` because
     a size is at least 1."""
