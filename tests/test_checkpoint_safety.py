@@ -1,21 +1,29 @@
-"""Checkpoints from others: a flipped byte, a planted pickle, a wrong shape or NaN weights are each
-refused with one clear error naming the file (and the tensor), from the API and from the CLI."""
+"""Checkpoints from others: a flipped byte, a planted pickle, a wrong shape or NaN weights, a state
+whose fields are of the wrong type or disagree with the checkpoint, a file that is not a plain file
+or is larger than the network's checkpoint can be, are each refused with one clear error naming the
+file (and the tensor or field), from the API and from the CLI. A disk that fills up while a
+checkpoint is written is one error too, and the previous checkpoint survives."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import pickle
+import resource
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import save_file
 from test_runner_support import DATA_ROOT
 from torch import nn
-from click.testing import CliRunner
 
 import archdsl
 from archdsl.cli import app
@@ -32,10 +40,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def row(epoch: int) -> dict:
+    return {"epoch": epoch, "train_loss": 0.5, "train_acc": 0.8, "test_loss": 0.6, "test_acc": 0.7,
+            "examples_per_s": 1000.0, "seconds": 1.5, "lr": 0.1}
+
+
 def saved(folder: Path, model: nn.Module, epoch: int = 1) -> checkpoint.Checkpoint:
     """A checkpoint of ``model`` as the runner writes it, without training."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    state = {"epoch": epoch, "step": 10, "optimizer": optimizer.state_dict(), "scaler": {}, "history": []}
+    state = {"epoch": epoch, "step": 10, "optimizer": optimizer.state_dict(), "scaler": {},
+             "history": [row(e) for e in range(1, epoch + 1)]}
     return checkpoint.save(folder, model, state, spec="S", network="tiny")
 
 
@@ -50,8 +64,8 @@ def load_weights(found: checkpoint.Checkpoint, model: nn.Module) -> None:
     checkpoint.load_weights(model, found, spec="S", trained_from=TRAINED_FROM)
 
 
-def load_state(found: checkpoint.Checkpoint) -> dict:
-    return checkpoint.load_state(found, spec="S", trained_from=TRAINED_FROM)
+def load_state(found: checkpoint.Checkpoint) -> checkpoint.TrainingState:
+    return checkpoint.load_state(found, mlp(), spec="S", trained_from=TRAINED_FROM)
 
 
 def mlp() -> nn.Module:
@@ -72,7 +86,7 @@ def test_a_checkpoint_round_trips_with_its_manifest(tmp_path):
     load_weights(found, fresh)
     for name, tensor in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[name], tensor), name
-    assert load_state(found)["step"] == 10
+    assert load_state(found).step == 10
 
 
 def test_tied_weights_load_through_their_one_stored_name(tmp_path):
@@ -188,7 +202,7 @@ def test_a_damaged_or_missing_manifest_is_refused(tmp_path):
     found.manifest.write_text('{"format": 1, "sha256": ')
     with pytest.raises(UsageError) as caught:
         load_state(found)
-    assert caught.value.message.startswith("the manifest epoch-0001.json is missing or damaged (")
+    assert caught.value.message.startswith("the manifest epoch-0001.json is damaged: invalid JSON: EOF while parsing")
     assert caught.value.file == str(found.manifest)
     found.manifest.unlink()
     assert checkpoint.latest(tmp_path) is None  # files without a manifest are an interrupted save
@@ -198,6 +212,8 @@ def test_a_save_prunes_older_epochs_and_leftover_temporaries(tmp_path):
     saved(tmp_path, mlp(), epoch=1)
     folder = tmp_path / "checkpoints"
     (folder / ".epoch-0002.safetensors.12345.tmp").write_bytes(b"half a file")
+    (folder / ".epoch-0002.safetensors.k3x9.tmp").mkdir()  # a writer's staging folder
+    (folder / ".epoch-0002.safetensors.k3x9.tmp" / "epoch-0002.safetensors").write_bytes(b"half a file")
     (folder / "epoch-0002.safetensors").write_bytes(b"weights of a save killed before its manifest")
     (folder / "notes.txt").write_text("not ours")
     found = saved(tmp_path, mlp(), epoch=3)
@@ -260,3 +276,165 @@ def test_resume_refuses_a_planted_pickle_and_the_marker_never_appears(run_copy, 
     assert f"{found.state}: error: epoch-0001.state.pt holds more than tensors and plain data" in result.output
     assert not marker.exists()
     assert checkpoint.latest(run) == found  # and the run folder keeps its checkpoint
+
+
+def doctored_state(found: checkpoint.Checkpoint, change) -> None:
+    """Rewrite the state with ``change`` applied, and a manifest that agrees (a run folder from someone
+    else carries its own manifest)."""
+    state = torch.load(found.state, weights_only=True)
+    change(state)
+    torch.save(state, found.state)
+    rewrite_manifest(found)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda s: s.update(epoch=-3), "epoch: input should be greater than or equal to 1 (got -3)"),
+    (lambda s: s.update(epoch="abc"), "epoch: input should be a valid integer (got 'abc')"),
+    (lambda s: s.update(epoch=2), "it says epoch 2, but it is the checkpoint of epoch 1"),
+    (lambda s: s.pop("optimizer"), "optimizer: field required"),
+    (lambda s: s["history"][0].pop("lr"), "history[0].lr: field required"),
+    (lambda s: s.update(step=float("nan")), "step: input should be a valid integer (got nan)"),
+    (lambda s: s.update(step=-1), "step: input should be greater than or equal to 0 (got -1)"),
+    (lambda s: s.update(history=[row(2)]), "its metrics are of epochs 2, not of epochs 1 to 1"),
+    (lambda s: s.update(scaler={"scale": float("inf")}), "scaler.scale: input should be a finite number (got inf)"),
+    (lambda s: s["optimizer"]["param_groups"][0].update(params="all"),
+     "optimizer.param_groups[0].params: input should be a valid list (got 'all')"),
+])
+def test_every_field_of_the_state_is_checked(tmp_path, change, problem):
+    found = saved(tmp_path, mlp())
+    doctored_state(found, change)
+    with pytest.raises(UsageError) as caught:
+        load_state(found)
+    assert caught.value.message == f"epoch-0001.state.pt is damaged: {problem}"
+    assert caught.value.file == str(found.state)
+
+
+def test_weights_of_another_epoch_are_refused(tmp_path):
+    found = saved(tmp_path, mlp(), epoch=2)
+    (tmp_path / "other").mkdir()
+    other = saved(tmp_path / "other", mlp(), epoch=1)
+    shutil.copyfile(other.weights, found.weights)
+    rewrite_manifest(found)
+    with pytest.raises(UsageError) as caught:
+        load_weights(found, mlp())
+    assert caught.value.message == ("epoch-0002.safetensors is damaged: it holds the weights of epoch 1, "
+                                    "but it is the checkpoint of epoch 2")
+
+
+def test_a_manifest_must_be_of_its_own_epoch_and_name_only_hashes(tmp_path):
+    found = saved(tmp_path, mlp())
+    manifest = json.loads(found.manifest.read_text())
+    found.manifest.write_text(json.dumps({**manifest, "epoch": 3}))
+    with pytest.raises(UsageError, match="the manifest epoch-0001.json is damaged: it says epoch 3"):
+        load_state(found)
+    manifest["sha256"]["epoch-0001.state.pt"] = "../../etc/passwd"
+    found.manifest.write_text(json.dumps(manifest))
+    with pytest.raises(UsageError) as caught:
+        load_state(found)
+    assert caught.value.message.startswith(
+        "the manifest epoch-0001.json is damaged: sha256.epoch-0001.state.pt: string should match pattern")
+
+
+def test_only_the_names_save_writes_count_as_checkpoints(tmp_path):
+    found = saved(tmp_path, mlp(), epoch=2)
+    folder = found.manifest.parent
+    for name in ("epoch-0000.json", "epoch-7.json", "epoch-\u0663\u0663.json"):  # 0, unpadded, Arabic-Indic digits
+        (folder / name).write_text("{}")
+    assert checkpoint.latest(tmp_path) == found
+
+
+@pytest.mark.parametrize("slot", ["weights", "state", "manifest"])
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "sparse 50 GB"])
+def test_checkpoint_files_are_read_only_when_plain_and_small_enough(tmp_path, slot, kind):
+    """A link to /dev/zero never ends, a FIFO never opens, a sparse file claims 50 GB: each was read
+    whole before it was hashed, and ended in a MemoryError or a hang."""
+    found = saved(tmp_path, mlp())
+    path = getattr(found, slot)
+    path.unlink()
+    if kind == "/dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        with open(path, "wb") as handle:
+            handle.truncate(50 << 30)
+    with pytest.raises(UsageError) as caught:
+        load_weights(found, mlp()) if slot == "weights" else load_state(found)
+    assert caught.value.file == str(path)
+    if kind == "sparse 50 GB":
+        what = "a manifest" if slot == "manifest" else "a checkpoint of this network"
+        assert caught.value.message.startswith(f"{path.name} is {50 << 30:,} bytes, more than {what} can be (")
+    else:
+        device = "a character device" if kind == "/dev/zero" else "a FIFO"
+        assert caught.value.message == f"{path.name} is not a regular file ({device}); refusing to read it"
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes beyond ``limit`` bytes fail as on a full disk (EFBIG rather than ENOSPC), without root:
+    RLIMIT_FSIZE, with SIGXFSZ ignored so that the write fails instead of killing the process."""
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def big_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))  # 1.6 MB of weights
+
+
+def test_a_write_that_fails_midway_is_one_error_and_keeps_the_last_checkpoint(tmp_path):
+    """safetensors failed with its own SafetensorError ("... (os error 27)"), torch.save with
+    "unexpected pos": tracebacks. Now the file system's error names the file, and nothing is half-written."""
+    model = big_mlp()
+    first = saved(tmp_path, model, epoch=1)
+    with file_size_limit(256 << 10), pytest.raises(UsageError) as caught:
+        saved(tmp_path, model, epoch=2)
+    assert caught.value.message.endswith("epoch-0002.safetensors: File too large")
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch-0001.json", "epoch-0001.safetensors",
+                                                        "epoch-0001.state.pt"]
+    assert checkpoint.latest(tmp_path) == first
+    checkpoint.load_weights(big_mlp(), first, spec="S", trained_from=TRAINED_FROM)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 900 KiB tmpfs: a real full disk, where this machine lets a test mount one (root). It holds one
+    checkpoint of the network below and the run's other files, but not a second checkpoint beside it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(mount)], capture_output=True,
+                          check=False)
+    if made.returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_during_training_is_one_message_and_the_run_resumes(small_disk, tmp_path):
+    from test_runner_support import tiny_npz
+
+    spec = tmp_path / "wide.arch"
+    spec.write_text("network wide : [1, 8, 8] -> [3] = flatten; linear 2048; relu; linear 3\n")  # 560 KB of weights
+    data = tiny_npz(tmp_path / "tiny.npz")
+    run = small_disk / "run"
+    args = ["train", str(spec), "--data", str(data), "--device", "cpu", "--batch-size", "20", "--epochs", "3",
+            "--out", str(run)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    weights = run / "checkpoints" / "epoch-0002.safetensors"
+    assert f"{weights}: error: cannot write {weights}: No space left on device\n" in result.output
+    assert "Traceback" not in result.output and result.output.count("error:") == 1
+    assert checkpoint.latest(run).epoch == 1
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temporary left
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)  # space freed
+    result = CliRunner().invoke(app, ["train", str(spec), "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} after epoch 1" in result.output and checkpoint.latest(run).epoch == 3

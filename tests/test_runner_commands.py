@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from test_runner_support import CNN_SPEC as CNN
 from test_runner_support import DATA_ROOT
-from click.testing import CliRunner
-
 
 QUICK = ["--data-dir", str(DATA_ROOT), "--limit", "1000", "--batch-size", "50", "--lr", "0.05",
          "--momentum", "0.9", "--device", "cpu"]
@@ -113,12 +112,13 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
     assert not any((tmp_path / name).exists() for name in ("r2", "r3", "r4", "r5", "r6", "r7"))
 
 
-@pytest.mark.parametrize("text", ["[]", '"x"'])
-def test_a_run_json_that_is_not_an_object_is_damaged(cli, spec, tmp_path, text):
+@pytest.mark.parametrize(("text", "found"), [("[]", "list"), ('"x"', "'x'")])
+def test_a_run_json_that_is_not_an_object_is_damaged(cli, spec, tmp_path, text, found):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text(text)
-    expected = f"{run / 'run.json'}: error: run.json is damaged: its top level is not a JSON object\n"
+    expected = (f"{run / 'run.json'}: error: run.json is damaged: input should be an object (got {found})\n"
+                "  hint: archdsl writes run.json once, when a run starts; restore it, or start a new run\n")
     for args in (["eval", spec, "--checkpoint", run], ["train", spec, "--resume", run, "--epochs", "2"]):
         result = cli(*args)
         assert (result.exit_code, result.output) == (1, expected)

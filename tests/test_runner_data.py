@@ -6,7 +6,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import io
+import math
+import os
 import threading
+import tracemalloc
+import zipfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,3 +259,150 @@ def test_normalization_is_exact():
     as_float = images.astype(np.float64)
     assert np.allclose(stats.mean, as_float.mean(axis=(0, 2, 3)), rtol=0, atol=1e-9)
     assert np.allclose(stats.std, as_float.std(axis=(0, 2, 3)), rtol=0, atol=1e-9)
+
+
+def idx_header(dims: tuple[int, ...]) -> bytes:
+    return bytes([0, 0, 0x08, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def gzip_of_zeros(header: bytes, zeros: int) -> bytes:
+    """gzip of ``header`` and ``zeros`` zero bytes, compressed a chunk at a time (never all in memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [packer.compress(header)]
+    chunk = bytes(1 << 20)
+    for _ in range(zeros >> 20):
+        parts.append(packer.compress(chunk))
+    return b"".join(parts) + packer.flush()
+
+
+@pytest.mark.parametrize(("dims", "shown"), [
+    ((65536, 65536, 65536, 65536), "65536x65536x65536x65536"),  # 2**64: wrapped to 0 in int64, "matching" no data
+    ((65536, 256, 256), "65536x256x256"),  # 4 GiB that a few MB of .gz would inflate to
+])
+def test_idx_sizes_beyond_the_limit_are_refused_from_the_header(tmp_path, dims, shown):
+    write_idx_set(tmp_path / "mnist")
+    target = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    target.write_bytes(gzip_of_zeros(idx_header(dims), 4 << 20))
+    with pytest.raises(UsageError) as caught:
+        datasets.load("mnist", str(tmp_path), 1)
+    assert caught.value.message == (f"train-images-idx3-ubyte.gz holds {shown} bytes by its header: "
+                                    f"{math.prod(dims):,} bytes, more than a split may take (2,147,483,648)")
+    assert caught.value.file == str(target)
+
+
+def test_a_gz_that_inflates_beyond_its_header_is_not_inflated_further(tmp_path):
+    write_idx_set(tmp_path / "mnist")
+    target = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    target.write_bytes(gzip_of_zeros(idx_header((12, 8, 8)), 256 << 20))  # 250 kB inflating to 256 MiB
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError) as caught:
+            datasets.load("mnist", str(tmp_path), 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.message == "train-images-idx3-ubyte.gz holds more than the 784 bytes its header 12x8x8 needs"
+    assert peak < 16 << 20  # it stopped at the header's size rather than inflating all of it
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
+def test_a_data_file_that_is_not_a_plain_file_is_refused_unread(tmp_path, kind):
+    write_idx_set(tmp_path / "mnist")
+    target = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    target.unlink()
+    os.mkfifo(target) if kind == "fifo" else target.symlink_to("/dev/zero")
+    with pytest.raises(UsageError) as caught:
+        datasets.load("mnist", str(tmp_path), 1)
+    kind_name = "a FIFO" if kind == "fifo" else "a character device"
+    assert caught.value.message == f"t10k-labels-idx1-ubyte.gz is not a regular file ({kind_name}); refusing to read it"
+
+
+def npz_with_header(path: Path, member: str, shape: tuple[int, ...], dtype: str = "|u1") -> None:
+    """An .npz whose ``member`` has a header claiming ``shape`` but only a few bytes of data."""
+    x, y = np.zeros((4, 8, 8), np.uint8), np.arange(4)
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path) as old:
+        members = {name: old.read(name) for name in old.namelist()}
+    members[member + ".npy"] = b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + bytes(64)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+
+
+@pytest.mark.parametrize(("member", "shape", "dtype"), [
+    ("x_train", (10**12, 28, 28), "|u1"),  # numpy allocated 784 TB before reading a byte: MemoryError
+    ("y_test", (10**12,), "<i8"),
+])
+def test_an_npy_header_claiming_too_much_is_refused_before_allocating(tmp_path, member, shape, dtype):
+    path = tmp_path / "claims.npz"
+    npz_with_header(path, member, shape, dtype)
+    with pytest.raises(UsageError) as caught:
+        datasets.load(str(path), None, channels=1)
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    assert caught.value.message == (f"{member} in claims.npz is {'x'.join(map(str, shape))} of {np.dtype(dtype)} "
+                                    f"by its header: {size:,} bytes, more than a split may take (2,147,483,648)")
+
+
+def test_an_npy_of_python_objects_is_refused_without_suggesting_pickles(tmp_path):
+    path = tmp_path / "objects.npz"
+    npz_with_header(path, "classes", (3,), "|O")
+    with pytest.raises(UsageError) as caught:
+        datasets.load(str(path), None, channels=1)
+    assert caught.value.message == "classes in objects.npz holds Python objects; refused, since loading them could run code"
+    assert "allow_pickle" not in caught.value.render()
+
+
+@pytest.mark.parametrize(("label", "dtype"), [(10**12, np.int64), (2**64 - 1, np.uint64)])
+def test_labels_beyond_the_class_limit_are_refused(tmp_path, label, dtype):
+    """10**12 asked for 10**12 class names; a uint64 label of 2**64 - 1 turned into -1."""
+    x = np.zeros((4, 8, 8), np.uint8)
+    y = np.array([0, 1, 2, label], dtype=dtype)
+    np.savez(tmp_path / "labels.npz", x_train=x, y_train=y, x_test=x, y_test=np.arange(4))
+    with pytest.raises(UsageError) as caught:
+        datasets.load(str(tmp_path / "labels.npz"), None, channels=1)
+    assert caught.value.message == (f"y_train in labels.npz has label {label}; a data set may have at most "
+                                    f"100,000 classes")
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that has only its header: enough for Pillow to report a size without decoding anything."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [5000, 20000])  # beyond archdsl's limit; beyond Pillow's own (its own exception)
+def test_an_image_too_large_is_refused_from_its_header(tmp_path, side):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / split / "a" / "0.png")
+    big = tmp_path / "train" / "a" / "1.png"
+    big.write_bytes(png_header(side, side))
+    with pytest.raises(UsageError) as caught:
+        datasets.load(str(tmp_path), None, channels=1)
+    message = "image 1.png has more than 16,777,216 pixels (4096 x 4096), the most an image may have"
+    assert caught.value.message == (f"{message}: it is {side}x{side} (H x W)" if side == 5000 else message)
+    assert caught.value.file == str(big)
+
+
+def test_an_image_that_is_a_fifo_is_refused_not_waited_for(tmp_path):
+    for split in ("train", "test"):
+        (tmp_path / split / "a").mkdir(parents=True)
+    os.mkfifo(tmp_path / "train" / "a" / "0.png")
+    with pytest.raises(UsageError, match=r"0.png is not a regular file \(a FIFO\)"):
+        datasets.load(str(tmp_path), None, channels=1)
+
+
+def test_images_without_pixels_are_refused(tmp_path):
+    write_idx_set(tmp_path / "mnist")
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_header((6, 0, 0))))
+    with pytest.raises(UsageError) as caught:
+        datasets.load("mnist", str(tmp_path), 1)
+    assert caught.value.message == ("the test images in t10k-images-idx3-ubyte.gz have no pixels: "
+                                    "their size is 1x0x0 (C x H x W)")

@@ -188,5 +188,6 @@ def check_finished(folder: Path, expected: list[dict[str, str]]) -> None:
     assert metrics_without_timings(folder) == expected, folder.name
     final = checkpoint.latest(folder)
     net = FakeNetwork(kind="mlp")
-    assert checkpoint.load_state(final, spec=checkpoint.spec_hash(net), trained_from="")["epoch"] == OPTIONS.epochs
-    checkpoint.load_weights(net.build(), final, spec=checkpoint.spec_hash(net), trained_from="")
+    model = net.build()
+    assert checkpoint.load_state(final, model, spec=checkpoint.spec_hash(net), trained_from="").epoch == OPTIONS.epochs
+    checkpoint.load_weights(model, final, spec=checkpoint.spec_hash(net), trained_from="")

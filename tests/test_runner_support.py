@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,3 +77,17 @@ class FakeNetwork:
             model = tiny_mlp(channels, self.output_shape[0], size)
         model(torch.zeros(1, *self.input_shape))  # materialise lazy layers
         return model
+
+
+def tiny_npz(path: Path, train: int = 60, test: int = 30, size: int = 8, classes: int = 3) -> Path:
+    """A small random .npz data set (Keras' layout) for runs that take milliseconds, not real data."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (train, size, size), dtype=np.uint8),
+             y_train=np.arange(train) % classes, x_test=rng.integers(0, 256, (test, size, size), dtype=np.uint8),
+             y_test=np.arange(test) % classes)
+    return path
+
+
+def tiny_network() -> FakeNetwork:
+    """An MLP for ``tiny_npz``'s 1x8x8 images and 3 classes."""
+    return FakeNetwork(kind="mlp", input_shape=(1, 8, 8), output_shape=(3,))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runner_support import CNN_SPEC, DATA_ROOT, FakeNetwork
+from test_runner_support import CNN_SPEC, DATA_ROOT, FakeNetwork, tiny_network
 
 import archdsl
 from archdsl.errors import UsageError
@@ -62,7 +62,7 @@ def test_a_small_relu_cnn_spec_reaches_85_percent_in_one_epoch(tmp_path):
 def test_the_run_folder(finished):
     folder = finished.run_dir
     assert sorted(p.name for p in folder.iterdir()) == [
-        "checkpoints", "curves.png", "curves.svg", "metrics.csv", "run.json", "spec.arch"]
+        ".archdsl-run", "checkpoints", "curves.png", "curves.svg", "metrics.csv", "run.json", "spec.arch"]
     assert (folder / "spec.arch").read_text() == FakeNetwork().source_text
     record = json.loads((folder / "run.json").read_text())
     assert record["options"] == SMALL.replace(epochs=2, out=str(folder)).to_json()
@@ -246,6 +246,25 @@ def test_an_empty_split_is_refused_before_anything_is_written(tmp_path, split):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("damage", ["a uint64 label of 2**64 - 1", "0x0 images"])
+def test_damaged_data_is_refused_before_anything_is_written(tmp_path, damage):
+    """Both failed inside training, leaving run.json and spec.arch: a retry into the same --out was refused."""
+    x, y = np.zeros((4, 8, 8), dtype=np.uint8), np.arange(4) % 3
+    arrays = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+    if damage == "0x0 images":
+        arrays.update(x_train=np.zeros((4, 0, 0), dtype=np.uint8), x_test=np.zeros((4, 0, 0), dtype=np.uint8))
+        expected = "the training images in x_train in bad.npz have no pixels: their size is 1x0x0 (C x H x W)"
+    else:
+        arrays.update(y_train=np.array([0, 1, 2, 2**64 - 1], dtype=np.uint64))
+        expected = "y_train in bad.npz has label 18446744073709551615; a data set may have at most 100,000 classes"
+    np.savez(tmp_path / "bad.npz", **arrays)
+    options = SMALL.replace(data=str(tmp_path / "bad.npz"), resize=8, out=str(tmp_path / "run"))
+    with pytest.raises(UsageError) as caught:
+        train.start(tiny_network(), options, stream=io.StringIO())
+    assert caught.value.message == expected
+    assert not (tmp_path / "run").exists()
+
+
 def test_fp16_is_refused_on_the_cpu(tmp_path):
     with pytest.raises(UsageError, match="--amp fp16 needs a CUDA device; on the CPU autocast takes bf16"):
         train.start(FakeNetwork(), SMALL.replace(amp="fp16", device="cpu", out=str(tmp_path / "r")),
@@ -334,9 +353,12 @@ def test_a_folder_whose_creation_was_killed_is_taken_over_but_a_run_is_not(tmp_p
 
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
+    (unfinished / runfolder.MARKER).write_text("")  # written first: the folder is provably archdsl's
     (unfinished / runfolder.SPEC_FILE).write_text("network old : [1, 4, 4] = flatten")
-    (unfinished / f".{runfolder.RUN_JSON}.123.tmp").write_text("{")
-    runfolder.create(unfinished, "network n : [1, 4, 4] = flatten", {"spec": {}})
+    (unfinished / f".{runfolder.RUN_JSON}.k2j4x9.tmp").write_text("{")
+    with runfolder.claim_new(unfinished):
+        runfolder.create(unfinished, "network n : [1, 4, 4] = flatten", {"spec": {}})
     assert (unfinished / runfolder.SPEC_FILE).read_text() == "network n : [1, 4, 4] = flatten"
+    assert sorted(p.name for p in unfinished.iterdir()) == [runfolder.MARKER, runfolder.RUN_JSON, runfolder.SPEC_FILE]
     with pytest.raises(UsageError, match="already holds files"):
-        runfolder.create(unfinished, "network m : [1, 4, 4] = flatten", {"spec": {}})
+        runfolder.check_new(unfinished)

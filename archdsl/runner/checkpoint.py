@@ -29,23 +29,32 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import torch
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from archdsl import ir
-from archdsl.atomic import fsync_folder, is_temporary, write_atomic
+from archdsl.atomic import fsync_folder, is_temporary, remove_temporary, write_atomic
 from archdsl.errors import UsageError, first_line
+from archdsl.runner.runfolder import EpochMetrics
+from archdsl.runner.untrusted import Count, Record, Sha256, read_limited, record_of, schema_error
 
 FOLDER = "checkpoints"
 # What to do about a checkpoint of another spec: eval, export and --resume compile the spec with the
 # run's own --param, --network and --input unless the command line gives others.
 SAME_SPEC = "pass that spec with those --param and --input values, or with none to take the run's own"
-MANIFEST_PATTERN = re.compile(r"epoch-(\d+)\.json")
+MANIFEST_PATTERN = re.compile(r"epoch-([0-9]+)\.json")  # [0-9], not \d: no other scripts' digits
 MANIFEST_FORMAT = 1
+MAX_MANIFEST_BYTES = 64 << 10  # a manifest is ~250 bytes
+# Beyond the tensors themselves, a checkpoint file holds a header (safetensors) or a zip directory and
+# the pickled structure around them (the state, with the metrics of every epoch): far less than this.
+SLACK_BYTES = 16 << 20
+SLACK_PER_TENSOR = 4 << 10
+# Adam and AdamW keep two tensors of each parameter's size (SGD's momentum one), the step count aside.
+OPTIMIZER_COPIES = 2
 
 
 class Spec(Protocol):
@@ -79,18 +88,80 @@ class Checkpoint:
     manifest: Path
 
 
+@dataclass(frozen=True)
+class TrainingState:
+    """A checkpoint's state file, validated: every field of the right type, and consistent with the
+    checkpoint it belongs to (its epoch, the metrics of epochs 1 to that epoch)."""
+
+    epoch: int
+    step: int
+    optimizer: dict[str, Any]  # checked against the run's own optimiser by optim.load_optimizer_state
+    scaler: dict[str, Any]
+    history: tuple[EpochMetrics, ...]
+
+
+_EpochRecord = record_of(EpochMetrics)
+
+
+class _Manifest(Record):
+    format: Literal[1]
+    epoch: Count
+    sha256: dict[str, Sha256]
+
+
+class _ParamGroup(Record):
+    model_config = ConfigDict(extra="allow")  # the optimiser's hyperparameters; the run's own are used
+    params: list[Annotated[int, Field(ge=0)]]
+
+
+class _OptimizerState(Record):
+    state: dict[Annotated[int, Field(ge=0)], dict[str, torch.Tensor]]
+    param_groups: Annotated[list[_ParamGroup], Field(min_length=1)]
+
+
+class _ScalerState(Record):
+    scale: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    growth_factor: Annotated[float, Field(gt=1.0, allow_inf_nan=False)]
+    backoff_factor: Annotated[float, Field(gt=0.0, lt=1.0)]
+    growth_interval: Count
+    growth_tracker: Annotated[int, Field(ge=0, alias="_growth_tracker")]
+
+
+class _State(Record):
+    epoch: Count
+    step: Annotated[int, Field(ge=0)]
+    optimizer: _OptimizerState
+    scaler: _ScalerState | None
+    history: list[_EpochRecord]
+    spec_hash: str
+
+    @field_validator("scaler", mode="before")
+    @classmethod
+    def _no_scaler(cls, value: Any) -> Any:
+        return None if value == {} else value  # what a run without a grad scaler saves
+
+
 def latest(run_dir: Path) -> Checkpoint | None:
-    """The newest complete checkpoint of a run (one with a manifest), or None when no epoch has finished."""
+    """The newest complete checkpoint of a run (one with a manifest), or None when no epoch has finished.
+    Only the names ``save`` writes count: not ``epoch-3.json`` nor ``epoch-0000.json``."""
     folder = run_dir / FOLDER
     if not folder.is_dir():
         return None
-    epochs = [int(match.group(1)) for p in folder.iterdir() if (match := MANIFEST_PATTERN.fullmatch(p.name))]
+    names = {p.name for p in folder.iterdir()}
+    epochs = [int(match.group(1)) for name in names if (match := MANIFEST_PATTERN.fullmatch(name))]
+    epochs = [epoch for epoch in epochs if epoch >= 1 and _paths(run_dir, epoch).manifest.name in names]
     return _paths(run_dir, max(epochs)) if epochs else None
 
 
 def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: str, network: str) -> Checkpoint:
-    """Write the checkpoint of ``state["epoch"]`` and drop the older ones."""
-    from safetensors.torch import save_model
+    """Write the checkpoint of ``state["epoch"]`` and drop the older ones.
+
+    Each file is serialised in memory and written through write_atomic: a full disk or any other
+    failure to write is then the file system's own error, reported naming the file (the libraries'
+    writers fail with exceptions of their own: safetensors' SafetensorError, torch's "unexpected pos"),
+    and the manifest's hash is of exactly the bytes that were meant to reach the disk.
+    """
+    from safetensors.torch import save as serialize_tensors
 
     epoch = int(state["epoch"])
     target = _paths(run_dir, epoch)
@@ -100,29 +171,32 @@ def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: 
     except OSError as err:
         raise UsageError(f"cannot create {folder}: {err.strerror or err}", file=str(folder)) from None
     metadata = {"archdsl_spec_hash": spec, "network": network, "epoch": str(epoch)}
+    buffer = io.BytesIO()
+    torch.save({**state, "spec_hash": spec}, buffer)
     digests = {
-        target.weights.name: _write_hashed(target.weights, lambda tmp: save_model(model, str(tmp), metadata=metadata)),
-        target.state.name: _write_hashed(target.state, lambda tmp: torch.save({**state, "spec_hash": spec}, tmp)),
+        target.weights.name: _write_hashed(target.weights, serialize_tensors(_stored_tensors(model), metadata)),
+        target.state.name: _write_hashed(target.state, buffer.getvalue()),
     }
     manifest = {"format": MANIFEST_FORMAT, "epoch": epoch, "sha256": digests}
-    text = json.dumps(manifest, indent=2) + "\n"
-    # All three through write_atomic itself, which the fault-injection test hooks to kill inside each write.
-    write_atomic(target.manifest, lambda tmp: tmp.write_bytes(text.encode("utf-8")))
+    _write_hashed(target.manifest, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     keep = {target.weights.name, target.state.name, target.manifest.name}
     for stale in folder.iterdir():
-        # Older epochs, and the temporaries of a save that a kill interrupted.
-        if (stale.name.startswith("epoch-") or is_temporary(stale.name)) and stale.name not in keep:
+        # The temporaries of a save that a kill interrupted, and older epochs (not a folder planted there).
+        if is_temporary(stale.name):
+            remove_temporary(stale)
+        elif stale.name.startswith("epoch-") and stale.name not in keep and not stale.is_dir():
             stale.unlink(missing_ok=True)
     fsync_folder(folder)
     return target
 
 
-def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str,
-               remedy: str = SAME_SPEC) -> dict[str, Any]:
-    """The training state, refused if damaged or from another spec (the hint: ``trained_from; remedy``).
-    Never unpickles arbitrary objects."""
-    data = _verified_bytes(checkpoint, checkpoint.state)
+def load_state(checkpoint: Checkpoint, model: torch.nn.Module, *, spec: str, trained_from: str,
+               remedy: str = SAME_SPEC) -> TrainingState:
+    """The training state for ``model``, refused if damaged, larger than that network's state can be, from
+    another spec (the hint: ``trained_from; remedy``), or not what archdsl writes. Never unpickles
+    arbitrary objects."""
     path = checkpoint.state
+    data = _verified_bytes(checkpoint, path, _state_limit(model))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols; refusals still raise
@@ -139,58 +213,110 @@ def load_state(checkpoint: Checkpoint, *, spec: str, trained_from: str,
     if not isinstance(state, dict) or "spec_hash" not in state:
         raise UsageError(f"{path.name} is not an archdsl checkpoint", file=str(path))
     _check_spec(state["spec_hash"], spec, path, trained_from, remedy)
-    return state
+    try:
+        record = _State.model_validate(state)
+    except ValidationError as err:
+        raise damaged(path, schema_error(err)) from None
+    if record.epoch != checkpoint.epoch:
+        raise damaged(path, f"it says epoch {record.epoch}, but it is the checkpoint of epoch {checkpoint.epoch}")
+    epochs = [row.epoch for row in record.history]
+    if epochs != list(range(1, record.epoch + 1)):
+        raise damaged(path, f"its metrics are of epochs {_epochs(epochs)}, not of epochs 1 to {record.epoch}")
+    return TrainingState(record.epoch, record.step, state["optimizer"], state["scaler"],
+                         tuple(EpochMetrics(**row.model_dump()) for row in record.history))
 
 
 def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, trained_from: str,
                  remedy: str = SAME_SPEC) -> None:
-    """Load the weights into ``model`` (its own device), refused if damaged, from another spec,
-    not of the network's names and shapes, or not finite."""
+    """Load the weights into ``model`` (its own device), refused if damaged, larger than that network's
+    weights can be, from another spec or epoch, not of the network's names and shapes, or not finite."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_tensors
 
     path = checkpoint.weights
-    data = _verified_bytes(checkpoint, path)
+    data = _verified_bytes(checkpoint, path, _weights_limit(model))
     try:
         tensors = load_tensors(data)
         metadata = _metadata(data)
     except (SafetensorError, ValueError) as err:
         raise UsageError(f"cannot read the weights {path.name}: {first_line(err)}", file=str(path)) from None
     _check_spec(metadata.get("archdsl_spec_hash"), spec, path, trained_from, remedy)
+    if metadata.get("epoch") != str(checkpoint.epoch):
+        raise damaged(path, f"it holds the weights of epoch {metadata.get('epoch')}, "
+                             f"but it is the checkpoint of epoch {checkpoint.epoch}")
     _check_tensors(tensors, model, path)
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)  # _check_tensors did the strict part, aliases included
 
 
-def _write_hashed(path: Path, write: Callable[[Path], None]) -> str:
-    """Write ``path`` atomically and return the SHA-256 of the bytes that reached the disk (streamed:
-    a weights file can be larger than the memory left beside the model)."""
-    write_atomic(path, write)
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _write_hashed(path: Path, data: bytes) -> str:
+    """Write ``data`` to ``path`` atomically and return its SHA-256."""
+    # Through write_atomic itself, which the fault-injection test hooks to kill inside each write.
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
+    return hashlib.sha256(data).hexdigest()
 
 
-def _verified_bytes(checkpoint: Checkpoint, path: Path) -> bytes:
-    """The bytes of ``path``, refused unless their SHA-256 is the one the manifest recorded."""
-    try:
-        manifest = json.loads(checkpoint.manifest.read_bytes())
-        expected = manifest["sha256"][path.name]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"the manifest {checkpoint.manifest.name} is missing or damaged ({first_line(err)})",
-                         file=str(checkpoint.manifest)) from None
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise UsageError(f"cannot read {path.name}: {err.strerror or err}", file=str(path)) from None
-    found = hashlib.sha256(data).hexdigest()
+def _stored_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as safetensors stores it: one name of each group of tied tensors, contiguous
+    (a channels_last weight is not), as ``safetensors.torch.save_model`` would write it."""
+    stored: dict[str, torch.Tensor] = {}
+    seen = set()
+    for name, tensor in model.state_dict().items():
+        if _storage_key(tensor) not in seen:
+            seen.add(_storage_key(tensor))
+            stored[name] = tensor.contiguous()
+    return stored
+
+
+def _weights_limit(model: torch.nn.Module) -> int:
+    sizes = {_storage_key(t): t.numel() * t.element_size() for t in model.state_dict().values()}
+    return sum(sizes.values()) + SLACK_BYTES + SLACK_PER_TENSOR * len(sizes)
+
+
+def _state_limit(model: torch.nn.Module) -> int:
+    params = [p.numel() * p.element_size() for p in model.parameters()]
+    return OPTIMIZER_COPIES * sum(params) + SLACK_BYTES + OPTIMIZER_COPIES * SLACK_PER_TENSOR * len(params)
+
+
+def _verified_bytes(checkpoint: Checkpoint, path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, refused unless their SHA-256 is the one the manifest recorded; neither file
+    is read beyond what such a file can hold (a link to /dev/zero, a sparse file of 50 GB)."""
+    expected = _manifest(checkpoint).sha256.get(path.name)
+    if expected is None:
+        raise UsageError(f"the manifest {checkpoint.manifest.name} has no SHA-256 for {path.name}",
+                         file=str(checkpoint.manifest))
+    data, found = read_limited(path, limit, "a checkpoint of this network")
     if found != expected:
         raise UsageError(
             f"{path.name} has changed since it was written: its SHA-256 is {found[:16]}..., "
-            f"the manifest {checkpoint.manifest.name} recorded {str(expected)[:16]}...",
+            f"the manifest {checkpoint.manifest.name} recorded {expected[:16]}...",
             file=str(path),
             hint="the file is damaged or was replaced; refusing to load it",
         )
     return data
+
+
+def _manifest(checkpoint: Checkpoint) -> _Manifest:
+    path = checkpoint.manifest
+    data, _ = read_limited(path, MAX_MANIFEST_BYTES, "a manifest")
+    try:
+        manifest = _Manifest.model_validate_json(data)
+    except ValidationError as err:
+        raise UsageError(f"the manifest {path.name} is damaged: {schema_error(err)}", file=str(path)) from None
+    if manifest.epoch != checkpoint.epoch:
+        raise UsageError(f"the manifest {path.name} is damaged: it says epoch {manifest.epoch}", file=str(path))
+    return manifest
+
+
+def damaged(path: Path, problem: str) -> UsageError:
+    """The refusal of a checkpoint file that is well-formed but wrong."""
+    return UsageError(f"{path.name} is damaged: {problem}", file=str(path),
+                      hint="the file was altered, or comes from another run; refusing to load it")
+
+
+def _epochs(epochs: list[int]) -> str:
+    shown = ", ".join(map(str, epochs[:6])) + (", ..." if len(epochs) > 6 else "")
+    return shown or "none"
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], model: torch.nn.Module, path: Path) -> None:

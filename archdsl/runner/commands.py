@@ -93,7 +93,7 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
         net = load_network(spec, param, network, input)
         if options.out is None:
             options = options.replace(out=str(default_folder(net.name)))
-        with _interruptible(spec, Path(options.out)):
+        with _interruptible(spec, Path(options.out), new=True):
             from archdsl.runner import train
 
             train.start(net, options, spec=SpecArgs(str(spec), param, network, input))
@@ -105,7 +105,7 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
                          hint="only --epochs, --device and --data-dir may change when resuming")
     info = read(resume)
     net = load_network_as_run(spec, param, network, input, info.spec)
-    with _interruptible(spec, resume):
+    with _interruptible(spec, resume, new=False):
         from archdsl.runner import train
 
         train.resume(net, resume, **{name: given.get(name) for name in RESUMABLE})
@@ -139,10 +139,18 @@ def register(app: click.Group) -> None:
 
 
 @contextlib.contextmanager
-def _interruptible(spec: Path, run_dir: Path) -> Iterator[None]:
-    """Ctrl-C ends a run with how to continue it rather than a traceback."""
+def _interruptible(spec: Path, run_dir: Path, *, new: bool) -> Iterator[None]:
+    """Ctrl-C ends a run with how to continue it rather than a traceback; a new run interrupted before
+    it made its run folder (its run.json) has nothing to continue."""
+    from archdsl.runner.runfolder import RUN_JSON
+
+    existed = (run_dir / RUN_JSON).exists()
     try:
         yield
     except KeyboardInterrupt:
-        click.echo(f"archdsl: interrupted; continue with: archdsl train {spec} --resume {run_dir}", err=True)
+        if new and (existed or not (run_dir / RUN_JSON).exists()):
+            click.echo("archdsl: interrupted before the run folder was made; run the same command to start again",
+                       err=True)
+        else:
+            click.echo(f"archdsl: interrupted; continue with: archdsl train {spec} --resume {run_dir}", err=True)
         sys.exit(130)

@@ -14,18 +14,22 @@ import contextlib
 import gzip
 import hashlib
 import itertools
+import math
 import os
 import sys
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from archdsl.errors import UsageError
+from archdsl.runner.untrusted import CHUNK, open_regular
 
 SPLIT_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -34,6 +38,15 @@ SPLIT_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+# The whole data set lives in memory and on the device, so sizes are checked against these limits
+# from the files' headers, before anything is read or inflated: a 4 MB .gz or .npz member can claim
+# (and inflate to) gigabytes. 2 GiB a split is 45 times Fashion-MNIST's training images, 14 times
+# CIFAR-10's; an image file of an image folder may have 4096 x 4096 pixels.
+MAX_SPLIT_BYTES = 2 << 30
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,6 @@ class Normalization:
 
     def to_json(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, list[float]]) -> Normalization:
-        return cls(tuple(data["mean"]), tuple(data["std"]))
 
 
 @dataclass(frozen=True)
@@ -209,7 +218,8 @@ def find_known(known: KnownSet, roots: list[Path]) -> dict[str, Path] | None:
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
     for name in (stem + ".gz", stem):
-        if (folder / name).is_file():
+        # exists(), not is_file(): a FIFO or a device there is refused by read_idx, not called missing.
+        if (folder / name).exists():
             return folder / name
     return None
 
@@ -221,8 +231,8 @@ def _load_known(known: KnownSet, data_dir: str | None) -> ImageData:
         files = download(known, roots[0] / known.name)
     train_images, train_labels = _read_idx_pair(files["train_images"], files["train_labels"])
     test_images, test_labels = _read_idx_pair(files["test_images"], files["test_labels"])
-    _require_examples("training", train_images, files["train_images"])
-    _require_examples("test", test_images, files["test_images"])
+    _check_images("training", train_images, files["train_images"])
+    _check_images("test", test_images, files["test_images"])
     for labels, path in ((train_labels, files["train_labels"]), (test_labels, files["test_labels"])):
         if labels.size and int(labels.max()) >= len(known.classes):
             raise UsageError(
@@ -305,30 +315,49 @@ def _fetch_verified(url: str, target: Path, sha256: str) -> str | None:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (gzip-compressed or not) of unsigned bytes as a numpy array."""
+    """An IDX file (gzip-compressed or not) of unsigned bytes as a numpy array. The sizes in its header
+    are checked before the data is read or inflated, and the data must be exactly that long."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with open_regular(path) as handle:
+            return _read_idx_stream(gzip.GzipFile(fileobj=handle) if path.suffix == ".gz" else handle, path)
     except (OSError, EOFError, zlib.error) as err:
         raise UsageError(f"cannot read {path.name}: {err}", file=str(path),
                          hint="the file is damaged; delete it and download it again") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+
+
+def _read_idx_stream(stream: BinaryIO, path: Path) -> np.ndarray:
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
         raise UsageError(f"{path.name} is not an IDX file (bad magic number)", file=str(path))
-    if raw[2] != 0x08:
-        raise UsageError(f"{path.name} holds IDX type 0x{raw[2]:02x}; only unsigned bytes (0x08) are read",
+    if magic[2] != 0x08:
+        raise UsageError(f"{path.name} holds IDX type 0x{magic[2]:02x}; only unsigned bytes (0x08) are read",
                          file=str(path))
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    ndim = magic[3]
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise UsageError(f"{path.name} is truncated (incomplete header)", file=str(path))
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        raise UsageError(
-            f"{path.name} has {len(raw)} bytes, but its header {'x'.join(map(str, dims))} needs {expected}",
-            file=str(path), hint="the file is damaged; delete it and download it again",
-        )
-    # A copy, so that the array (and the tensor made from it) is writable like any other.
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    dims = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    header, size = 4 + 4 * ndim, math.prod(dims)  # Python's integers: four sizes of 2**32 - 1 overflow int64
+    shown = "x".join(map(str, dims))
+    _check_size(size, path, f"{path.name} holds {shown} bytes by its header")
+    data = np.empty(size, dtype=np.uint8)  # filled in chunks: no second copy of the whole file
+    view, filled = memoryview(data), 0
+    while filled < size and (count := stream.readinto(view[filled : filled + CHUNK])):
+        filled += count
+    if filled < size:
+        raise UsageError(f"{path.name} has {header + filled} bytes, but its header {shown} needs {header + size}",
+                         file=str(path), hint="the file is damaged; delete it and download it again")
+    if stream.read(1):
+        raise UsageError(f"{path.name} holds more than the {header + size} bytes its header {shown} needs",
+                         file=str(path), hint="the file is damaged; delete it and download it again")
+    return data.reshape(dims)
+
+
+def _check_size(size: int, path: Path, what: str) -> None:
+    """Refuse ``what`` (an array of ``size`` bytes) beyond MAX_SPLIT_BYTES, before it is allocated."""
+    if size > MAX_SPLIT_BYTES:
+        raise UsageError(f"{what}: {size:,} bytes, more than a split may take ({MAX_SPLIT_BYTES:,})", file=str(path),
+                         hint="the file is damaged, or larger than archdsl's in-memory data sets can be")
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -352,20 +381,22 @@ def load_npz(path: Path) -> ImageData:
     """``x_train``, ``y_train``, ``x_test``, ``y_test`` (Keras' layout); optional ``classes``."""
     if not path.exists():
         raise UsageError(f"{path}: no such file", file=str(path))
-    # np.load takes anything that is not a zip archive for a pickle, and its refusal suggests
-    # allow_pickle=True, which would run code from the file.
-    if not zipfile.is_zipfile(path):
-        raise UsageError(f"{path.name} is not an .npz file (a zip archive of .npy arrays)", file=str(path),
-                         hint="write it with numpy.savez or numpy.savez_compressed")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zlib.error, zipfile.BadZipFile) as err:
-        raise UsageError(f"cannot read {path.name} as .npz: {err}", file=str(path)) from None
-    missing = [key for key in ("x_train", "y_train", "x_test", "y_test") if key not in arrays]
-    if missing:
-        raise UsageError(f"{path.name} lacks the arrays {', '.join(missing)}", file=str(path),
-                         hint="an .npz data set holds x_train, y_train, x_test and y_test")
+    with open_regular(path) as handle:
+        # np.load takes anything that is not a zip archive for a pickle, and its refusal suggests
+        # allow_pickle=True, which would run code from the file.
+        if not zipfile.is_zipfile(handle):
+            raise UsageError(f"{path.name} is not an .npz file (a zip archive of .npy arrays)", file=str(path),
+                             hint="write it with numpy.savez or numpy.savez_compressed")
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                present = {name.removesuffix(".npy") for name in archive.namelist()}
+                missing = [key for key in NPZ_ARRAYS if key not in present]
+                if missing:
+                    raise UsageError(f"{path.name} lacks the arrays {', '.join(missing)}", file=str(path),
+                                     hint="an .npz data set holds x_train, y_train, x_test and y_test")
+                arrays = {key: _read_npy(archive, key, path) for key in (*NPZ_ARRAYS, "classes") if key in present}
+        except (OSError, EOFError, ValueError, NotImplementedError, zlib.error, zipfile.BadZipFile) as err:
+            raise UsageError(f"cannot read {path.name} as .npz: {err}", file=str(path)) from None
     images = {}
     for key in ("x_train", "x_test"):
         x = arrays[key]
@@ -379,7 +410,7 @@ def load_npz(path: Path) -> ImageData:
         else:
             raise UsageError(f"{key} in {path.name} has shape {x.shape}; expected (N, H, W) or (N, H, W, C)",
                              file=str(path))
-        _require_examples("training" if key == "x_train" else "test", x, path, where=f"{key} in {path.name}")
+        _check_images("training" if key == "x_train" else "test", x, path, where=f"{key} in {path.name}")
         images[key] = x
     if images["x_train"].shape[1:] != images["x_test"].shape[1:]:
         raise UsageError(f"x_train and x_test in {path.name} differ in image shape", file=str(path))
@@ -388,15 +419,35 @@ def load_npz(path: Path) -> ImageData:
         y = arrays[key]
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(images[x_key]):
             raise UsageError(f"{key} in {path.name} must be integers, one per image of {x_key}", file=str(path))
-        if y.size and y.min() < 0:
-            raise UsageError(f"{key} in {path.name} has a negative label", file=str(path))
-        labels[key] = y.astype(np.int64)
+        labels[key] = _checked_labels(y, f"{key} in {path.name}", path)
     count = int(max(labels["y_train"].max(initial=-1), labels["y_test"].max(initial=-1))) + 1
     classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else tuple(map(str, range(count)))
     if len(classes) < count:
         raise UsageError(f"{path.name} names {len(classes)} classes but has label {count - 1}", file=str(path))
+    if len(classes) > MAX_CLASSES:
+        raise UsageError(f"{path.name} names {len(classes):,} classes; a data set may have at most {MAX_CLASSES:,}",
+                         file=str(path))
     return ImageData(path.stem, images["x_train"], labels["y_train"], images["x_test"], labels["y_test"],
                      classes, str(path))
+
+
+def _read_npy(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz, its header checked before the array is allocated: numpy's own loader
+    allocates whatever size a header claims (10**12 images) before it reads a byte of data."""
+    name = key + ".npy"
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{name} is .npy version {version[0]}.{version[1]}; only 1.0 and 2.0 are read")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+    if dtype.hasobject:
+        raise UsageError(f"{key} in {path.name} holds Python objects; refused, since loading them could run code",
+                         file=str(path), hint="store images and labels as plain numeric arrays")
+    _check_size(math.prod(shape) * dtype.itemsize, path,
+                f"{key} in {path.name} is {'x'.join(map(str, shape))} of {dtype} by its header")
+    with archive.open(name) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
 
 
 def load_image_folder(root: Path, channels: int) -> ImageData:
@@ -404,8 +455,6 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
 
     Every image must have the same size; images become grayscale for one channel, RGB for three.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if channels not in (1, 3):
         raise UsageError(f"image folders give 1 or 3 channels; the network expects {channels}")
     train_dir = root / "train"
@@ -419,6 +468,9 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
     if not classes:
         raise UsageError(f"{train_dir} has no class folders", file=str(train_dir),
                          hint="put each class's images in a folder of its own: train/CLASS/*.png")
+    if len(classes) > MAX_CLASSES:
+        raise UsageError(f"{train_dir} has {len(classes):,} class folders; a data set may have at most "
+                         f"{MAX_CLASSES:,}", file=str(train_dir))
     mode = "L" if channels == 1 else "RGB"
     splits = []
     first_size: tuple[Path, tuple[int, int]] | None = None
@@ -433,11 +485,7 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
             files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
                 if class_dir.is_dir() else []
             for file in files:
-                try:
-                    with Image.open(file) as image:
-                        array = np.asarray(image.convert(mode), dtype=np.uint8)
-                except (UnidentifiedImageError, OSError) as err:
-                    raise UsageError(f"cannot read image {file.name}: {err}", file=str(file)) from None
+                array = _read_image(file, mode)
                 if first_size is None:
                     first_size = (file, array.shape[:2])
                 elif array.shape[:2] != first_size[1]:
@@ -448,6 +496,7 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
                     )
                 pixels.append(array)
                 labels.append(label)
+                _check_size(len(pixels) * array.nbytes, split_dir, f"the first {len(pixels):,} images in {split_dir}")
         if not pixels:
             raise UsageError(f"{split_dir} holds no images", file=str(split_dir),
                              hint=f"image files end in {', '.join(IMAGE_SUFFIXES)}")
@@ -458,9 +507,47 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
     return ImageData(root.name, train_x, train_y, test_x, test_y, classes, str(root))
 
 
-def _require_examples(split: str, images: np.ndarray, path: Path, where: str | None = None) -> None:
-    """An empty split would still "train" (to a loss of 0) or test on nothing, and write a run of it.
+def _read_image(file: Path, mode: str) -> np.ndarray:
+    """One image file as uint8 pixels (H, W) or (H, W, 3); its size, from the file's header, is checked
+    before the pixels are decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    too_large = f"image {file.name} has more than {MAX_IMAGE_PIXELS:,} pixels (4096 x 4096), the most an image may have"
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 M pixels and refuses from 179 M; the limit here is lower, and checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_regular(file) as handle, Image.open(handle) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise UsageError(f"{too_large}: it is {height}x{width} (H x W)", file=str(file))
+                return np.asarray(image.convert(mode), dtype=np.uint8)
+    except Image.DecompressionBombError:
+        raise UsageError(too_large, file=str(file)) from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise UsageError(f"cannot read image {file.name}: {err}", file=str(file)) from None
+
+
+def _check_images(split: str, images: np.ndarray, path: Path, where: str | None = None) -> None:
+    """An empty split would still "train" (to a loss of 0) or test on nothing, and write a run of it;
+    images without pixels (0 x 0) would fail in the middle of training, even after --resize.
     ``where`` names the images in the message (default: the file's name)."""
+    where = where or path.name
     if not len(images):
-        raise UsageError(f"the {split} split is empty: {where or path.name} holds no images", file=str(path),
+        raise UsageError(f"the {split} split is empty: {where} holds no images", file=str(path),
                          hint="a data set needs at least one training and one test example")
+    if 0 in images.shape[1:]:
+        raise UsageError(f"the {split} images in {where} have no pixels: their size is "
+                         f"{'x'.join(map(str, images.shape[1:]))} (C x H x W)", file=str(path),
+                         hint="the file is damaged, or its arrays are not images")
+
+
+def _checked_labels(labels: np.ndarray, where: str, path: Path) -> np.ndarray:
+    """Integer labels as int64, checked in their own type first: a uint64 label of 2**64 - 1 would turn
+    into -1, and one of 10**12 would ask for 10**12 class names."""
+    if labels.size and labels.min() < 0:
+        raise UsageError(f"{where} has a negative label", file=str(path))
+    if labels.size and int(labels.max()) >= MAX_CLASSES:
+        raise UsageError(f"{where} has label {int(labels.max())}; a data set may have at most {MAX_CLASSES:,} "
+                         f"classes", file=str(path), hint="labels number the classes from 0")
+    return labels.astype(np.int64)

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from archdsl.runner.checkpoint import damaged
 from archdsl.runner.options import TrainOptions
 
 ONECYCLE_WARMUP = 0.3  # of the epochs, when --warmup is not given: the usual one-cycle shape
+# What each optimiser keeps per parameter, as its state_dict() has it: "step" a scalar, the others of
+# the parameter's shape (SGD without momentum keeps nothing).
+STATE_KEYS = {
+    "sgd": {"momentum_buffer"},
+    "adam": {"step", "exp_avg", "exp_avg_sq"},
+    "adamw": {"step", "exp_avg", "exp_avg_sq"},
+}
 
 
 def build_optimizer(model: torch.nn.Module, options: TrainOptions, device: torch.device) -> torch.optim.Optimizer:
@@ -28,6 +38,39 @@ def build_optimizer(model: torch.nn.Module, options: TrainOptions, device: torch
     if options.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay, **fast)
     raise AssertionError(f"unhandled optimizer {options.optimizer!r}")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, options: TrainOptions, saved: dict[str, Any],
+                         path: Path) -> None:
+    """Load a checkpoint's per-parameter optimiser state into ``optimizer``, refused unless it is the
+    state of that optimiser for these parameters: the same parameter groups, the entries that
+    ``options.optimizer`` keeps, tensors of the parameters' shapes, finite values.
+
+    The hyperparameters (momentum, weight decay, betas) stay the optimiser's own, which come from
+    run.json's options: a checkpoint's copy of them is not trusted.
+    """
+    own = optimizer.state_dict()
+    if [group["params"] for group in saved["param_groups"]] != [group["params"] for group in own["param_groups"]]:
+        raise damaged(path, "its optimizer state is for other parameters than the network's")
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    for index, entries in saved["state"].items():
+        if index >= len(params):
+            raise damaged(path, f"its optimizer state names parameter {index}; the network has {len(params)}")
+        if set(entries) != STATE_KEYS[options.optimizer]:
+            raise damaged(path, f"its optimizer state holds {', '.join(sorted(entries)) or 'nothing'} for a "
+                                f"parameter; {options.optimizer} keeps {', '.join(sorted(STATE_KEYS[options.optimizer]))}")
+        for name, value in entries.items():
+            _check_entry(name, value, params[index], path)
+    optimizer.load_state_dict({"state": saved["state"], "param_groups": own["param_groups"]})
+
+
+def _check_entry(name: str, value: torch.Tensor, param: torch.Tensor, path: Path) -> None:
+    shape = () if name == "step" else tuple(param.shape)
+    if not value.is_floating_point() or tuple(value.shape) != shape:
+        raise damaged(path, f"its optimizer's {name} is {value.dtype} of shape {list(value.shape)}; "
+                            f"a float tensor of shape {list(shape)} was expected")
+    if not bool(torch.isfinite(value).all()) or (name == "step" and value.item() < 0):
+        raise damaged(path, f"its optimizer's {name} holds a negative, NaN or infinite value")
 
 
 @dataclass(frozen=True)

@@ -93,18 +93,6 @@ class TrainOptions:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any], *, file: str) -> TrainOptions:
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(
-                f"unknown options {', '.join(unknown)} in the run folder",
-                file=file,
-                hint="the run was made by another version of archdsl; start a new run",
-            )
-        return cls(**data)
-
 
 def _at_least(name: str, value: int, low: int) -> None:
     if value < low:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import platform
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -28,11 +29,11 @@ from archdsl.runner import checkpoint, datasets, distributed, runfolder
 from archdsl.runner.batches import DeviceData
 from archdsl.runner.datasets import ImageData, Normalization
 from archdsl.runner.distributed import Context
-from archdsl.runner.optim import Schedule, build_optimizer
+from archdsl.runner.optim import Schedule, build_optimizer, load_optimizer_state
 from archdsl.runner.options import TrainOptions
 from archdsl.runner.plot import write_curves
 from archdsl.runner.progress import Reporter, reporter
-from archdsl.runner.runfolder import EpochMetrics, RunInfo, SpecArgs
+from archdsl.runner.runfolder import DataInfo, EpochMetrics, RunInfo, SpecArgs
 
 # For a resume, unlike eval, a new run is the other way out of a checkpoint of another spec.
 _SAME_SPEC_OR_RESTART = f"{checkpoint.SAME_SPEC}; or start a new run with --out"
@@ -155,34 +156,39 @@ class _Trainer:
 
     def run(self) -> RunResult:
         options, context = self.options, self.context
-        # Everything that can refuse the run (spec, data, folder) comes before anything is written.
-        resumed = self._resume_state()
-        image_data = _load_data(self.net, options)
-        normalization = self.info.normalization if self.info else Normalization.of(image_data.train_images)
         run_dir = self.info.folder if self.info else Path(options.out or runfolder.default_folder(self.net.name))
-        if self.info is None and context.is_main:
-            runfolder.create(run_dir, self.net.source_text, self._record(image_data, normalization))
-        data = _device_data(image_data, options, context, self.net, normalization)
+        # Everything that can refuse the run (folder, data, checkpoint) comes before anything is written.
+        # The process that writes the folder holds its lock from before it reads the checkpoint it goes
+        # on from until after the last one it writes.
+        with contextlib.ExitStack() as held:
+            if context.is_main and self.info is not None:
+                held.enter_context(runfolder.claim(run_dir))
+            elif context.is_main:
+                runfolder.check_new(run_dir)
+            image_data = _load_data(self.net, options)
+            if self.info is not None:
+                _check_same_data(self.info, image_data)
+            model = _build(self.net, options, context)
+            optimizer = build_optimizer(model, options, context.device)
+            scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+            resumed = self._restore(model, optimizer, scaler, len(image_data.train_labels))
+            normalization = self.info.normalization if self.info else Normalization.of(image_data.train_images)
+            if self.info is None and context.is_main:
+                held.enter_context(runfolder.claim_new(run_dir))
+                runfolder.create(run_dir, self.net.source_text, self._record(image_data, normalization))
+            data = _device_data(image_data, options, context, self.net, normalization)
+            return self._epochs(run_dir, model, optimizer, scaler, resumed, data, image_data.name)
 
-        model = _build(self.net, options, context)
+    def _epochs(self, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler | None, resumed: checkpoint.TrainingState | None,
+                data: DeviceData, data_name: str) -> RunResult:
+        options, context = self.options, self.context
         forward = _wrap(model, options, context)
-        optimizer = build_optimizer(model, options, context.device)
-        scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         steps = data.steps_per_epoch(options.batch_size, context.world_size)
         schedule = Schedule.of(options, steps)
         criterion = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
-
-        history: list[EpochMetrics] = []
-        step, first_epoch = 0, 1
-        if resumed is not None:
-            latest, state = resumed
-            checkpoint.load_weights(model, latest, spec=self.spec_hash, trained_from=self.info.trained_from(),
-                                    remedy=_SAME_SPEC_OR_RESTART)
-            optimizer.load_state_dict(state["optimizer"])
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            history = [EpochMetrics(**row) for row in state["history"]]
-            step, first_epoch = int(state["step"]), int(state["epoch"]) + 1
+        history = list(resumed.history) if resumed else []
+        step, first_epoch = (resumed.step, resumed.epoch + 1) if resumed else (0, 1)
 
         report = reporter(options.epochs, main=context.is_main, stream=self.stream)
         if resumed is not None:
@@ -206,7 +212,7 @@ class _Trainer:
                     # metrics.csv and the curves must already show it (a kill before it redoes the
                     # epoch and rewrites both from the same history).
                     runfolder.write_metrics(run_dir, history)
-                    write_curves(run_dir, history, f"{self.net.name} on {image_data.name}")
+                    write_curves(run_dir, history, f"{self.net.name} on {data_name}")
                     state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict() if scaler is not None else {},
                              "history": [asdict(r) for r in history]}
@@ -221,21 +227,35 @@ class _Trainer:
         distributed.barrier(context)
         return RunResult(run_dir, tuple(history), str(context.device), context.world_size)
 
-    def _resume_state(self) -> tuple[checkpoint.Checkpoint, dict[str, Any]] | None:
+    def _restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler | None, train_examples: int) -> checkpoint.TrainingState | None:
+        """Load a resumed run's last checkpoint into the model and the optimiser and return its state;
+        None when there is nothing to go on from (a new run, or one killed in its first epoch)."""
         if self.info is None:
             return None
         latest = checkpoint.latest(self.info.folder)
         if latest is None:
             return None  # killed during the first epoch: start over in the same folder
-        state = checkpoint.load_state(latest, spec=self.spec_hash, trained_from=self.info.trained_from(),
-                                      remedy=_SAME_SPEC_OR_RESTART)
-        if int(state["epoch"]) >= self.options.epochs:
+        origin = {"spec": self.spec_hash, "trained_from": self.info.trained_from(), "remedy": _SAME_SPEC_OR_RESTART}
+        state = checkpoint.load_state(latest, model, **origin)
+        if state.epoch >= self.options.epochs:
             raise UsageError(
-                f"the run in {self.info.folder} has finished all {int(state['epoch'])} epochs",
+                f"the run in {self.info.folder} has finished all {state.epoch} epochs",
                 file=str(self.info.folder),
-                hint=f"pass --epochs N with N > {int(state['epoch'])} to train it further",
+                hint=f"pass --epochs N with N > {state.epoch} to train it further",
             )
-        return latest, state
+        # The learning rate is a function of the step: one beyond the run's epochs would schedule
+        # rates the run never had (one-cycle's turn negative).
+        longest = state.epoch * math.ceil(train_examples / self.options.batch_size)
+        if state.step > longest:
+            raise checkpoint.damaged(latest.state, f"it is at step {state.step}, but {state.epoch} epochs of "
+                                                   f"this run take at most {longest}")
+        runfolder.check_metrics(self.info.folder, list(state.history), latest.state)
+        checkpoint.load_weights(model, latest, **origin)
+        load_optimizer_state(optimizer, self.options, state.optimizer, latest.state)
+        if scaler is not None and state.scaler:
+            scaler.load_state_dict(state.scaler)
+        return state
 
     def _train_epoch(self, epoch, step, forward, optimizer, scaler, schedule, criterion,
                      data: DeviceData, report: Reporter) -> tuple[float, float, int, float, float, int]:
@@ -344,6 +364,27 @@ def _load_data(net: Network, options: TrainOptions) -> ImageData:
     data = datasets.load(options.data, options.data_dir, channels=net.input_shape[0]).limited(options.limit)
     check_contract(net, data, options.resize)
     return data
+
+
+def _check_same_data(info: RunInfo, data: ImageData) -> None:
+    """A resume trains on the data the run began with: --data-dir may point at another copy now."""
+    recorded = info.data
+    found = DataInfo(len(data.train_labels), len(data.test_labels), data.image_shape, data.classes)
+    if found == recorded:
+        return
+    differences = [f"{field.name} {_brief(getattr(recorded, field.name))} in {runfolder.RUN_JSON}, "
+                   f"{_brief(getattr(found, field.name))} now"
+                   for field in fields(DataInfo) if getattr(recorded, field.name) != getattr(found, field.name)]
+    raise UsageError(f"{data.name} from {data.source} is not the data this run was trained on: "
+                     + "; ".join(differences),
+                     file=str(info.folder / runfolder.RUN_JSON),
+                     hint="pass the --data-dir that holds the run's data, or start a new run on this data")
+
+
+def _brief(value: object) -> str:
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return f"{len(value)} names"
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _device_data(data: ImageData, options: TrainOptions, context: Context, net: Network,
