@@ -223,6 +223,9 @@ def test_metrics_csv_must_agree_with_the_checkpoint(run):
         train.resume(tiny_network(), run, epochs=2, stream=io.StringIO())
     assert caught.value.message == (
         "metrics.csv does not match the checkpoint of epoch 1 (epoch-0001.state.pt): its row of epoch 1 differs")
+    (run / "metrics.csv").write_text(lines[0] + "\n")
+    with pytest.raises(UsageError, match=r"\(epoch-0001.state.pt\): it has rows for 0 epochs\n"):
+        train.resume(tiny_network(), run, epochs=2, stream=io.StringIO())
     # One row more than the checkpoint is a kill between metrics.csv and the checkpoint: resumed.
     (run / "metrics.csv").write_text("\n".join([lines[0], lines[1], lines[1].replace("1,", "2,", 1)]) + "\n")
     assert train.resume(tiny_network(), run, epochs=2, stream=io.StringIO()).final.epoch == 2

@@ -115,6 +115,7 @@ class _ParamGroup(Record):
 
 
 class _OptimizerState(Record):
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # its tensors, type-checked with isinstance
     state: dict[Annotated[int, Field(ge=0)], dict[str, torch.Tensor]]
     param_groups: Annotated[list[_ParamGroup], Field(min_length=1)]
 

@@ -334,13 +334,11 @@ def check_metrics(folder: Path, history: list[EpochMetrics], checkpoint: Path) -
     found = data.decode("utf-8", errors="replace").splitlines()
     expected = _metrics_lines(history)
     differs = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b), None)
-    if differs is None and len(found) < len(expected):
-        differs = len(found)
-    if differs is None and len(found) <= len(expected) + 1:
+    if differs is None and len(expected) <= len(found) <= len(expected) + 1:
         return
     problem = ("its header differs" if differs == 0 else
                f"its row of epoch {differs} differs" if differs is not None else
-               f"it has rows for {len(found) - 1} epochs")
+               f"it has rows for {max(len(found) - 1, 0)} epochs")
     raise UsageError(
         f"{METRICS_CSV} does not match the checkpoint of epoch {len(history)} ({checkpoint.name}): {problem}",
         file=str(path), hint="the run folder was edited or mixes files of different runs; refusing to continue it",

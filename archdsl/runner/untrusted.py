@@ -32,7 +32,7 @@ class Record(BaseModel):
     """The base of every schema for a file from others: exact types (no "3" for 3, no 64.5 for an
     integer), no unknown fields, frozen once read."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 def record_of(cls: type) -> type[Record]:
