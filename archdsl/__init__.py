@@ -6,7 +6,8 @@
     138357544
     >>> module = net.build()
 
-Importing archdsl does not import torch; ``build()`` does.
+Importing archdsl does not import torch; ``build()`` does. ``archdsl.__version__`` is the installed
+version (pyproject.toml's, through the package's metadata).
 """
 
 from archdsl.compiled import CompiledNetwork, load, loads
@@ -14,3 +15,12 @@ from archdsl.errors import ArchError
 from archdsl.resolve import Limits
 
 __all__ = ["ArchError", "CompiledNetwork", "Limits", "load", "loads"]
+
+
+def __getattr__(name: str):
+    # Looked up when asked for: importlib.metadata would cost every `archdsl check` its import time.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("archdsl")
+    raise AttributeError(f"module 'archdsl' has no attribute '{name}'")

@@ -29,6 +29,8 @@ from archdsl.arguments import (
     spec_argument,
 )
 from archdsl.errors import ArchError, UsageError
+from archdsl.export import FORMATS
+from archdsl.extras import required
 
 # click rather than typer: typer builds a pydantic validator for every option of every command on
 # each start, about 50 ms that `archdsl compile` would spend before reading a byte of the spec.
@@ -36,11 +38,13 @@ from archdsl.errors import ArchError, UsageError
 
 class _Commands(click.Group):
     """The archdsl command group: an ArchError that escapes any command, its own or the runner's, is
-    printed as its diagnostic and ends the process with status 1."""
+    printed as its diagnostic and ends the process with status 1; so is a package missing that one of
+    archdsl's extras brings (torch for train, say), with the extra to install."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with required():
+                return super().invoke(ctx)
         except ArchError as err:
             print(err.render(), file=sys.stderr)
             sys.exit(1)
@@ -52,6 +56,7 @@ class _Commands(click.Group):
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+@click.version_option(package_name="archdsl", prog_name="archdsl", message="%(prog)s %(version)s")
 def app() -> None:
     """Describe, check, draw and train neural-network architectures written in the archdsl language."""
 
@@ -63,7 +68,7 @@ def app() -> None:
 @network_option
 @click.option("--depth", type=click.IntRange(min=1), metavar="N", help="Show blocks below this depth as one row each.")
 @click.option("--json", "json_", is_flag=True, help="Print the summary as one JSON object.")
-@click.option("--emit", metavar="ir|text", help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")
+@click.option("--emit", type=click.Choice(["ir", "text"]), help="Print the resolved IR instead: 'ir' (JSON) or 'text'.")
 @max_params_option
 @import_dir_option
 def compile_command(spec: Path, param: tuple[str, ...], input: str | None, network: str | None, depth: int | None,
@@ -79,8 +84,6 @@ def compile_command(spec: Path, param: tuple[str, ...], input: str | None, netwo
         print(net.ir.model_dump_json(indent=1))
     elif emit == "text":
         print(net.text())
-    elif emit is not None:
-        raise UsageError(f"--emit takes 'ir' or 'text', not '{emit}'")
     elif json_:
         print(json.dumps(summary.as_json(net.ir, depth), indent=1))
     else:
@@ -99,7 +102,8 @@ def compile_command(spec: Path, param: tuple[str, ...], input: str | None, netwo
 @network_option
 @click.option("--depth", type=click.IntRange(min=1), metavar="N",
               help="Draw block calls nested this deep (top-level calls are 1) as one node each.")
-@click.option("--direction", default="TB", show_default=True, metavar="TB|LR", help="Top to bottom or left to right.")
+@click.option("--direction", type=click.Choice(["TB", "LR"], case_sensitive=False), default="TB", show_default=True,
+              help="Top to bottom or left to right.")
 @click.option("--fold-activations/--separate-activations", default=True, show_default=True,
               help="Write an activation into the node of the layer before it, or draw it as a node of its own.")
 @import_dir_option
@@ -187,8 +191,7 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
 @app.command("export", short_help="Write a network as PyTorch source, ONNX or TorchScript.")
 @spec_argument
 @click.option("--out", "-o", type=PATH, required=True, metavar="FILE", help="The file to write ('-': standard output).")
-@click.option("--to", metavar="python|onnx|torchscript",
-              help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).")
+@click.option("--to", type=click.Choice(list(FORMATS)), help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).")
 @param_option
 @input_option
 @network_option

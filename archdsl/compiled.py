@@ -110,8 +110,11 @@ class CompiledNetwork:
                              file=self.source_path, hint="give one with --input, e.g. --input 1x96x96")
 
     def build(self, init: str = "default", seed: int | None = None):
-        """The ``torch.nn.Module`` (imports torch)."""
-        from archdsl.torch_backend import build
+        """The ``torch.nn.Module`` (imports torch; where it is not installed, a UsageError names the extra)."""
+        from archdsl.extras import required
+
+        with required():
+            from archdsl.torch_backend import build
 
         return build(self.ir, init=init, seed=seed)
 

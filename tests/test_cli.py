@@ -142,7 +142,6 @@ def test_errors_are_one_diagnostic_and_status_1(tmp_path: Path) -> None:
         ("compile", "specs/lenet.arch", "--param", "classes=ten"),
         ("compile", "specs/lenet.arch", "--input", "1x0x28"),
         ("compile", "specs/lenet.arch", "--input", "1x4x4"),
-        ("compile", "specs/lenet.arch", "--emit", "onnx"),
         ("compile", "specs/lenet.arch", "--max-params", "1000"),
     ],
 )
@@ -151,24 +150,32 @@ def test_usage_mistakes_end_cleanly(args: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "message", "hint"),
+    ("args", "in_message", "in_hint", "command"),
     [
-        (("compile",), "missing argument 'SPEC'", "see archdsl compile --help"),
-        (("compile", "specs/lenet.arch", "--depth", "0"), "invalid value for '--depth': 0 is not in the range x>=1",
-         "see archdsl compile --help"),
-        (("compile", "specs/lenet.arch", "--depth", "two"),
-         "invalid value for '--depth': 'two' is not a valid integer range", "see archdsl compile --help"),
-        (("compile", "specs/lenet.arch", "--jsn"), "no such option '--jsn'",
-         "did you mean '--json'? see archdsl compile --help"),
-        (("graph", "specs/lenet.arch", "--no-such-option"), "no such option '--no-such-option'", "see archdsl graph --help"),
-        (("compiel", "specs/lenet.arch"), "no such command 'compiel'",
-         "did you mean one of: 'compare', 'compile'? see archdsl --help"),
-        (("check",), "missing argument 'SPEC...'", "see archdsl check --help"),
+        (("compile",), ["missing", "SPEC"], [], "archdsl compile"),
+        (("compile", "specs/lenet.arch", "--depth", "0"), ["--depth", "0"], [], "archdsl compile"),
+        (("compile", "specs/lenet.arch", "--depth", "two"), ["--depth", "two"], [], "archdsl compile"),
+        (("compile", "specs/lenet.arch", "--jsn"), ["--jsn"], ["--json"], "archdsl compile"),
+        (("compile", "specs/lenet.arch", "--emit", "onnx"), ["--emit", "onnx", "ir", "text"], [], "archdsl compile"),
+        (("graph", "specs/lenet.arch", "--no-such-option"), ["--no-such-option"], [], "archdsl graph"),
+        (("graph", "specs/lenet.arch", "--direction", "up"), ["--direction", "up", "TB", "LR"], [], "archdsl graph"),
+        (("export", "specs/lenet.arch", "-o", "x.py", "--to", "tflite"),
+         ["--to", "tflite", "python", "onnx", "torchscript"], [], "archdsl export"),
+        (("compiel", "specs/lenet.arch"), ["compiel"], [], "archdsl"),  # later clicks also suggest compile
+        (("check",), ["missing", "SPEC..."], [], "archdsl check"),
     ],
 )
-def test_command_line_mistakes_read_like_every_other_error(args: tuple[str, ...], message: str, hint: str) -> None:
+def test_command_line_mistakes_read_like_every_other_error(args: tuple[str, ...], in_message: list[str],
+                                                           in_hint: list[str], command: str) -> None:
+    """click's mistakes are one error and one hint pointing at the command's help, like ours; asserted by
+    what they say (the option, the bad value, the choices, a suggestion), not by click's wording, which
+    changes between its versions."""
     err = assert_clean_failure(archdsl_cli(*args))
-    assert err.splitlines() == [f"archdsl: error: {message}", f"  hint: {hint}"]
+    message, hint = err.splitlines()
+    assert message.startswith("archdsl: error: ") and message[len("archdsl: error: ")].islower(), message
+    assert all(word.casefold() in message.casefold() for word in in_message), message  # --direction: any case
+    assert hint.startswith("  hint: ") and hint.endswith(f"see {command} --help"), hint
+    assert all(word in hint for word in in_hint), hint
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

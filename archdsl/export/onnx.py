@@ -17,6 +17,7 @@ from pathlib import Path
 
 from archdsl.atomic import install_file, resolve_output
 from archdsl.errors import BackendError, UsageError
+from archdsl.extras import required
 from archdsl.summary import BYTES_PER_VALUE
 
 # Weights over this go to NAME.onnx.data (see above).
@@ -25,12 +26,9 @@ EXTERNAL_DATA_BYTES = 100 * 2**20
 
 def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) -> str:
     """Export ``module`` (in eval mode) for inputs of ``input_shape`` to ``path``; how it was written."""
-    try:
+    with required():
         import onnx
         import onnxscript  # noqa: F401 (torch.onnx.export needs it, and says so less clearly)
-    except ImportError:
-        raise UsageError("the ONNX export needs the onnx and onnxscript packages",
-                         hint="pip install onnx onnxscript (and onnxruntime to run the file)") from None
     import torch
 
     example = torch.zeros(2, *input_shape)
