@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up archdsl in ./.venv on a fresh machine: Graphviz (for diagrams), then torch and archdsl.
-# torch is pinned explicitly: an open range would make pip pull a multi-GB CUDA build on CPU machines
-# (on a GPU machine the same pin gives the CUDA build, which is what you want there).
+# Set up archdsl for development in ./.venv on a fresh machine: Graphviz (for diagrams), then torch, then
+# archdsl with every extra (train, export) and the test tools.
+# torch is installed first and pinned explicitly: this machine keeps the CPU wheel of torch 2.13.0 on its disk,
+# and an open range would make pip pull a multi-GB CUDA build on CPU machines (on a GPU machine the same pin
+# gives the CUDA build, which is what you want there). The train extra only sets a floor, so pip keeps it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +20,5 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q torch==2.13.0
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -e '.[train,export,test]'
 echo "setup: done; the archdsl command is .venv/bin/archdsl (or '. .venv/bin/activate')"
