@@ -1,7 +1,8 @@
 """The long fuzzing campaign: the generators of tests/test_fuzz.py and tests/test_fuzz_cli.py, run for
 100,000+ cases.
 
-Five families (``--family``, repeatable; all five by default):
+Five families (``--family``, repeatable; by default the front end's three, ``grammar``, ``mutants`` and
+``commented``, as before the other two existed):
 
 * ``grammar``: programs drawn from archdsl's grammar; ``commented``: the same with comments and line breaks
   dropped between tokens; ``mutants``: mutated specs. Each must compile or raise one ArchError with its
@@ -17,7 +18,7 @@ Unlike the tests, the campaign does not stop at the first failure: it counts eve
 example of each distinct failure, then prints a report (and writes it with --report) for
 docs/reliability.md. Families take turns, a chunk of cases each (fewer for the slow command line).
 
-    python scripts/fuzz_campaign.py --family grammar --family mutants --family commented --cases 100000
+    python scripts/fuzz_campaign.py --cases 100000                     # the front end's three families
     OMP_NUM_THREADS=1 python scripts/fuzz_campaign.py --family cli --family paths --seconds 900 --report fuzz.json
 
 Exit status 1 when anything failed.
@@ -47,6 +48,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 # Cases per Hypothesis run, by family; the time budget is checked between runs.
 CHUNKS = {"grammar": 1000, "mutants": 1000, "commented": 1000, "paths": 1000, "cli": 50}
+FRONT_END = ["grammar", "mutants", "commented"]
 
 
 class Campaign:
@@ -105,6 +107,7 @@ class Campaign:
             "outcomes": {f"{g}: {o}": n for (g, o), n in sorted(self.outcomes.items())},
             "formatter_round_trips": self.round_trips,
             "failures": self.failure_count,
+            "known_open_bugs": dict(fuzz_paths.KNOWN_BUGS),  # tolerated by the oracle, each with a strict xfail
             "distinct_failures": self.failures,
             "seconds": round(seconds, 1),
             "first_seed": first_seed,
@@ -118,10 +121,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long, whatever the count")
     parser.add_argument("--seed", type=int, default=int(time.time()), help="first seed (each chunk adds one)")
     parser.add_argument("--family", action="append", choices=list(CHUNKS),
-                        help="a family of generators to run (repeatable; default: all)")
+                        help="a family of generators to run (repeatable; default: grammar, mutants, commented)")
     parser.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args()
-    families = args.family or list(CHUNKS)
+    families = args.family or FRONT_END
 
     campaign = Campaign()
     start = time.perf_counter()

@@ -10,8 +10,8 @@ mutations of the import paths inside specs.
 * ``within(seconds)`` bounds a case in time, so that a read that blocks (a FIFO opened for reading) is a
   failure rather than a hung test run.
 
-The oracle is ``outcome()`` of tests/test_fuzz.py: a compiled network, or an ArchError with its place in
-the text or naming its file. tests/test_fuzz_cli.py runs the family; scripts/fuzz_campaign.py runs it long.
+The oracle is ``outcome()`` of tests/test_fuzz.py (a compiled network, or an ArchError with its place in
+the text or naming its file), and no file descriptor left open. tests/test_fuzz_cli.py runs the family; scripts/fuzz_campaign.py runs it long.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import contextlib
 import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,47 @@ def within(seconds: float, raise_: type[BaseException] = Hang) -> Iterator[list[
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# -- descriptors left open ------------------------------------------------------------------------------
+
+# Open bugs that the oracle tolerates until they are fixed, with how often the fuzzers met them. Each has
+# a strict xfail test in tests/test_fuzz_cli.py, which fails once the bug is fixed: then delete its entry.
+KNOWN_BUGS: Counter[str] = Counter()
+FOLDER_DESCRIPTOR = "program._read_regular leaks the descriptor of a folder read as a spec or an import"
+
+
+def open_descriptors() -> dict[int, str]:
+    """This process's open file descriptors and what each one is."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the descriptor listdir itself used, closed by now
+            found[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return found
+
+
+def leaked_descriptors(before: dict[int, str]) -> list[str]:
+    """What was opened since ``before`` and is still open. Descriptors of folders (the known bug above) are
+    closed and counted instead, so that the bug neither fails every case nor exhausts the process."""
+    leaked = []
+    for fd, target in open_descriptors().items():
+        if before.get(fd) == target:
+            continue
+        if os.path.isdir(target):
+            os.close(fd)
+            KNOWN_BUGS[FOLDER_DESCRIPTOR] += 1
+        else:
+            leaked.append(target)
+    return leaked
+
+
+def no_leak(run: Callable[[], str]) -> str:
+    """``run()`` under the oracle that it leaves no file descriptor open."""
+    before = open_descriptors()
+    result = run()
+    leaked = leaked_descriptors(before)
+    assert not leaked, f"file descriptors left open: {leaked}"
+    return result
 
 
 # -- entries of every kind ------------------------------------------------------------------------------
@@ -240,14 +282,14 @@ def compile_path_case(folder: Path, case: PathCase, seconds: float = 30.0) -> st
     if case.text is not None:
         text = case.text.replace("{FOLDER}", str(folder)).replace("{MAIN}", case.main)
         with within(seconds):
-            return outcome(lambda: archdsl.loads(text, path=str(main), import_dirs=dirs))
+            return no_leak(lambda: outcome(lambda: archdsl.loads(text, path=str(main), import_dirs=dirs)))
     target = folder / case.swap
     original = target.read_bytes()
     target.unlink()
     try:
         _make_kind(target, case.kind, folder)
         with within(seconds):
-            return outcome(lambda: archdsl.load(main, import_dirs=dirs))
+            return no_leak(lambda: outcome(lambda: archdsl.load(main, import_dirs=dirs)))
     finally:
         _remove(target)
         target.write_bytes(original)
