@@ -71,16 +71,18 @@ EOF
     [ "$status" = 1 ] && grep -q "pip install 'archdsl\[train\]'" train.out && ! grep -q Traceback train.out
 }
 
+failed=0
 step() {
     local start=$SECONDS log=$WORK/$1.log
-    # In the background, then waited for: a function run as an if's condition would ignore set -e.
+    # In the background, then waited for: a function run as a condition (if, ||) would ignore set -e, so
+    # neither is step itself.
     ("$1") >"$log" 2>&1 &
     if wait $!; then
         echo "packaging: $1 ok ($((SECONDS - start)) s)"
     else
         echo "packaging: $1 FAILED ($((SECONDS - start)) s):" >&2
         cat "$log" >&2
-        return 1
+        failed=1
     fi
 }
 
@@ -90,8 +92,7 @@ start=$SECONDS
 echo "packaging: tools ok ($((SECONDS - start)) s)"
 steps=("$@")
 [ $# -gt 0 ] || steps=(lowest d2l dist)
-failed=0
 for name in "${steps[@]}"; do
-    step "$name" || failed=1
+    step "$name"
 done
 exit $failed
