@@ -191,7 +191,8 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
 @app.command("export", short_help="Write a network as PyTorch source, ONNX or TorchScript.")
 @spec_argument
 @click.option("--out", "-o", type=PATH, required=True, metavar="FILE", help="The file to write ('-': standard output).")
-@click.option("--to", type=click.Choice(list(FORMATS)), help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).")
+@click.option("--to", type=click.Choice(list(FORMATS)),
+              help="The format. Default: from the suffix of FILE (.py, .onnx, .pt).")
 @param_option
 @input_option
 @network_option

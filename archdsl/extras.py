@@ -40,7 +40,7 @@ def missing_extra(err: ModuleNotFoundError) -> UsageError | None:
     if extra is None:
         return None
     hint = f"pip install 'archdsl[{extra}]'"
-    if module == "torch":
+    if extra == "train":  # it brings torch, whose build is best picked first
         hint += f" (for the CPU-only torch wheel, see {INSTALL_DOC})"
     return UsageError(f"{module} is not installed; it comes with archdsl's '{extra}' extra", hint=hint)
 
