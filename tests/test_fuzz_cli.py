@@ -47,9 +47,9 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 import pytest
 from fuzz_paths import (
     BYTES_NAME,
@@ -75,6 +75,9 @@ import archdsl
 from archdsl.atomic import is_temporary
 from archdsl.cli import app, main
 from archdsl.errors import ArchError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TESTS = Path(__file__).resolve().parent
 
@@ -257,10 +260,12 @@ TINY_COUNTS = (12, 10)  # training and test examples of the tiny data sets
 def _idx(path: Path, array: np.ndarray) -> None:
     """An IDX file of unsigned bytes (the MNIST format), gzip-compressed."""
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+    path.write_bytes(gzip.compress(header + array.astype("uint8").tobytes()))
 
 
 def _tiny_data(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    import numpy as np
+
     train, test = TINY_COUNTS
     return {"x_train": rng.integers(0, 256, (train, 28, 28), dtype=np.uint8), "y_train": np.arange(train) % 10,
             "x_test": rng.integers(0, 256, (test, 28, 28), dtype=np.uint8), "y_test": np.arange(test) % 10}
@@ -360,6 +365,8 @@ class Workspace:
         shutil.copy(TESTS / "references.py", t / "references.py")
         (t / "tiny.arch").write_text(TINY)
         (t / "old.svg").write_text("<svg/>\n")
+        import numpy as np
+
         rng = np.random.default_rng(0)
         np.savez(t / "tiny.npz", **_tiny_data(rng))
         (t / "bad.npz").write_bytes(b"not a zip archive\n")
@@ -525,7 +532,7 @@ def _covered(path: str, named: set[str]) -> bool:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
-    import torch
+    torch = pytest.importorskip("torch")  # train and eval run for real (numpy comes with it)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the campaign runs (OMP_NUM_THREADS=1): cases stay small and comparable
