@@ -146,10 +146,14 @@ def _read_regular(path: str | Path) -> tuple[bytes, int]:
     read: a 100 MB file costs no more than a 10 MB one). Opened without blocking, so that a FIFO is refused
     rather than waited on."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    except BaseException:
+        os.close(fd)  # fdopen below owns it otherwise; a folder must not leak its descriptor
+        raise
+    with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(info.st_mode):
             raise _NotRegular(_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
         size = info.st_size

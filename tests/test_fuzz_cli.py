@@ -592,7 +592,6 @@ def test_the_generator_reaches_every_command_option_and_pool():
 # -- open bugs the fuzzers found (strict: each fails once its bug is fixed; then drop it and its tolerance) --
 
 
-@pytest.mark.xfail(strict=True, reason=f"open bug: {FOLDER_DESCRIPTOR}")
 def test_a_folder_read_as_a_spec_or_an_import_leaves_no_descriptor_open(tmp_path):
     (tmp_path / "lib").mkdir()
     (tmp_path / "main.arch").write_text('import "lib"\n' + NET)
