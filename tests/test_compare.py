@@ -143,18 +143,21 @@ def test_load_weights_gives_the_reference_outputs(name: str) -> None:
     assert outputs["equal"] and outputs["max_abs_difference"] == 0.0
 
 
-def test_a_missing_tensor_is_one_difference(tmp_path: Path) -> None:
-    (tmp_path / "mymodels.py").write_text(
-        "from torch import nn\n"
-        "from references import lenet\n\n"
-        "def unbiased():\n"
-        "    model = lenet()\n"
-        "    model[0] = nn.Conv2d(1, 6, 5, padding=2, bias=False)\n"
-        "    return model\n",
-        encoding="utf-8",
-    )
-    data = run_json("compare", str(SPECS / "lenet.arch"), "--reference", "mymodels:unbiased",
+def against_module(tmp_path: Path, spec: str, module: str, source: str, factory: str, *args: str) -> dict:
+    """``compare SPEC --reference MODULE:FACTORY`` with the module's source written to ``tmp_path``."""
+    (tmp_path / f"{module}.py").write_text(source, encoding="utf-8")
+    return run_json("compare", str(SPECS / f"{spec}.arch"), "--reference", f"{module}:{factory}", *args,
                     "--reference-path", str(tmp_path), "--reference-path", str(REPO / "tests"))
+
+
+def test_a_missing_tensor_is_one_difference(tmp_path: Path) -> None:
+    data = against_module(tmp_path, "lenet", "mymodels",
+                          "from torch import nn\n"
+                          "from references import lenet\n\n"
+                          "def unbiased():\n"
+                          "    model = lenet()\n"
+                          "    model[0] = nn.Conv2d(1, 6, 5, padding=2, bias=False)\n"
+                          "    return model\n", "unbiased")
     assert data["differences"] == [{"spec": "conv_0.bias", "spec_shape": [6], "reference": None,
                                     "reference_shape": None, "status": "only in the spec"}]
     assert data["params"] == {"spec": 61_706, "reference": 61_700, "same": False}
@@ -283,9 +286,7 @@ REFERENCE_RESIDUAL = references.Residual
 
 def test_tensors_pair_in_the_order_the_forward_uses_them(tmp_path: Path) -> None:
     """The book's ResNet registers conv1, conv2, conv3, bn1, bn2: paired by registration, 180 false differences."""
-    (tmp_path / "book.py").write_text(BOOK_RESIDUAL, encoding="utf-8")
-    data = run_json("compare", str(SPECS / "resnet18.arch"), "--reference", "book:resnet18", "--load-weights",
-                    "--reference-path", str(tmp_path), "--reference-path", str(REPO / "tests"))
+    data = against_module(tmp_path, "resnet18", "book", BOOK_RESIDUAL, "resnet18", "--load-weights")
     assert data["differences"] == [] and data["unused"] == []
     assert data["outputs"]["equal"]
     first = [m["reference"] for m in data["mapping"] if m["reference"].startswith("2.0.")]
@@ -294,18 +295,14 @@ def test_tensors_pair_in_the_order_the_forward_uses_them(tmp_path: Path) -> None
 
 
 def test_tensors_of_modules_never_called_come_last(tmp_path: Path) -> None:
-    (tmp_path / "spare.py").write_text(
-        "from torch import nn\nfrom references import lenet\n\n"
-        "def spare():\n"
-        "    model = nn.Sequential()\n"
-        "    model.spare = nn.Linear(3, 3)\n"
-        "    model.net = lenet()\n"
-        "    model.forward = model.net.forward\n"
-        "    return model\n",
-        encoding="utf-8",
-    )
-    data = run_json("compare", str(SPECS / "lenet.arch"), "--reference", "spare:spare",
-                    "--reference-path", str(tmp_path), "--reference-path", str(REPO / "tests"))
+    data = against_module(tmp_path, "lenet", "spare",
+                          "from torch import nn\nfrom references import lenet\n\n"
+                          "def spare():\n"
+                          "    model = nn.Sequential()\n"
+                          "    model.spare = nn.Linear(3, 3)\n"
+                          "    model.net = lenet()\n"
+                          "    model.forward = model.net.forward\n"
+                          "    return model\n", "spare")
     assert data["unused"] == ["spare.weight", "spare.bias"]
     assert [m["reference"] for m in data["mapping"]][-2:] == ["spare.weight", "spare.bias"]
     assert data["differences"] == [{"spec": None, "spec_shape": None, "reference": name, "reference_shape": shape,
