@@ -21,7 +21,7 @@ from lark.grammar import Rule
 from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from archdsl import ir
+from archdsl import ir, values
 from archdsl.errors import ArchError, LimitError, ParseError
 from archdsl.source import Source, Span, line_column
 
@@ -30,6 +30,14 @@ GRAMMAR = Path(__file__).with_name("grammar.lark")
 # Specs larger than this are refused before they are read or parsed (parsing runs at about
 # 0.1 MB/s, and the largest network the layer limit admits fits in 2 MB).
 MAX_SOURCE_SIZE = 10 * 2**20
+
+# A spec holds at most this many tokens (names, numbers and symbols; a quoted path counts as one, comments are
+# free: the lexer skips them at about 50 MB/s).
+# Parsing costs 10 to 30 µs a token, so the largest spec admitted parses in about a second, and a flat
+# expression of a mebibyte is refused by a scan before the parser starts. The largest spec shipped holds a few
+# thousand tokens.
+MAX_TOKENS = 50_000
+_TOKEN = re.compile(r'#[^\n]*|"[^"\n]*"|[\w.]+|\S')
 
 # How terminals read in "expected ..." lists.
 _TERMINAL_WORDS = {
@@ -166,6 +174,7 @@ def _parse(source: Source) -> ir.Module:
     if len(source.text) > MAX_SOURCE_SIZE:
         raise LimitError(f"the spec is {len(source.text):,} characters long, more than the limit of {MAX_SOURCE_SIZE:,}",
                          file=source.path, hint="split it into files that import each other")
+    _count_tokens(source)
     try:
         tree = _lark().parse(source.text)
     except UnexpectedInput as err:
@@ -176,6 +185,18 @@ def _parse(source: Source) -> ir.Module:
         if isinstance(err.orig_exc, ArchError):
             raise err.orig_exc from None
         raise
+
+
+def _count_tokens(source: Source) -> None:
+    """Refuse a spec of more than ``MAX_TOKENS`` tokens at the first token past the limit, before parsing."""
+    tokens = (match for match in _TOKEN.finditer(source.text) if match.group()[0] != "#")
+    for count, match in enumerate(tokens, 1):
+        if count > MAX_TOKENS:
+            line, column = line_column(source.text, match.start())
+            raise LimitError(f"the spec holds more than {MAX_TOKENS:,} tokens (names, numbers and symbols)",
+                             source.span(line, column),
+                             hint="split it into files that import each other, or use repeat and blocks "
+                                  "instead of writing each layer or term out")
 
 
 def _words(expected: set[str]) -> str:
@@ -332,9 +353,8 @@ class _ToIR(Transformer_NonRecursive):
         return ir.Cond.make(span=self._span(meta), test=test, then=then, otherwise=otherwise)
 
     def number(self, meta, token: Token):
-        text = str(token)
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ir.Number.make(span=self._span(token), value=value)
+        span = self._span(token)
+        return ir.Number.make(span=span, value=values.literal(str(token), span, bounded=False))
 
     def var(self, meta, token: Token):
         return ir.Var.make(span=self._span(token), name=str(token))

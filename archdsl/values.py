@@ -82,9 +82,11 @@ def bounded(value: Value, span: Span | None) -> Value:
     return value
 
 
-def literal(text: str, span: Span | None = None) -> int | float:
-    """The number a literal spells (``64``, ``0.5``, ``1e-3``), refused if it is too large; a whole part
-    longer than ``MAX_DIGITS`` is refused before Python converts it (it converts 4,300 digits at most).
+def literal(text: str, span: Span | None = None, *, bounded: bool = True) -> int | float:
+    """The number a literal spells (``64``, ``0.5``, ``1e-3``). A whole part longer than ``MAX_DIGITS`` is
+    refused before Python converts it (it converts 4,300 digits at most); with ``bounded`` (the default) a value
+    past ±2**62 is refused too. The parser passes ``bounded=False``: ``fmt`` prints a large literal as written,
+    and the resolver bounds every value it uses.
 
     >>> literal("1e3")
     1000.0
@@ -93,7 +95,7 @@ def literal(text: str, span: Span | None = None) -> int | float:
     if len(whole) > MAX_DIGITS:
         _too_large(f"{whole[:12]}... ({len(whole):,} digits)", span)
     value = float(text) if any(c in text for c in ".eE") else int(whole or "0")
-    if not within(value):
+    if bounded and not within(value):
         _too_large(text, span)
     return value
 

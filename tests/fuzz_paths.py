@@ -20,7 +20,6 @@ import contextlib
 import os
 import shutil
 import signal
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,12 +57,6 @@ def within(seconds: float, raise_: type[BaseException] = Hang) -> Iterator[list[
 
 # -- descriptors left open ------------------------------------------------------------------------------
 
-# Open bugs that the oracle tolerates until they are fixed, with how often the fuzzers met them. Each has
-# a strict xfail test in tests/test_fuzz_cli.py, which fails once the bug is fixed: then delete its entry.
-KNOWN_BUGS: Counter[str] = Counter()
-FOLDER_DESCRIPTOR = "program._read_regular leaks the descriptor of a folder read as a spec or an import"
-
-
 def open_descriptors() -> dict[int, str]:
     """This process's open file descriptors and what each one is."""
     found = {}
@@ -74,18 +67,8 @@ def open_descriptors() -> dict[int, str]:
 
 
 def leaked_descriptors(before: dict[int, str]) -> list[str]:
-    """What was opened since ``before`` and is still open. Descriptors of folders (the known bug above) are
-    closed and counted instead, so that the bug neither fails every case nor exhausts the process."""
-    leaked = []
-    for fd, target in open_descriptors().items():
-        if before.get(fd) == target:
-            continue
-        if os.path.isdir(target):
-            os.close(fd)
-            KNOWN_BUGS[FOLDER_DESCRIPTOR] += 1
-        else:
-            leaked.append(target)
-    return leaked
+    """What was opened since ``before`` and is still open."""
+    return [target for fd, target in open_descriptors().items() if before.get(fd) != target]
 
 
 def no_leak(run: Callable[[], str]) -> str:

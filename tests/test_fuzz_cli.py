@@ -53,7 +53,6 @@ import click
 import pytest
 from fuzz_paths import (
     BYTES_NAME,
-    FOLDER_DESCRIPTOR,
     KINDS,
     LONG_NAME,
     LONG_PATH,

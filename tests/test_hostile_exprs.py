@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 import archdsl
-from archdsl import ir, resolve, values
+from archdsl import ir, parser, resolve, values
+from archdsl.parser import MAX_TOKENS
 from archdsl.cli import app
 from archdsl.errors import ArchError, LimitError, ResolveError, UsageError
 from archdsl.program import load_program
@@ -272,11 +273,6 @@ def test_fmt_prints_huge_numbers_as_written(name, tmp_path):
     assert result.stdout == HUGE_SPECS[name][0]
 
 
-PARSER_CHANGE = ("the parser converts a literal with int(), which Python refuses past 4,300 digits; "
-                 "parser.py's number() should call values.literal(text, span)")
-
-
-@pytest.mark.xfail(strict=True, reason=PARSER_CHANGE)
 @pytest.mark.parametrize("command", [["check"], ["fmt"], ["compile"], ["graph", "-o", "-", "--format", "dot"]])
 def test_a_literal_of_5000_digits_is_one_error_in_every_command(command, tmp_path):
     spec = tmp_path / "literal.arch"
@@ -418,8 +414,8 @@ def test_repeats_of_nothing_are_not_bombs():
     assert time.process_time() - start < SECONDS
 
 
-def test_a_flat_expression_of_65536_terms_is_evaluated_once_quickly():
-    text = "network n : [1, 8, 8] = conv3x3 max(" + ", ".join(["1"] * 65536) + "); flatten"
+def test_a_flat_expression_of_16384_terms_is_evaluated_once_quickly():
+    text = "network n : [1, 8, 8] = conv3x3 max(" + ", ".join(["1"] * 16384) + "); flatten"
     program = load_program(Source("flat.arch", text))  # parsing is the parser's (about 0.1 MB/s)
     start = time.process_time()
     net = resolve.resolve_network(program)
@@ -429,8 +425,24 @@ def test_a_flat_expression_of_65536_terms_is_evaluated_once_quickly():
     assert err.message == "repeat 1000 would take more than 1,000,000 steps (layers, block calls, joins and terms of expressions)"
 
 
-@pytest.mark.xfail(run=False, reason="parsing a mebibyte takes about 10 s (0.1 MB/s): the parser should count an "
-                                     "expression's terms before it parses; see the report on issue 11")
-def test_a_flat_expression_of_a_mebibyte_is_refused_quickly():
-    refuse("network n : [1, 8, 8] = conv3x3 " + "+".join(["1"] * 2**19))
+@pytest.mark.parametrize("separator", ["+", ", "])
+def test_a_flat_expression_of_a_mebibyte_is_refused_before_parsing(separator):
+    text = "network n : [1, 8, 8] = conv3x3 max(" + separator.join(["1"] * 2**19) + ")"
+    start = time.process_time()
+    with pytest.raises(LimitError) as info:
+        load_program(Source("flat.arch", text))
+    assert time.process_time() - start < SECONDS
+    # 14 tokens up to "max(", then numbers and separators alternate: the 50,001st token is the 24,994th number
+    offset = text.index("max(") + 4 + 24_993 * (1 + len(separator))
+    assert (info.value.span.line, info.value.span.column) == (1, offset + 1)
+    assert info.value.message == f"the spec holds more than {MAX_TOKENS:,} tokens (names, numbers and symbols)"
+
+
+def test_the_token_limit_counts_no_comment_and_admits_a_spec_at_the_limit():
+    layers = "; ".join(["relu"] * ((MAX_TOKENS - 11) // 2 + 1))  # 11 tokens before, then relu and ';' pairs
+    text = "# a comment\n" * 100_000 + f"network n : [1, 8, 8] = {layers}\n"
+    assert sum(1 for t in parser._TOKEN.finditer(text) if not t.group().startswith("#")) == MAX_TOKENS
+    assert len(load_program(Source("long.arch", text)).networks) == 1
+    with pytest.raises(LimitError, match="more than 50,000 tokens"):
+        load_program(Source("long.arch", text + "network m : [1, 8, 8] = relu\n"))
 
