@@ -25,13 +25,16 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
+from typing_extensions import TypeAliasType
+
 from archdsl.frozen import Frozen
 from archdsl.source import Span
 from archdsl.symbolic import Dim, Sym
 
 # A size is an int, or a Sym where the network's input names its spatial sizes ([1, H, W]).
 Shape = tuple[Dim, ...]
-Value = Union[bool, int, float]
+# A value of an expression: a list (``[3, 4, 6, 3]``, a window ``(1, 7)``) is a tuple of values.
+Value = TypeAliasType("Value", Union[bool, int, float, tuple["Value", ...]])
 
 
 class Node(Frozen):
@@ -303,6 +306,8 @@ def format_args(args: dict[str, Value]) -> str:
 def _format_value(value: Value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
     return repr(value)
 
 

@@ -29,6 +29,17 @@ from archdsl.shapes import LayerError, require_rank, spatial
 REQUIRED = object()
 
 
+class Pair:
+    """The type of an argument that is one whole number or a list of two, height then width: a window
+    ``k=3`` or ``k=(1, 7)``. The resolver hands the layer an ``int`` or a ``tuple`` of two ints (``pair``
+    makes either a tuple); the argument's ``check`` applies to each number."""
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    """``3`` -> ``(3, 3)``; ``(1, 7)`` stays."""
+    return value if isinstance(value, tuple) else (value, value)
+
+
 @dataclass(frozen=True)
 class Default:
     """A sugar preset the user may override (``maxpool3 s=2``); other presets are fixed."""

@@ -11,6 +11,7 @@ counted against ``Limits`` before anything is built.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Collection, Iterator
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from archdsl import ir, values
 from archdsl.counting import Bounds, check_expansion
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
-from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, lookup, suggest
+from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, Pair, lookup, suggest
 from archdsl.program import Program
 from archdsl.shapes import LayerError, join, mismatch_hint, show
 from archdsl.source import Span
@@ -494,6 +495,20 @@ def _coerce(spec: ArgSpec, value: ir.Value, span: Span, layer: str) -> ir.Value:
     if isinstance(value, Sym):
         raise ResolveError(f"{name} must be a number known before the input size, not {value}", span,
                            hint=values.SYMBOLIC_HINT)
+    if spec.type is Pair:
+        if isinstance(value, tuple):
+            if len(value) != 2 or any(isinstance(v, (bool, Sym, tuple)) or not isinstance(v, int) for v in value):
+                raise ResolveError(f"{name} must be a whole number or a list of two (height, width), "
+                                   f"not {values.show(value)}", span)
+            problems = [spec.check(v) for v in value] if spec.check is not None else []
+            problem = next((p for p in problems if p), None)
+            if problem:
+                raise ResolveError(f"{name} {problem}, but it is {values.show(value)}", span)
+            return value
+        spec = dataclasses.replace(spec, type=int)  # one number: as for an int argument
+    if isinstance(value, tuple):
+        raise ResolveError(f"{name} must be {'a whole number' if spec.type is int else 'a number'}, "
+                           f"not the list {values.show(value)}", span)
     if spec.type is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ResolveError(f"{name} must be a whole number, not {values.show(value)}", span, hint=_division_hint(value))

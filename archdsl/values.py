@@ -24,7 +24,7 @@ from archdsl.errors import LimitError, ResolveError
 from archdsl.source import Span
 from archdsl.symbolic import Sym, SymbolicError
 
-Value = bool | int | float | Sym
+Value = bool | int | float | Sym | tuple  # a tuple is a list of values: [3, 4, 6, 3], a window (1, 7)
 
 # 2**62: far beyond any size, count or setting of a network (a tensor of 2**62 values would not fit in
 # any machine), yet products of a few such numbers are still quick to compute and to print.
@@ -48,6 +48,8 @@ def kind(value: Value) -> str:
     """What a value is, in words: ``boolean``, ``whole number``, ``decimal``, ``symbolic size``."""
     if isinstance(value, bool):
         return "boolean"
+    if isinstance(value, tuple):
+        return "list"
     if isinstance(value, int):
         return "whole number"
     return "decimal" if isinstance(value, float) else "symbolic size"
@@ -58,6 +60,8 @@ def show(value: Value) -> str:
     a whole number too long to print quickly by its length."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
     if isinstance(value, float):
         return repr(value) if value.is_integer() else f"{value:g}"
     if isinstance(value, int) and value.bit_length() > 256:
@@ -68,6 +72,8 @@ def show(value: Value) -> str:
 def within(value: Value) -> bool:
     """Whether ``value`` lies within ``MAGNITUDE``; a symbolic one: each coefficient, and each offset and
     divisor of its atoms (``floor((H + a) / m)``), in at most ``MAX_TERMS`` terms."""
+    if isinstance(value, tuple):
+        return all(within(v) for v in value)
     if isinstance(value, Sym):
         numbers = [n for mono, coeff in value.terms.items() for n in (coeff, *(x for _, a, m in mono for x in (a, m)))]
         return len(value.terms) <= MAX_TERMS and all(abs(n) <= MAGNITUDE for n in numbers)
