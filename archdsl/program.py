@@ -10,10 +10,8 @@ files elsewhere on the machine.
 from __future__ import annotations
 
 import codecs
-import errno
 import gc
 import os
-import stat
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ResolveError
 from archdsl.layers import lookup
 from archdsl.parser import MAX_SOURCE_SIZE, parse
+from archdsl.reading import NotRegularFile, open_regular
 from archdsl.source import Source
 
 
@@ -133,30 +132,11 @@ def _load(program: Program, source: Source, module: ir.Module, base: Path, chain
         _load(program, imported, module, target.parent, (*chain, key), own=False)
 
 
-class _NotRegular(Exception):
-    """A spec named a FIFO, a device or a socket: reading it could block forever or never end."""
-
-
-_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-          stat.S_IFSOCK: "a socket"}
-
-
 def _read_regular(path: str | Path) -> tuple[bytes, int]:
     """A regular file's size and at most ``MAX_SOURCE_SIZE + 1`` of its bytes (only a bounded prefix is ever
-    read: a 100 MB file costs no more than a 10 MB one). Opened without blocking, so that a FIFO is refused
-    rather than waited on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    except BaseException:
-        os.close(fd)  # fdopen below owns it otherwise; a folder must not leak its descriptor
-        raise
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(info.st_mode):
-            raise _NotRegular(_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file"))
-        size = info.st_size
+    read: a 100 MB file costs no more than a 10 MB one)."""
+    with open_regular(path) as file:
+        size = os.fstat(file.fileno()).st_size
         return (file.read(MAX_SOURCE_SIZE + 1) if size <= MAX_SOURCE_SIZE else b""), size
 
 
@@ -190,11 +170,10 @@ def read_source(path: str | Path, imported_by: ir.Import | None = None) -> Sourc
         if imported_by is None:
             raise ResolveError("no such file", file=name) from None
         raise ResolveError(f"{what}there is no file {name}", span, hint="import paths are relative to the importing file") from None
-    except IsADirectoryError:
-        raise ResolveError(f"{what}{name} is a directory, not a spec", span, file=name) from None
-    except _NotRegular as err:
-        raise ResolveError(f"{what}{name} is {err}, not a spec file", span, file=name,
-                           hint="a spec is a regular file; save the text to one") from None
+    except NotRegularFile as err:
+        raise ResolveError(f"{what}{name} is {err.kind}, not a spec file", span, file=name,
+                           hint="name a spec file in it" if err.is_folder else
+                           "a spec is a regular file; save the text to one") from None
     except OSError as err:
         raise ResolveError(f"{what}cannot read {name}: {err.strerror or err}", span, file=name) from None
     except ValueError as err:  # a NUL byte in the name

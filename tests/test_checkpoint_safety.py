@@ -365,8 +365,8 @@ def test_checkpoint_files_are_read_only_when_plain_and_small_enough(tmp_path, sl
         what = "a manifest" if slot == "manifest" else "a checkpoint of this network"
         assert caught.value.message.startswith(f"{path.name} is {50 << 30:,} bytes, more than {what} can be (")
     else:
-        device = "a character device" if kind == "/dev/zero" else "a FIFO"
-        assert caught.value.message == f"{path.name} is not a regular file ({device}); refusing to read it"
+        device = "a character device" if kind == "/dev/zero" else "a FIFO (named pipe)"
+        assert caught.value.message == f"{path.name} is {device}, not a regular file; refusing to read it"
 
 
 @contextlib.contextmanager

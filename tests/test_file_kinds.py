@@ -43,6 +43,29 @@ def test_a_device_as_the_spec_is_refused() -> None:
     one_error(run("check", "/dev/zero"), "/dev/zero is a character device, not a spec file")
 
 
+@pytest.mark.parametrize(("kind", "named"), [("fifo", "a FIFO (named pipe)"), ("device", "a character device"),
+                                             ("folder", "a folder")])
+def test_a_spec_and_a_run_file_name_a_kind_the_same_way(tmp_path: Path, kind: str, named: str) -> None:
+    """One function refuses what is not a regular file, for specs and for the runner's files alike (they
+    were two, one saying "a FIFO (named pipe)", the other "a FIFO")."""
+    from archdsl.errors import UsageError
+    from archdsl.runner.untrusted import open_regular
+
+    path = tmp_path / "thing.arch"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    with pytest.raises(ResolveError) as spec:
+        archdsl.load(path)
+    with pytest.raises(UsageError) as run_file:
+        open_regular(path)
+    assert spec.value.message == f"{path} is {named}, not a spec file"
+    assert run_file.value.message == f"thing.arch is {named}, not a regular file; refusing to read it"
+
+
 def test_symbolic_link_loops_are_one_error(tmp_path: Path) -> None:
     (tmp_path / "a.arch").symlink_to("b.arch")
     (tmp_path / "b.arch").symlink_to("a.arch")

@@ -597,7 +597,7 @@ def test_a_folder_read_as_a_spec_or_an_import_leaves_no_descriptor_open(tmp_path
     before = open_descriptors()
     try:
         for spec in (tmp_path, tmp_path / "main.arch"):
-            with pytest.raises(ArchError, match="is a directory"):
+            with pytest.raises(ArchError, match="is a folder, not a spec file"):
                 archdsl.load(spec)
         assert [target for fd, target in open_descriptors().items() if before.get(fd) != target] == []
     finally:

@@ -313,8 +313,8 @@ def test_a_data_file_that_is_not_a_plain_file_is_refused_unread(tmp_path, kind):
     os.mkfifo(target) if kind == "fifo" else target.symlink_to("/dev/zero")
     with pytest.raises(UsageError) as caught:
         datasets.load("mnist", str(tmp_path), 1)
-    kind_name = "a FIFO" if kind == "fifo" else "a character device"
-    assert caught.value.message == f"t10k-labels-idx1-ubyte.gz is not a regular file ({kind_name}); refusing to read it"
+    kind_name = "a FIFO (named pipe)" if kind == "fifo" else "a character device"
+    assert caught.value.message == f"t10k-labels-idx1-ubyte.gz is {kind_name}, not a regular file; refusing to read it"
 
 
 def npz_with_header(path: Path, member: str, shape: tuple[int, ...], dtype: str = "|u1") -> None:
@@ -395,7 +395,7 @@ def test_an_image_that_is_a_fifo_is_refused_not_waited_for(tmp_path):
     for split in ("train", "test"):
         (tmp_path / split / "a").mkdir(parents=True)
     os.mkfifo(tmp_path / "train" / "a" / "0.png")
-    with pytest.raises(UsageError, match=r"0.png is not a regular file \(a FIFO\)"):
+    with pytest.raises(UsageError, match=r"0.png is a FIFO \(named pipe\), not a regular file"):
         datasets.load(str(tmp_path), None, channels=1)
 
 

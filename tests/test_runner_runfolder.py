@@ -203,10 +203,10 @@ def test_a_run_json_that_is_not_a_plain_small_file_is_refused_unread(run, kind):
     path.unlink()
     if kind == "device":
         path.symlink_to("/dev/zero")
-        expected = "run.json is not a regular file (a character device); refusing to read it"
+        expected = "run.json is a character device, not a regular file; refusing to read it"
     elif kind == "fifo":
         os.mkfifo(path)  # opening it to read would wait for a writer forever
-        expected = "run.json is not a regular file (a FIFO); refusing to read it"
+        expected = "run.json is a FIFO (named pipe), not a regular file; refusing to read it"
     else:
         with open(path, "wb") as handle:
             handle.truncate(50 << 30)  # sparse: 50 GB that take no space

@@ -1,7 +1,7 @@
 """Reading files that may come from others: run folders, checkpoints, data sets.
 
-Such a file is read only when it is a regular file (a FIFO would block forever; ``/dev/zero`` or a
-file in ``/proc`` never ends) and only up to a size decided before the first byte is read, so that
+Such a file is read only when it is a regular file (``archdsl.reading``: a FIFO would block forever,
+``/dev/zero`` never ends) and only up to a size decided before the first byte is read, so that
 a hostile or damaged file ends in one clear error rather than a hang or a ``MemoryError``. Records
 read from such files are validated by a pydantic schema, and a refusal names the first bad field.
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import stat
 import typing
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from archdsl import reading
 from archdsl.errors import UsageError
 
 CHUNK = 1 << 20
@@ -50,20 +50,12 @@ def open_regular(path: Path) -> BinaryIO:
     >>> open_regular(Path("runs/a/run.json")).read()   # doctest: +SKIP
     """
     try:
-        # O_NONBLOCK: opening a FIFO would otherwise wait for a writer before fstat could refuse it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return reading.open_regular(path)
+    except reading.NotRegularFile as err:
+        raise UsageError(f"{path.name} is {err.kind}, not a regular file; refusing to read it", file=str(path),
+                         hint="archdsl reads plain files only; replace it with one") from None
     except OSError as err:
         raise UsageError(f"cannot read {path.name}: {err.strerror or err}", file=str(path)) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise UsageError(f"{path.name} is not a regular file ({_kind(mode)}); refusing to read it",
-                             file=str(path), hint="archdsl reads plain files only; replace it with one")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def read_limited(path: Path, limit: int, what: str) -> tuple[bytes, str]:
@@ -106,9 +98,3 @@ def schema_error(err: ValidationError) -> str:
 def _short(value: object) -> str:
     text = repr(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _kind(mode: int) -> str:
-    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a character device",
-             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
-    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
