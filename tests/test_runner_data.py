@@ -183,6 +183,90 @@ def test_absent_files_are_downloaded_into_the_cache(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "archdsl" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
 
 
+def test_a_link_planted_at_the_download_temporary_is_not_followed(tmp_path, mirror):
+    """The download wrote through `.NAME.PID.part` beside its target: a link planted at that name (a data
+    folder others can write to) sent the file into whatever the link named, then took its place."""
+    url, sums = mirror
+    folder, victim = tmp_path / "got", tmp_path / "victim"
+    folder.mkdir()
+    victim.write_bytes(b"mine")
+    planted = [folder / f".{stem}.gz.{os.getpid()}.part" for stem in SPLIT_FILES.values()]
+    for link in planted:
+        link.symlink_to(victim)
+    files = datasets.download(replace(KNOWN_SETS["mnist"], sha256=sums), folder, mirrors=(url,))
+    assert victim.read_bytes() == b"mine"
+    assert all(path.is_file() and not path.is_symlink() for path in files.values())
+    assert all(link.is_symlink() for link in planted)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*(p.name for p in planted), *(p.name for p in files.values())])
+
+
+class _Unannounced(http.server.BaseHTTPRequestHandler):
+    """Sends 2 MiB without a Content-Length (the end of the connection ends the body)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        for _ in range(32):
+            self.wfile.write(b"\0" * (64 << 10))
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("announced", [True, False])
+def test_a_download_stops_at_its_bound(tmp_path, mirror, monkeypatch, announced):
+    """A mirror could send any number of bytes, and all of them were written to disk before the checksum
+    refused them."""
+    url, sums = mirror
+    monkeypatch.setattr(datasets, "MAX_DOWNLOAD_BYTES", 64 << 10)
+    sums = {**sums, "train_images": hashlib.sha256(b"\0" * (2 << 20)).hexdigest()}
+    if announced:
+        big = tmp_path / "served" / "big"
+        big.mkdir()
+        (big / "train-images-idx3-ubyte.gz").write_bytes(b"\0" * (2 << 20))
+        mirrors, expected = (url + "big/",), f"it announces {2 << 20:,} bytes, more than a file of a known set can have"
+    else:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unannounced)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        mirrors, expected = (f"http://127.0.0.1:{server.server_address[1]}/",), f"it sent more than {64 << 10:,} bytes"
+    try:
+        with pytest.raises(UsageError) as caught:
+            datasets.download(replace(KNOWN_SETS["mnist"], sha256=sums), tmp_path / "got", mirrors=mirrors)
+    finally:
+        if not announced:
+            server.shutdown()
+            server.server_close()
+    assert caught.value.message.startswith("MNIST is not on this machine and could not be downloaded")
+    assert expected in caught.value.message
+    assert not (tmp_path / "got").exists()
+
+
+def test_an_interrupted_download_leaves_no_temporary(tmp_path, mirror, monkeypatch):
+    """Ctrl-C while the bytes arrived left the `.part` file, and with it the folder the download made."""
+    url, sums = mirror
+    opened = datasets.urllib.request.urlopen
+
+    def interrupted(*args, **kwargs):
+        response = opened(*args, **kwargs)
+        first = response.read
+
+        def read(size=-1):
+            if read.calls:
+                raise KeyboardInterrupt
+            read.calls += 1
+            return first(size)
+
+        read.calls = 0
+        response.read = read
+        return response
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        datasets.download(replace(KNOWN_SETS["mnist"], sha256=sums), tmp_path / "got", mirrors=(url,))
+    assert not (tmp_path / "got").exists()
+
+
 def test_image_folder_layout(tmp_path):
     from PIL import Image
 

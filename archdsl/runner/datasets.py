@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import http.client
 import itertools
 import math
 import os
@@ -28,6 +29,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from archdsl.atomic import write_bytes_atomic
 from archdsl.errors import UsageError
 from archdsl.runner.untrusted import CHUNK, open_regular
 
@@ -47,6 +49,9 @@ NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_SPLIT_BYTES = 2 << 30
 MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_CLASSES = 100_000
+# A download of a known set's file stops past this: the largest (Fashion-MNIST's training images) has
+# 26 MB, so a mirror that sends more is not sending that file, and is never read to its end.
+MAX_DOWNLOAD_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -296,22 +301,31 @@ def _download(known: KnownSet, folder: Path, mirrors: tuple[str, ...]) -> dict[s
 
 
 def _fetch_verified(url: str, target: Path, sha256: str) -> str | None:
-    """Download ``url`` to ``target``; None on success, else why it failed."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    digest = hashlib.sha256()
+    """Download ``url`` to ``target``; None on success, else why it failed (the next mirror is tried).
+
+    The bytes are held in memory, at most MAX_DOWNLOAD_BYTES of them, and reach the disk only once their
+    checksum matched, through write_bytes_atomic (an unpredictable temporary beside ``target``, made with
+    O_EXCL | O_NOFOLLOW and removed whatever happens). A failure to write is the file system's UsageError.
+    """
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
-            tmp.unlink(missing_ok=True)
-            return f"checksum mismatch (sha256 {digest.hexdigest()}, expected {sha256})"
-        os.replace(tmp, target)
-        return None
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        tmp.unlink(missing_ok=True)
-        return str(getattr(err, "reason", None) or err)
+        with urllib.request.urlopen(url, timeout=30) as response:
+            claimed = response.headers.get("Content-Length", "")
+            if claimed.isdigit() and int(claimed) > MAX_DOWNLOAD_BYTES:
+                return (f"it announces {int(claimed):,} bytes, more than a file of a known set can have "
+                        f"({MAX_DOWNLOAD_BYTES:,}); not downloaded")
+            data = bytearray()
+            while chunk := response.read(min(CHUNK, MAX_DOWNLOAD_BYTES + 1 - len(data))):
+                data += chunk
+                if len(data) > MAX_DOWNLOAD_BYTES:
+                    return (f"it sent more than {MAX_DOWNLOAD_BYTES:,} bytes, more than a file of a known set "
+                            "can have; stopped")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+        return str(getattr(err, "reason", None) or err) or type(err).__name__
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        return f"checksum mismatch (sha256 {digest}, expected {sha256})"
+    write_bytes_atomic(target, bytes(data))
+    return None
 
 
 def read_idx(path: Path) -> np.ndarray:
