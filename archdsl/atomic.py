@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import sys
@@ -43,15 +44,17 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Have ``write(tmp)`` fill a temporary file, then put it at ``path`` (see the module's docstring).
 
     ``write`` receives a path rather than a stream so that libraries that insist on a file name
-    (safetensors, matplotlib) fit as well as plain bytes do. An OSError (no space, no permission)
-    becomes a UsageError naming the file; the old ``path`` is left as it was.
+    (safetensors, matplotlib) fit as well as plain bytes do. An OSError (no space, no permission), or
+    a writer's own exception that wraps one, becomes a UsageError naming the file; the old ``path`` is
+    left as it was, and the temporary is removed.
     """
     target = resolve_output(path)
     with _translated(path):
         if target.direct:
             with tempfile.TemporaryDirectory(prefix="archdsl-") as private:  # mode 0700: ours alone
                 tmp = Path(private) / "output"
-                write(tmp)
+                with _writer_failures():
+                    write(tmp)
                 with open(tmp, "rb") as staged:
                     _copy_into(target, staged)
             return
@@ -59,7 +62,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         # 0700, a name nobody can guess): nothing can be planted at the name it writes.
         with _staging(target.path) as folder:
             tmp = folder / target.path.name
-            write(tmp)
+            with _writer_failures():
+                write(tmp)
             install_file(tmp, target.path)
 
 
@@ -261,6 +265,30 @@ def _set_mode(fd_or_path: int | Path, path: Path) -> None:
         os.umask(umask)
         mode = 0o666 & ~umask
     os.chmod(fd_or_path, mode)
+
+
+# Writers that wrap the file system's failures in exceptions of their own, told apart by their messages
+# (importing them here would load torch): safetensors' SafetensorError ("I/O error: No space left on
+# device (os error 28)", or Rust's debug form "Os { code: 28, ... }"), and torch's zip writer, whose
+# RuntimeError ("unexpected pos 832 vs 726", "file write failed") has lost the reason.
+_OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)|\bOs \{ code: (\d+)")
+_TORCH_WRITE_FAILED = re.compile(r"unexpected pos \d+ vs \d+|file write failed")
+
+
+@contextlib.contextmanager
+def _writer_failures() -> Iterator[None]:
+    """A writer's own exception that wraps a failure of the file system, as the OSError it stands for
+    (``_translated`` words it); any other exception is a bug, and stays one."""
+    try:
+        yield
+    except Exception as err:
+        message = str(err)
+        if code := _OS_ERROR_CODE.search(message):
+            number = int(code.group(1) or code.group(2))
+            raise OSError(number, os.strerror(number)) from None
+        if isinstance(err, RuntimeError) and (failed := _TORCH_WRITE_FAILED.search(message)):
+            raise OSError(f"the write stopped midway, most likely on a full disk (torch: {failed.group()})") from None
+        raise
 
 
 @contextlib.contextmanager

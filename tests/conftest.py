@@ -1,4 +1,4 @@
-"""Shared fixtures: where the repository is, and golden files with one-command accept.
+"""Shared fixtures: where the repository is, golden files with one-command accept, and a disk that fills up.
 
 Golden files hold expected output (IR text, diagnostics). A test compares with ``golden(path, text)``;
 ``EXPECTTEST_ACCEPT=1 pytest ...`` rewrites the files instead (PyTorch's convention), so a deliberate
@@ -7,7 +7,10 @@ change of output is one command and a diff to review.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,18 @@ def in_repo(monkeypatch):
     """Run in the repository's root, so that paths in messages read ``specs/lenet.arch:3:5``."""
     monkeypatch.chdir(REPO)
     return REPO
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes beyond ``limit`` bytes fail as on a full disk (EFBIG rather than ENOSPC), without root:
+    RLIMIT_FSIZE, with SIGXFSZ ignored so that the write fails instead of killing the process. A process
+    started meanwhile inherits both."""
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

@@ -6,21 +6,19 @@ checkpoint is written is one error too, and the previous checkpoint survives."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import pickle
-import resource
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import file_size_limit
 from safetensors.torch import save_file
 from test_runner_support import DATA_ROOT
 from torch import nn
@@ -367,20 +365,6 @@ def test_checkpoint_files_are_read_only_when_plain_and_small_enough(tmp_path, sl
     else:
         device = "a character device" if kind == "/dev/zero" else "a FIFO (named pipe)"
         assert caught.value.message == f"{path.name} is {device}, not a regular file; refusing to read it"
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int):
-    """Writes beyond ``limit`` bytes fail as on a full disk (EFBIG rather than ENOSPC), without root:
-    RLIMIT_FSIZE, with SIGXFSZ ignored so that the write fails instead of killing the process."""
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
 
 
 def big_mlp() -> nn.Module:

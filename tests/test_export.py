@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CASES, SPECS
+from conftest import CASES, SPECS, file_size_limit
 from hypothesis import HealthCheck, assume, given, settings
 from strategies import programs, randomise_normalisation
 from click.testing import CliRunner
@@ -373,6 +373,23 @@ def test_export_command_writes_the_checkpoint_weights(suffix: str, lenet_run: Pa
     else:
         with torch.no_grad():
             assert torch.equal(torch.jit.load(str(out))(x), expected)
+
+
+@pytest.mark.parametrize("suffix", [".py", ".pt"])
+def test_a_full_disk_during_an_export_is_one_message(suffix: str, lenet_run: Path, tmp_path: Path) -> None:
+    """safetensors' SafetensorError ("File too large (os error 27)") was a traceback, and torch.jit.save
+    aborted the whole process from its writer's destructor."""
+    out = tmp_path / f"lenet{suffix}"
+    first = out.with_suffix(".safetensors") if suffix == ".py" else out  # the weights go before the source
+    first.write_bytes(b"old")
+    command = [sys.executable, "-m", "archdsl", "export", str(SPECS / "lenet.arch"), "-o", str(out),
+               "--checkpoint", str(lenet_run)]
+    with file_size_limit(64 << 10):  # LeNet's weights take 250 kB
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"{first}: error: cannot write {first}: File too large\n" + \
+        "  hint: free some space or fix the folder's permissions, or choose another output\n"
+    assert first.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [first.name]
 
 
 def test_with_a_checkpoint_the_network_is_the_runs_own(lenet_run: Path, tmp_path: Path) -> None:

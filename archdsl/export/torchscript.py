@@ -7,10 +7,11 @@ TorchScript is deprecated upstream in favour of ``torch.export``; the ONNX expor
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
-from archdsl.atomic import write_atomic
+from archdsl.atomic import write_bytes_atomic
 from archdsl.errors import BackendError
 
 
@@ -28,5 +29,9 @@ def write_torchscript(module, input_shape: tuple[int, ...], path: Path) -> str:
             except Exception as err:
                 raise BackendError(f"TorchScript failed: scripting said {scripting}; tracing said {err}") from None
             how += f" (scripting failed: {type(scripting).__name__})"
-        write_atomic(path, lambda tmp: torch.jit.save(compiled, str(tmp)))
+        # Serialised in memory: on a full disk, torch.jit.save to a file aborts the whole process (its
+        # writer's destructor throws), where a write of bytes fails with the file system's own error.
+        buffer = io.BytesIO()
+        torch.jit.save(compiled, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
     return how
