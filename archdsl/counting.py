@@ -5,7 +5,8 @@ still walks every block instance whose input shape differs from the last, and a 
 each call the one below twice, growing a size on the way, has 2**40 of them. So a network too large
 for one walk is first counted here, from the program alone, with the values known without an input
 (literals, parameters, arithmetic on them): a layer is one layer and one step, a block call or a join
-one step, each term of an expression evaluated one step; a ``repeat`` whose count is not known runs
+one step, each term of an expression evaluated one step; a ``for`` loop counts its item once per value
+of its list, with the name bound; a ``repeat`` whose count is not known, or a loop whose list is not, runs
 no time, an ``if`` that is not decided takes neither arm, and a repeated item that makes nothing is
 counted once (resolution stops there too). What it finds is a lower bound, so a network over the limits
 is refused before any of it is expanded. A block called again with the same values of the parameters
@@ -106,6 +107,8 @@ def relevant_parameters(program: Program) -> dict[str, set[str]]:
         for item in ir.walk_items(block.body):
             if isinstance(item, ir.Repeat):
                 read |= ir.names_read(item.count)
+            elif isinstance(item, ir.Loop):
+                read |= ir.names_read(item.values)
             elif isinstance(item, ir.Cond):
                 read |= ir.names_read(item.test)
             elif isinstance(item, ir.Call) and item.name in program.blocks:
@@ -148,6 +151,8 @@ class _Counter:
             return self.items(item.items, env, depth + 1)
         if isinstance(item, ir.Repeat):
             return self.repeat(item, env, depth)
+        if isinstance(item, ir.Loop):
+            return self.loop(item, env, depth)
         if isinstance(item, ir.Cond):
             evaluated = Tally(steps=self.size(item.test))
             test = self.known(item.test, env)
@@ -170,6 +175,17 @@ class _Counter:
             return evaluated + each  # the resolver stops after an iteration that makes nothing
         self.bounds.check(each.layers * count, each.steps * count, item.count.span, repeat=count)
         return evaluated + each.times(count)
+
+    def loop(self, item: ir.Loop, env: dict, depth: int) -> Tally:
+        """A loop over a known list: its item once per value, with the name bound (unknown: nothing)."""
+        over = self.known(item.values, env)
+        total = Tally(steps=self.size(item.values))
+        if not isinstance(over, tuple):
+            return total
+        for value in over:
+            total += self.item(item.item, {**env, item.name: value}, depth + 1)
+            self.bounds.check(total.layers, total.steps, item.span)
+        return total
 
     def call(self, call: ir.Call, env: dict, depth: int) -> Tally:
         called = Tally(nodes=1, steps=1 + sum(self.size(arg.value) for arg in call.args))

@@ -48,16 +48,38 @@ def format_source(source: Source) -> str:
 
 
 def _without_trailing_separators(tokens: list[Token]) -> list[Token]:
-    """Drop a ``;`` that ends a body and a ``,`` that ends a list: they change nothing."""
+    """Drop a ``;`` that ends a body and a ``,`` that ends a list: they change nothing. (Not the ``,`` of
+    ``(x,)``, which makes a list of one from a parenthesised ``x``.)"""
     kept = []
+    parens: list[int] = []  # indices of the '(' still open
     for index, token in enumerate(tokens):
         after = tokens[index + 1].type if index + 1 < len(tokens) else "$END"
+        if token.type == "LPAR":
+            parens.append(index)
+        elif token.type == "RPAR" and parens:
+            parens.pop()
         if token.type == "SEMICOLON" and after in {"MORETHAN", "RSQB", "VBAR", "$END", *_DECLS}:
             continue
-        if token.type == "COMMA" and after in {"RPAR", "RSQB"}:
+        if token.type == "COMMA" and (after == "RSQB" or (after == "RPAR" and not _a_list_of_one(tokens, parens[-1], index))):
             continue
         kept.append(token)
     return kept
+
+
+def _a_list_of_one(tokens: list[Token], opening: int, comma: int) -> bool:
+    """Whether the ``,`` at ``comma`` is the only one at the top of the parentheses opened at ``opening``
+    that are not a call's or a definition's: ``(x,)``."""
+    if tokens[opening - 1].type == "CALLNAME" or (opening >= 2 and tokens[opening - 2].type in {"BLOCK", "NETWORK"}):
+        return False
+    depth = 0
+    for token in tokens[opening + 1:comma]:
+        if token.type in _OPENERS:
+            depth += 1
+        elif token.type in _CLOSERS:
+            depth -= 1
+        elif token.type == "COMMA" and depth == 0:
+            return False
+    return True
 
 
 @dataclass
@@ -167,7 +189,7 @@ class _Printer:
             if kind == "LESSTHAN":
                 frame = "group"
             elif kind == "LSQB":
-                frame = "branch" if self.tokens[index - 1].type in {"CONCAT", "ADD"} else "shape"
+                frame = "branch" if self.tokens[index - 1].type in {"CONCAT", "ADD", "MUL"} else "shape"
             else:
                 frame = "paren"
             spans_lines = "\n" in self.text[self.tokens[index].start_pos:self.tokens[self.pairs[index]].end_pos]
@@ -185,6 +207,8 @@ class _Printer:
             return ""
         if kind == "LPAR" and (before == "CALLNAME" or self.tokens[index - 2].type in {"BLOCK", "NETWORK"}):
             return ""  # a call, or a definition's name: glued to its '('
+        if kind == "LSQB" and before in {"NAME", "RPAR", "RSQB"}:
+            return ""  # an index, d[i]: a list never starts a space-separated argument
         if kind == "EQUAL" or before == "EQUAL":
             # A parameter's default and a body's '=' take spaces; a keyword argument's does not.
             return " " if self.header or index - 1 == self.body_equal else ""
@@ -246,11 +270,11 @@ def _brackets(tokens: list[Token]) -> dict[int, int]:
     compare (Lark lexes them as the group's brackets there too)."""
     stack: list[int] = []
     pairs: dict[int, int] = {}
-    in_test = False
+    tests = 0  # tests open: an if's test may hold a conditional expression with its own if ... then
     for index, token in enumerate(tokens):
         if token.type in {"IF", "THEN"}:
-            in_test = token.type == "IF"
-        elif in_test and token.type in {"LESSTHAN", "MORETHAN"}:
+            tests = tests + 1 if token.type == "IF" else max(0, tests - 1)
+        elif tests and token.type in {"LESSTHAN", "MORETHAN"}:
             continue
         elif token.type in _OPENERS:
             stack.append(index)

@@ -45,6 +45,7 @@ FAMILY_COLOURS = {
     "reshape": "#eeeeee",
     "regularisation": "#f4cccc",
     "identity": "#ffffff",
+    "scale": "#d0e0e3",
 }
 BLOCK_COLOUR = "#dde4ee"
 FONT = "Helvetica"
@@ -189,13 +190,16 @@ class _Drawing:
 
 
 def _join(node: ir.Join) -> _Box:
-    if node.op == "add":
-        # The ⊕ of the ResNet paper's figure: a small circle the branches meet at.
+    if node.op in _JOIN_SIGNS:
+        # The ⊕ of the ResNet paper's figure (⊗ for a gate): a small circle the branches meet at.
         attrs = {"shape": "circle", "style": "filled", "fillcolor": "#ffffff", "width": "0.3", "fixedsize": "true",
                  "fontsize": "14"}
-        return _Box(node.path, "+", attrs, [_where(node)])
+        return _Box(node.path, _JOIN_SIGNS[node.op], attrs, [_where(node)])
     attrs = {"shape": "box", "style": "filled", "fillcolor": "#ffffff"}
-    return _Box(node.path, "concat", attrs, [_where(node)])
+    return _Box(node.path, node.op, attrs, [_where(node)])
+
+
+_JOIN_SIGNS = {"add": "+", "mul": "×"}
 
 
 def _collapsed(node: ir.Block) -> _Box:

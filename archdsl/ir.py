@@ -64,7 +64,7 @@ class UnOp(Node):
 
 
 class BinOp(Node):
-    op: Literal["+", "-", "*", "/", "//", "%", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
+    op: Literal["+", "-", "*", "/", "//", "%", "**", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
     left: Expr
     right: Expr
 
@@ -76,7 +76,28 @@ class Func(Node):
     args: tuple[Expr, ...]
 
 
-Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func]
+class ListExpr(Node):
+    """``[3, 4, 6, 3]``, or ``(1, 7)`` (the same list)."""
+
+    items: tuple[Expr, ...]
+
+
+class Index(Node):
+    """``depths[i]``: an item of a list, counted from 0 (from the end when negative)."""
+
+    value: Expr
+    index: Expr
+
+
+class CondExpr(Node):
+    """``if TEST then A else B`` as an expression: only the arm chosen is evaluated."""
+
+    test: Expr
+    then: Expr
+    otherwise: Expr
+
+
+Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func, ListExpr, Index, CondExpr]
 
 
 # -- items ---------------------------------------------------------------------------------------
@@ -109,10 +130,19 @@ class Repeat(Node):
 
 
 class Branch(Node):
-    """``concat [ A | B ]`` or ``add [ A | B ]``: each branch is a sequence of items."""
+    """``concat [ A | B ]``, ``add [ A | B ]`` or ``mul [ A | B ]``: each branch is a sequence of items."""
 
-    op: Literal["concat", "add"]
+    op: Literal["concat", "add", "mul"]
     branches: tuple[tuple[Item, ...], ...]
+
+
+class Loop(Node):
+    """``for NAME in LIST ITEM``: the item once per value of the list, ``NAME`` bound to it."""
+
+    name: str
+    name_span: Span
+    values: Expr
+    item: Item
 
 
 class Cond(Node):
@@ -123,7 +153,7 @@ class Cond(Node):
     otherwise: Item
 
 
-Item = Union[Call, Group, Repeat, Branch, Cond]
+Item = Union[Call, Group, Repeat, Loop, Branch, Cond]
 
 
 # -- definitions ---------------------------------------------------------------------------------
@@ -191,9 +221,9 @@ class Block(GraphNode):
 
 
 class Join(GraphNode):
-    """A resolved ``concat`` or ``add``: branches run on the same input, then join."""
+    """A resolved ``concat``, ``add`` or ``mul``: branches run on the same input, then join."""
 
-    op: Literal["concat", "add"]
+    op: Literal["concat", "add", "mul"]
     branches: tuple[tuple[Resolved, ...], ...]
 
 
@@ -222,7 +252,7 @@ def walk_items(items: tuple[Item, ...]):
         yield item
         if isinstance(item, Group):
             stack.extend(item.items)
-        elif isinstance(item, Repeat):
+        elif isinstance(item, (Repeat, Loop)):
             stack.append(item.item)
         elif isinstance(item, Cond):
             stack.extend((item.then, item.otherwise))
@@ -272,6 +302,12 @@ def subexpressions(expr: Expr):
             stack.extend((node.left, node.right))
         elif isinstance(node, Func):
             stack.extend(node.args)
+        elif isinstance(node, ListExpr):
+            stack.extend(node.items)
+        elif isinstance(node, Index):
+            stack.extend((node.value, node.index))
+        elif isinstance(node, CondExpr):
+            stack.extend((node.test, node.then, node.otherwise))
 
 
 def expression_size(expr: Expr) -> int:

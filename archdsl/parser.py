@@ -60,6 +60,7 @@ _TERMINAL_WORDS = {
     "__ANON_0": "'->'",
     "SUM_OP": "'+' or '-'",
     "PROD_OP": "an operator",
+    "POW_OP": "'**'",
     "CMP_OP": "a comparison",
     "$END": "the end of the file",
 }
@@ -231,7 +232,10 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
     found = f"'{token}'" if token.type != "NAME" else f"name '{token}'"
     message = f"unexpected {found}; expected {_words(expected)}"
     hint = None
-    if "SEMICOLON" in expected and token.type in {"NAME", "CALLNAME", "LESSTHAN", "REPEAT", "CONCAT", "ADD", "IF"}:
+    if token.type == "LSQB" and "LSQB" not in expected and "SEMICOLON" in expected:
+        hint = "a list cannot start a space-separated argument: write it in parentheses, (1, 7), or by name, k=[1, 7]"
+    elif "SEMICOLON" in expected and token.type in {"NAME", "CALLNAME", "LESSTHAN", "REPEAT", "FOR", "CONCAT", "ADD",
+                                                    "MUL", "IF"}:
         message = f"expected ';' before {found}"
         hint = "items of a sequence are separated by ';'"
     elif expected & {"MORETHAN", "RSQB", "RPAR"} and token.type in {"BLOCK", "NETWORK", "IMPORT"}:
@@ -263,14 +267,14 @@ def _unclosed(text: str) -> str | None:
     enough to point at the culprit after a parse error.
     """
     stack: list[tuple[str, int]] = []
-    in_test = False
+    tests = 0  # an if's test may hold a conditional expression with its own if ... then
     for match in _BRACKET_SCAN.finditer(text):
         word = match.group()
         if word in ("if", "then"):
-            in_test = word == "if"
-        elif word in _CLOSING and not (in_test and word == "<"):
+            tests = tests + 1 if word == "if" else max(0, tests - 1)
+        elif word in _CLOSING and not (tests and word == "<"):
             stack.append((word, match.start()))
-        elif word in _CLOSING.values() and not (in_test and word == ">"):
+        elif word in _CLOSING.values() and not (tests and word == ">"):
             if stack and _CLOSING[stack[-1][0]] == word:
                 stack.pop()
     if not stack:
@@ -346,6 +350,9 @@ class _ToIR(Transformer_NonRecursive):
     def repeat(self, meta, count, item):
         return ir.Repeat.make(span=self._span(meta), count=count, item=item)
 
+    def loop(self, meta, name: Token, values, item):
+        return ir.Loop.make(span=self._span(meta), name=str(name), name_span=self._span(name), values=values, item=item)
+
     def branch(self, meta, op: Token, *bodies):
         return ir.Branch.make(span=self._span(op), op=str(op), branches=bodies)
 
@@ -364,6 +371,15 @@ class _ToIR(Transformer_NonRecursive):
 
     def func(self, meta, name: Token, *args):
         return ir.Func.make(span=self._span(meta), name=str(name), args=args)
+
+    def list_(self, meta, *items):
+        return ir.ListExpr.make(span=self._span(meta), items=tuple(i for i in items if i is not None))
+
+    def index(self, meta, value, index):
+        return ir.Index.make(span=self._span(meta), value=value, index=index)
+
+    def cond_expr(self, meta, test, then, otherwise):
+        return ir.CondExpr.make(span=self._span(meta), test=test, then=then, otherwise=otherwise)
 
     def binop(self, meta, left, op: Token, right):
         return ir.BinOp.make(span=self._span(meta), op=str(op), left=left, right=right)

@@ -153,7 +153,18 @@ class _Resolver:
         if isinstance(expr, ir.UnOp):
             return values.unary(expr.op, self.evaluate(expr.operand, scope, depth + 1), expr.span)
         if isinstance(expr, ir.Func):
-            return values.function(expr.name, [self.evaluate(a, scope, depth + 1) for a in expr.args], expr.span)
+            result = values.function(expr.name, [self.evaluate(a, scope, depth + 1) for a in expr.args], expr.span)
+            if isinstance(result, tuple):
+                self.count(0, 0, len(result), expr.span)  # range(n) makes n items: each is a step
+            return result
+        if isinstance(expr, ir.ListExpr):
+            return tuple(self.evaluate(item, scope, depth + 1) for item in expr.items)
+        if isinstance(expr, ir.Index):
+            return values.index(self.evaluate(expr.value, scope, depth + 1),
+                                self.evaluate(expr.index, scope, depth + 1), expr.span)
+        if isinstance(expr, ir.CondExpr):
+            chosen = expr.then if values.truth(self.evaluate(expr.test, scope, depth + 1), expr.test.span) else expr.otherwise
+            return self.evaluate(chosen, scope, depth + 1)
         assert isinstance(expr, ir.BinOp)
         left = self.evaluate(expr.left, scope, depth + 1)
         if expr.op in ("and", "or"):
@@ -213,6 +224,8 @@ class _Resolver:
             return shape
         if isinstance(item, ir.Repeat):
             return self.repeat(item, scope, shape, depth, out)
+        if isinstance(item, ir.Loop):
+            return self.loop(item, scope, shape, depth, out)
         if isinstance(item, ir.Cond):
             chosen = item.then if values.truth(self.value(item.test, scope), item.test.span) else item.otherwise
             nodes, shape = self.items((chosen,), scope, shape, depth + 1)
@@ -252,6 +265,23 @@ class _Resolver:
             shape = new_shape
             self.bounds.check(self.layers + (self.layers - layers) * remaining,
                              self.steps + (self.steps - steps) * remaining, item.count.span, repeat=count)
+        return shape
+
+    def loop(self, item: ir.Loop, scope: _Scope, shape: ir.Shape, depth: int, out: list[ir.Resolved]) -> ir.Shape:
+        """``for NAME in LIST ITEM``: the item once per value, in a scope where NAME is that value; the
+        layers are named on in the enclosing scope, as a repeat's are."""
+        over = self.value(item.values, scope)
+        if not isinstance(over, tuple):
+            raise ResolveError(f"for loops over a list, not the {values.kind(over)} {values.show(over)}",
+                               item.values.span, hint=f"to repeat an item n times: for i in range(n) ..., or repeat n ...")
+        if item.name in ("true", "false"):
+            raise ResolveError(f"'{item.name}' cannot name a loop's values", item.name_span)
+        if self.budget is not None and len(over) > self.budget:
+            raise _OverBudget
+        for value in over:
+            inner = _Scope({**scope.env, item.name: value}, scope.in_shape, scope.prefix, scope.counts)
+            nodes, shape = self.items((item.item,), inner, shape, depth + 1)
+            out.extend(nodes)
         return shape
 
     def branch(self, item: ir.Branch, scope: _Scope, shape: ir.Shape, depth: int) -> ir.Join:
@@ -527,6 +557,8 @@ def _division_hint(value: ir.Value) -> str | None:
     """A whole number that came out as a decimal: made by '/', or by arithmetic with a decimal."""
     if isinstance(value, float) and value.is_integer():
         return "'/' gives a decimal, as does any arithmetic with one (7.5 // 2 is 3.0, 1e3 is 1000.0): divide whole numbers with //"
+    if isinstance(value, float):
+        return "round(x), floor(x) or ceil(x) make a whole number of it (make_divisible(x, 8) a multiple of 8); // divides whole numbers"
     return None
 
 
@@ -562,18 +594,54 @@ def _signature(name: str, kind: LayerKind, fixed: dict) -> str:
 
 
 def parse_value(text: str) -> ir.Value:
-    """A value given on the command line: ``3``, ``-2``, ``0.5``, ``true``."""
-    lowered = text.strip().lower()
+    """A value given on the command line: ``3``, ``-2``, ``0.5``, ``true``, a list ``[3,4,6,3]`` or ``(1, 7)``
+    (lists may nest: ``[[1,16],[6,24]]``)."""
+    tokens = re.findall(r"[\[\](),]|[^\s\[\](),]+", text)
+    value, end = _parse_value_tokens(text, tokens, 0, 0)
+    if end != len(tokens):
+        raise UsageError(f"'{text}' is not a value: '{tokens[end]}' follows a complete one", hint=_VALUE_HINT)
+    return value
+
+
+_VALUE_HINT = "parameter values are integers, decimals, true, false or lists of them: [3,4,6,3]"
+
+
+def _parse_value_tokens(text: str, tokens: list[str], start: int, depth: int) -> tuple[ir.Value, int]:
+    """The value that starts at ``tokens[start]``, and the index after it."""
+    if start >= len(tokens):
+        raise UsageError(f"'{text}' is not a value: it ends too early", hint=_VALUE_HINT)
+    token = tokens[start]
+    if token in "[(":
+        if depth >= 8:
+            raise UsageError(f"'{text[:40]}...' nests lists more than 8 deep", hint=_VALUE_HINT)
+        closing = "]" if token == "[" else ")"
+        items: list[ir.Value] = []
+        position = start + 1
+        while position < len(tokens) and tokens[position] != closing:
+            item, position = _parse_value_tokens(text, tokens, position, depth + 1)
+            items.append(item)
+            if len(items) > values.MAX_LIST:
+                raise UsageError(f"a list of more than {values.MAX_LIST:,} items", hint="no network needs a list this long")
+            if position < len(tokens) and tokens[position] == ",":
+                position += 1
+            elif position < len(tokens) and tokens[position] != closing:
+                raise UsageError(f"'{text}' is not a value: ',' or '{closing}' expected before '{tokens[position]}'",
+                                 hint=_VALUE_HINT)
+        if position >= len(tokens):
+            raise UsageError(f"'{text}' is not a value: '{token}' is not closed", hint=_VALUE_HINT)
+        return tuple(items), position + 1
+    lowered = token.lower()
     if lowered in _TRUTH:
-        return _TRUTH[lowered]
+        return _TRUTH[lowered], start + 1
     number = re.fullmatch(r"([+-]?)((\d+\.\d*|\.\d+|\d+)(e[+-]?\d+)?)", lowered)
     if number is None:
-        raise UsageError(f"'{text}' is not a number", hint="parameter values are integers, decimals, true or false")
+        what = f"'{token}'" + (f" in '{text}'" if token != text.strip() else "")
+        raise UsageError(f"{what} is not a number", hint=_VALUE_HINT)
     try:
         value = values.literal(number.group(2))
     except LimitError as err:
         raise UsageError(err.message, hint=err.hint) from None
-    return -value if number.group(1) == "-" else value
+    return (-value if number.group(1) == "-" else value), start + 1
 
 
 def resolve_network(
@@ -717,12 +785,20 @@ def _check_sizes(what: str, shape: ir.Shape, span: Span) -> None:
 
 
 def _given(definition: ir.NetworkDef, name: str, value: ir.Value) -> ir.Value:
-    """A parameter's value from the command line or the API, refused if it is too large."""
+    """A parameter's value from the command line or the API (a Python list is a list), refused if it is too
+    large."""
     try:
-        return values.bounded(value, None)
+        return values.bounded(_from_python(value), None)
     except LimitError as err:
         raise UsageError(f"network {definition.name}, parameter '{name}': {err.message}", file=definition.span.file,
                          hint=err.hint) from None
+
+
+def _from_python(value):
+    """Python lists and tuples as the language's lists (tuples), recursively."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_from_python(v) for v in value)
+    return value
 
 
 def _free_names(exprs: tuple[ir.Expr, ...], env: dict) -> dict[str, Sym]:

@@ -37,23 +37,40 @@ def require_rank(shape: Shape, rank: int, kind: str, what: str) -> Shape:
     return shape
 
 
-def pooled_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """PyTorch's output size for a window: floor((size + 2p - d(k-1) - 1) / s) + 1."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    """A window's number per axis, height then width: ``3`` -> ``(3, 3)``; ``(1, 7)`` stays."""
+    return value if isinstance(value, tuple) else (value, value)
 
 
-def spatial(kind: str, hw: tuple[int, int], k: int, s: int, p: int, d: int) -> tuple[int, int]:
-    """The H×W after a window of size k, stride s, padding p, dilation d; an error below 1×1."""
+def pooled_size(size: int, k: int, s: int, p: int, d: int, ceil: bool = False) -> int:
+    """PyTorch's output size along one axis: floor((size + 2p - d(k-1) - 1) / s) + 1.
+
+    With ``ceil`` (torch's ceil_mode) it is ceil(...) + 1 instead, less one where the last window would
+    start in the right padding: every window starts inside the input or its left padding."""
+    if not ceil:
+        return (size + 2 * p - d * (k - 1) - 1) // s + 1
     reach = d * (k - 1) + 1
-    padded = (hw[0] + 2 * p, hw[1] + 2 * p)
+    # The last start is the earlier of size + 2p - reach + s - 1 (ceil's) and size + p - 1 (inside); one
+    # floor says both, because padding below the window (p < reach) puts them less than s apart.
+    return (size + p - 1 + min(p + s - reach, 0)) // s + 1
+
+
+def spatial(kind: str, hw: tuple[int, int], k, s, p, d, ceil: bool = False) -> tuple[int, int]:
+    """The H×W after a window of size k, stride s, padding p, dilation d, each a number or a pair
+    (height, width), and ``ceil`` for torch's ceil_mode; an error when the window does not fit."""
+    k, s, p, d = pair(k), pair(s), pair(p), pair(d)
+    out = tuple(pooled_size(hw[i], k[i], s[i], p[i], d[i], ceil) for i in range(2))
     # A symbolic size is checked later, as the constraint that the output is at least 1 (--min-input).
-    if any(isinstance(size, int) and size < reach for size in padded):
-        window = f"{k}×{k}" + (f" (dilated to {reach}×{reach})" if d != 1 else "")
+    if any(isinstance(size, int) and size < 1 for size in out):
+        reach = tuple(d[i] * (k[i] - 1) + 1 for i in range(2))
+        padded = tuple(hw[i] + 2 * p[i] for i in range(2))
+        window = show(k) + (f" (dilated to {show(reach)})" if d != (1, 1) else "")
         raise LayerError(
-            f"{kind} window {window} is larger than its input {show(hw)}" + (f" padded to {show(padded)}" if p else ""),
-            hint="the spatial size has fallen below 1: use a larger input, more padding, or fewer downsampling layers",
+            f"{kind} window {window} is larger than its input {show(hw)}" + (f" padded to {show(padded)}" if p != (0, 0) else ""),
+            hint="a window must fit in its padded input: use a larger input, more padding, a smaller window, "
+                 "or fewer downsampling layers before it",
         )
-    return pooled_size(hw[0], k, s, p, d), pooled_size(hw[1], k, s, p, d)
+    return out
 
 
 def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
@@ -62,6 +79,15 @@ def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
     Returns ``(shape, None)`` when they join and ``(first, message)`` when they do not.
     """
     first = shapes[0]
+    if op == "mul":
+        result = first
+        for index, shape in enumerate(shapes[1:], start=2):
+            broadcast = _broadcast(result, shape)
+            if broadcast is None:
+                return first, (f"mul needs shapes that broadcast (equal sizes, or 1 on one side), but branch 1 gives "
+                               f"{show(first)} and branch {index} gives {show(shape)}")
+            result = broadcast
+        return result, None
     if op == "add":
         for index, shape in enumerate(shapes[1:], start=2):
             if shape != first:
@@ -78,9 +104,31 @@ def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
     return (sum(s[0] for s in shapes), *first[1:]), None
 
 
+def _broadcast(left: Shape, right: Shape) -> Shape | None:
+    """The shape of ``left * right`` in torch, for tensors of one rank (C×1×1 times C×H×W is C×H×W), or
+    None when they do not broadcast."""
+    if len(left) != len(right):
+        return None
+    out = []
+    for a, b in zip(left, right):
+        if a == b or b == 1:
+            out.append(a)
+        elif a == 1:
+            out.append(b)
+        else:
+            return None
+    return tuple(out)
+
+
 def mismatch_hint(op: str, shapes: list[Shape]) -> str:
     """What to change so that branches join: the padding that closes a constant gap, or the stride."""
     first = shapes[0]
+    if op == "mul":
+        for index, shape in enumerate(shapes[1:], start=2):
+            if len(shape) == len(first) and shape and shape[0] != first[0]:
+                return (f"give the branches the same channels (branch 1 has {first[0]}, branch {index} has "
+                        f"{shape[0]}): a gate ends in conv1x1 in.c")
+        return "a gate branch that scales each channel ends in C×1×1: gap; conv1x1 ...; sigmoid"
     for index, shape in enumerate(shapes[1:], start=2):
         if shape == first or (op == "concat" and shape[1:] == first[1:]):
             continue

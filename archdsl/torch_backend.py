@@ -48,6 +48,23 @@ class Add(_Join):
         return total
 
 
+class Mul(_Join):
+    """Runs each branch on the same input and multiplies the results elementwise, broadcasting a C×1×1
+    branch over C×H×W (a gate: squeeze-and-excitation)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs: list[torch.Tensor] = []
+        for branch in self.values():
+            outputs.append(branch(x))
+        product = outputs[0]
+        for y in outputs[1:]:
+            product = product * y
+        return product
+
+
+JOINS = {"concat": Concat, "add": Add, "mul": Mul}
+
+
 def build(network: ir.Network, init: str = "default", seed: int | None = None) -> nn.Sequential:
     """The network as an ``nn.Sequential`` of named submodules.
 
@@ -84,4 +101,4 @@ def _module(node: ir.Resolved) -> nn.Module:
     if isinstance(node, ir.Block):
         return _sequence(node.body)
     branches = [_sequence(branch) for branch in node.branches]
-    return Concat(branches) if node.op == "concat" else Add(branches)
+    return JOINS[node.op](branches)

@@ -15,6 +15,7 @@ counts and messages never hold an integer too large to compute with or to print.
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import re
@@ -38,10 +39,26 @@ SYMBOLIC_HINT = "this depends on the symbolic input size; give a concrete one (-
 BOOLEAN_HINT = "true and false are switches (bias=false) and the values of tests (if ... then ... else ...), not numbers"
 
 ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-              "//": operator.floordiv, "%": operator.mod}
+              "//": operator.floordiv, "%": operator.mod, "**": operator.pow}
 COMPARISONS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
                ">": operator.gt, ">=": operator.ge}
-FUNCTIONS = ("min", "max")
+# Items of one list: range(n) and list literals (a list of layers' worth of settings has dozens).
+MAX_LIST = 10_000
+# The functions expressions may call, with what each takes (for the hint of a misspelt one).
+FUNCTIONS = {
+    "min": "min(a, b, ...) or min(list)",
+    "max": "max(a, b, ...) or max(list)",
+    "round": "round(x): the nearest whole number (halves to even, as Python and torchvision round)",
+    "floor": "floor(x)",
+    "ceil": "ceil(x)",
+    "log": "log(x) (natural) or log(x, base)",
+    "pow": "pow(x, y), as x ** y",
+    "len": "len(list)",
+    "sum": "sum(list)",
+    "range": "range(n), range(a, b) or range(a, b, step): a list of whole numbers",
+    "make_divisible": "make_divisible(v, d) or make_divisible(v, d, least): v rounded to a multiple of d, "
+                      "at least least (default d) and not below 90% of v (torchvision's _make_divisible)",
+}
 
 
 def kind(value: Value) -> str:
@@ -121,10 +138,26 @@ def binary(op: str, left: Value, right: Value, span: Span) -> Value:
     _numbers(f"'{op}'", (left, right), span)
     if op in ("/", "//", "%") and not isinstance(right, Sym) and right == 0:
         raise ResolveError("division by zero", span)
+    if op == "**":
+        return power(left, right, span)
     try:
         return bounded(ARITHMETIC[op](left, right), span)
     except SymbolicError as err:
         raise ResolveError(str(err), span, hint=SYMBOLIC_HINT) from None
+
+
+def power(base: Value, exponent: Value, span: Span) -> Value:
+    """``base ** exponent`` of numbers, refused before it is computed when it would pass the bound."""
+    for value in (base, exponent):
+        if isinstance(value, Sym):
+            raise ResolveError(f"'**' of the symbolic size {value}", span, hint=SYMBOLIC_HINT)
+    if base == 0 and exponent < 0:
+        raise ResolveError("division by zero (0 raised to a negative power)", span)
+    if base < 0 and isinstance(exponent, float) and not exponent.is_integer():
+        raise ResolveError(f"{show(base)} ** {show(exponent)} is not a real number", span)
+    if abs(base) > 1 and exponent > 0 and exponent * math.log2(abs(base)) > 63:
+        _too_large(f"{show(base)} ** {show(exponent)}", span)
+    return bounded(base ** exponent, span)
 
 
 def unary(op: str, value: Value, span: Span) -> Value:
@@ -137,6 +170,9 @@ def unary(op: str, value: Value, span: Span) -> Value:
 
 def truth(value: Value, span: Span) -> bool:
     """A value as the test of an ``if``: a boolean, or a number that is not zero."""
+    if isinstance(value, tuple):
+        raise ResolveError(f"the list {show(value)} is not a test", span,
+                           hint="compare its length instead: len(xs) > 0")
     if not isinstance(value, Sym):
         return bool(value)
     if value.sign() is None:
@@ -145,10 +181,104 @@ def truth(value: Value, span: Span) -> bool:
 
 
 def function(name: str, args: list[Value], span: Span) -> Value:
-    """``min(...)`` and ``max(...)`` of numbers; symbolic ones where their order is the same at every input size."""
+    """A call of one of ``FUNCTIONS``: ``min``/``max`` of numbers (symbolic ones where their order is the
+    same at every input size), the rounding functions, ``log``, ``pow``, ``len``, ``sum``, ``range``,
+    ``make_divisible``."""
     if name not in FUNCTIONS:
-        raise ResolveError(f"unknown function '{name}'", span, hint="expressions may call min(...) and max(...)")
+        close = difflib.get_close_matches(name, FUNCTIONS, n=1, cutoff=0.6)
+        raise ResolveError(f"unknown function '{name}'", span,
+                           hint=f"did you mean '{close[0]}'? {FUNCTIONS[close[0]]}" if close
+                           else "expressions may call " + ", ".join(f"{f}(...)" for f in FUNCTIONS))
+    if name in ("len", "sum") or (name in ("min", "max") and len(args) == 1 and isinstance(args[0], tuple)):
+        _arity(name, args, 1, 1, span)
+        items = _list(args[0], name, span)
+        if name == "len":
+            return len(items)
+        if name == "sum":
+            _numbers("sum(...)", items, span)
+            return bounded(sum(items, 0), span)
+        if not items:
+            raise ResolveError(f"{name}() of an empty list", span)
+        args = list(items)
     _numbers(f"{name}(...)", args, span)
+    if name in ("min", "max"):
+        return _extreme(name, args, span)
+    if name in ("round", "floor", "ceil"):
+        _arity(name, args, 1, 1, span)
+        value = args[0]
+        if isinstance(value, (int, Sym)):
+            return value  # already whole
+        return {"round": round, "floor": math.floor, "ceil": math.ceil}[name](value)
+    _concrete(name, args, span)
+    if name == "log":
+        _arity(name, args, 1, 2, span)
+        if args[0] <= 0 or (len(args) == 2 and (args[1] <= 0 or args[1] == 1)):
+            raise ResolveError(f"log({', '.join(map(show, args))}) is not defined", span,
+                               hint="log takes a positive number, and a positive base other than 1")
+        return math.log(*args)
+    if name == "pow":
+        _arity(name, args, 2, 2, span)
+        return power(args[0], args[1], span)
+    if name == "range":
+        _arity(name, args, 1, 3, span)
+        for value in args:
+            if not isinstance(value, int):
+                raise ResolveError(f"range takes whole numbers, not {show(value)}", span)
+        if len(args) == 3 and args[2] == 0:
+            raise ResolveError("range(...) with a step of 0", span)
+        numbers = range(*args)
+        if len(numbers) > MAX_LIST:
+            raise LimitError(f"range({', '.join(map(show, args))}) has {len(numbers):,} items, more than the limit "
+                             f"of {MAX_LIST:,} of a list", span, hint="no network needs a list this long")
+        return tuple(numbers)
+    assert name == "make_divisible"
+    _arity(name, args, 2, 3, span)
+    value, divisor = args[0], args[1]
+    least = args[2] if len(args) == 3 else divisor
+    if not isinstance(divisor, int) or divisor <= 0:
+        raise ResolveError(f"make_divisible's divisor must be a positive whole number, not {show(divisor)}", span)
+    result = max(least, int(value + divisor / 2) // divisor * divisor)
+    if result < 0.9 * value:
+        result += divisor
+    return bounded(result, span)
+
+
+def index(items: Value, position: Value, span: Span) -> Value:
+    """``items[position]``: counted from 0, from the end when negative, as in Python."""
+    items = _list(items, "indexing", span)
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise ResolveError(f"a list index must be a whole number, not {show(position)}", span)
+    if not -len(items) <= position < len(items):
+        raise ResolveError(f"index {position} is out of range: the list {_shown_list(items)} has "
+                           f"{len(items)} item{'s' if len(items) != 1 else ''}", span,
+                           hint=f"indices run from 0 to {len(items) - 1}" if items else "the list is empty")
+    return items[position]
+
+
+def _list(value: Value, what: str, span: Span) -> tuple:
+    if not isinstance(value, tuple):
+        raise ResolveError(f"{what} takes a list, not the {kind(value)} {show(value)}", span)
+    return value
+
+
+def _shown_list(items: tuple) -> str:
+    text = show(items)
+    return text if len(text) <= 60 else text[:57] + "...]"
+
+
+def _arity(name: str, args: list, least: int, most: int, span: Span) -> None:
+    if not least <= len(args) <= most:
+        raise ResolveError(f"{name}(...) takes {least if least == most else f'{least} to {most}'} argument"
+                           f"{'s' if most != 1 else ''}, not {len(args)}", span, hint=f"usage: {FUNCTIONS[name]}")
+
+
+def _concrete(name: str, args: list, span: Span) -> None:
+    for value in args:
+        if isinstance(value, Sym):
+            raise ResolveError(f"{name}(...) of the symbolic size {value}", span, hint=SYMBOLIC_HINT)
+
+
+def _extreme(name: str, args: list, span: Span) -> Value:
     best = args[0]
     for value in args[1:]:
         order = _order(best, value, f"{name}(...)", span)
@@ -163,9 +293,17 @@ def _numbers(what: str, values, span: Span) -> None:
     for value in values:
         if isinstance(value, bool):
             raise ResolveError(f"{what} takes numbers, not the boolean {show(value)}", span, hint=BOOLEAN_HINT)
+        if isinstance(value, tuple):
+            raise ResolveError(f"{what} takes numbers, not the list {_shown_list(value)}", span,
+                               hint="take an item (xs[i]), or loop over the list: for x in xs ...")
 
 
 def _compare(op: str, left: Value, right: Value, span: Span) -> bool:
+    if isinstance(left, tuple) or isinstance(right, tuple):
+        if isinstance(left, tuple) and isinstance(right, tuple) and op in ("==", "!="):
+            return COMPARISONS[op](left, right)
+        raise ResolveError(f"'{op}' cannot compare the {kind(left)} {show(left)} and the {kind(right)} {show(right)}",
+                           span, hint="lists compare with == and != only, with lists")
     if isinstance(left, bool) or isinstance(right, bool):
         if isinstance(left, bool) and isinstance(right, bool) and op in ("==", "!="):
             return COMPARISONS[op](left, right)
