@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from archdsl import zoo
 from archdsl.arguments import (
     PATH,
     import_dir_option,
@@ -73,7 +74,8 @@ def app() -> None:
 @import_dir_option
 def compile_command(spec: Path, param: tuple[str, ...], input: str | None, network: str | None, depth: int | None,
                     json_: bool, emit: str | None, max_params: int | None, allow_import_dir: tuple[Path, ...]) -> None:
-    """Check SPEC (an .arch file) and print its per-layer shapes, parameters and MACs."""
+    """Check SPEC (an .arch file, or a network of the zoo by name: `archdsl zoo` lists them) and print its
+    per-layer shapes, parameters and MACs."""
     from archdsl import summary
 
     if emit is not None and json_:
@@ -139,10 +141,11 @@ def check_command(specs: tuple[Path, ...], quiet: bool, allow_import_dir: tuple[
     failed = 0
     for spec in specs:
         try:
+            path, name = zoo.locate(spec, network)
             if min_input:
-                message = minimum_report(spec, allow_import_dir, network, params)
+                message = minimum_report(path, allow_import_dir, name, params)
             else:
-                message = check_file(spec, allow_import_dir, network, params, limits)
+                message = check_file(path, allow_import_dir, name, params, limits)
         except ArchError as err:
             failed += 1
             print(err.render(), file=sys.stderr)
@@ -168,7 +171,11 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
     failed = False
     for spec in specs:
         try:
-            source = read_source(spec)
+            path, _ = zoo.locate(spec)
+            if write and path is not spec:
+                raise UsageError(f"fmt --write rewrites spec files, and {spec} is a network of the zoo",
+                                 hint=f"copy its family's spec with `archdsl fmt {spec} > FILE.arch` and edit that")
+            source = read_source(path)
             formatted = format_source(source)
             if formatted == source.text:
                 if not (check or write):
@@ -274,6 +281,18 @@ def compare_command(spec: Path, other: Path | None, param: tuple[str, ...], para
                      import_dirs=allow_import_dir)
     data = compare.side_by_side(a, b)
     print(json.dumps(data, indent=1) if json_ else compare.render_side_by_side(data), end="\n" if json_ else "")
+
+
+@app.command("zoo", short_help="List the zoo's networks (torchvision's classifiers) with params and MACs.")
+@click.option("--json", "json_", is_flag=True, help="Print one JSON object.")
+def zoo_command(json_: bool) -> None:
+    """List the networks of the zoo, torchvision's classifiers, with their family spec, input, parameters and
+    MACs. Every command that takes a spec takes one of these names: archdsl compile resnet50."""
+    entries = zoo.entries()
+    if json_:
+        print(json.dumps(zoo.as_json(entries), indent=1))
+    else:
+        print(zoo.table(entries), end="")
 
 
 @app.command("layers", short_help="List the layer kinds with their arguments.")

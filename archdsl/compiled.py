@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from archdsl import ir
+from archdsl import ir, zoo
 from archdsl.errors import UsageError
 from archdsl.program import Program, is_file, load_program, paused_gc, read_source
 from archdsl.resolve import Limits, resolve_network
@@ -142,13 +142,16 @@ def load(
     import_dirs: Sequence[str | Path] | None = None,
     **params: ir.Value,
 ) -> CompiledNetwork:
-    """Compile the spec at ``path``; keyword arguments set network parameters.
+    """Compile the spec at ``path``, or the zoo's network of that name; keyword arguments set network parameters.
 
     ``import_dirs`` are folders its imports may reach besides the spec's own.
 
     >>> archdsl.load("specs/vgg16.arch", in_channels=3, classes=1000).params
     138357544
+    >>> archdsl.load("resnet50").params           # torchvision's, from the zoo (archdsl/zoo/resnet.arch)
+    25557032
     """
+    path, network = zoo.locate(path, network)
     with paused_gc():
         return compile_program(load_program(read_source(path), import_dirs), network, input_shape, limits, **params)
 

@@ -5,8 +5,9 @@
 #           run the CLI, diagnostics and packaging tests;
 #   d2l     archdsl[train] and d2l 1.0.3 (numpy 1.23.5, matplotlib 3.7.2) resolve together (nothing installed);
 #   dist    the sdist and the wheel build (the wheel from the sdist); the wheel, installed in a clean
-#           environment without torch, runs compile, check, graph and fmt on specs copied elsewhere, and
-#           train there names the extra it needs.
+#           environment without torch, runs compile, check, graph and fmt on specs copied elsewhere, the
+#           zoo's networks by name there (the family specs are package data), and train there names the
+#           extra it needs.
 # Usage: bash scripts/ci_packaging.sh [STEP...]   (default: all three). Downloads go through pip's and uv's caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +47,10 @@ dist = Path(sys.argv[1])
 in_sdist = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
 needed = {"LICENSE", "README.md", "pyproject.toml", "tests/conftest.py", "tests/test_cli.py",
           "tests/cases/errors/01_unknown_layer_typo.expected", "specs/vgg16.arch", "specs/lib/vgg.arch",
-          "archdsl/grammar.lark", "archdsl/grammar_tables.json"}
+          "archdsl/grammar.lark", "archdsl/grammar_tables.json", "archdsl/zoo/resnet.arch"}
 in_wheel = zipfile.ZipFile(wheel).namelist()
-missing = sorted(needed - in_sdist) + [f"wheel: {name}" for name in ("LICENSE", "archdsl/grammar_tables.json")
+missing = sorted(needed - in_sdist) + [f"wheel: {name}" for name in ("LICENSE", "archdsl/grammar_tables.json",
+                                                                      "archdsl/zoo/resnet.arch")
                                        if not any(entry.endswith(name) for entry in in_wheel)]
 sys.exit(f"missing from the distributions: {missing}" if missing else None)
 EOF
@@ -65,6 +67,16 @@ EOF
     "$bin/archdsl" graph specs/googlenet.arch -o googlenet.dot --depth 1
     "$bin/archdsl" fmt --check specs/*.arch specs/lib/*.arch
     "$bin/python" -m archdsl export specs/lenet.arch -o lenet.py
+    # The zoo by name, from the installed package; a name that is a file here is that file.
+    "$bin/archdsl" zoo
+    "$bin/archdsl" compile resnet50 --json >resnet50.json
+    "$bin/archdsl" graph densenet121 -o densenet121.dot --depth 2
+    "$bin/archdsl" check vgg16_bn
+    "$bin/python" -c 'import archdsl; assert archdsl.load("resnet18").params == 11_689_512  # torchvision'
+    cp specs/resnet18.arch resnet18 && "$bin/archdsl" compile resnet18 --json >resnet18.json  # now a file here
+    "$bin/python" -c 'import json
+assert json.load(open("resnet50.json"))["params"] == 25_557_032  # torchvision
+assert json.load(open("resnet18.json"))["params"] == 11_178_378  # the file: the book s ResNet-18'
     local status=0
     "$bin/archdsl" train specs/lenet.arch --epochs 1 >train.out 2>&1 || status=$?
     cat train.out

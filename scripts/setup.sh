@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up archdsl for development in ./.venv on a fresh machine: Graphviz (for diagrams), then torch, then
-# archdsl with every extra (train, export) and the test tools.
+# archdsl with every extra (train, export) and the test tools, then torchvision (the zoo's test oracle).
 # torch is installed first and pinned explicitly: this machine keeps the CPU wheel of torch 2.13.0 on its disk,
 # and an open range would make pip pull a multi-GB CUDA build on CPU machines (on a GPU machine the same pin
 # gives the CUDA build, which is what you want there). The train extra only sets a floor, so pip keeps it.
@@ -21,4 +21,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[train,export,test]'
+# torchvision is the zoo's test oracle (tests/test_zoo.py), never a dependency: archdsl does not import it.
+# --no-deps leaves the torch above alone; numpy and Pillow, its other needs, came with the train extra.
+.venv/bin/pip install -q torchvision==0.28.0 --no-deps
 echo "setup: done; the archdsl command is .venv/bin/archdsl (or '. .venv/bin/activate')"

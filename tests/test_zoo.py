@@ -1,0 +1,240 @@
+"""The zoo (archdsl/zoo/): networks by name in every command and in ``archdsl.load``, ``archdsl zoo``, and every
+builder against torchvision, the oracle (tests/torchvision_oracle.py).
+
+Against torchvision, each builder's parameter count equals ``sum(p.numel())`` of ``torchvision.models.get_model``
+(built on the meta device), its output is [1000], and its MACs are within 1% of the GFLOPS torchvision documents
+(``get_model_weights(name).DEFAULT.meta["_ops"]``, multiply-accumulates in torchvision's convention, as archdsl
+counts them). One member of each family (more in the slow tests) is the same function as torchvision's model:
+its weights copied in by order and shape (``archdsl compare --reference --load-weights``), the outputs on a random
+batch within 1e-4 in fp32; a copy that cannot be made fails the test. The built modules also trace with
+torch.fx and run in channels_last.
+
+Building torchvision's models stays small in the fast tests: one model per family; the rest are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SPECS
+
+import archdsl
+from archdsl import zoo
+from archdsl.errors import UsageError
+
+TESTS = Path(__file__).resolve().parent
+
+# Every builder of the zoo by family spec: torchvision's names.
+FAMILIES = {
+    "alexnet": ["alexnet"],
+    "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
+    "resnet": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
+               "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
+    "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
+}
+BUILDERS = [name for names in FAMILIES.values() for name in names]
+# The member of each family that the fast tests build (with torchvision's model beside it).
+FAST = {"alexnet", "densenet121", "resnet18", "vgg11"}
+# Where a weight copy is cheap enough for the fast tests; the other members of each family follow in the slow
+# ones (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's convolutions).
+COPIED_FAST = {"alexnet", "densenet121", "resnet18"}
+COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2"}
+ATOL = 1e-4
+
+
+def each(names, fast: set[str]) -> list:
+    return [pytest.param(name, marks=() if name in fast else pytest.mark.slow) for name in names]
+
+
+def archdsl_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "archdsl.cli", *map(str, args)], cwd=cwd, check=False,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_clean_failure(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith("archdsl: error: ")
+    return done.stderr
+
+
+# Names and lookup: no torch.
+
+def test_the_index_holds_every_builder_once_in_its_family_spec() -> None:
+    index = zoo.index()
+    assert sorted(index) == sorted(BUILDERS)
+    assert {name: path.stem for name, path in index.items()} == {
+        name: family for family, names in FAMILIES.items() for name in names}
+    assert all(path.parent == zoo.ZOO for path in index.values())
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_every_builder_takes_3_channels_at_its_crop_size_and_gives_1000_classes(name: str) -> None:
+    net = archdsl.load(name)
+    assert (net.name, net.input_shape, net.output_shape) == (name, (3, 224, 224), (1000,))
+
+
+def test_a_name_loads_from_any_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    net = archdsl.load("resnet50", classes=10)
+    assert (net.output_shape, net.source_path) == ((10,), str(zoo.ZOO / "resnet.arch"))
+
+
+def test_an_existing_file_is_that_file_whatever_its_name(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet18").write_text((SPECS / "resnet18.arch").read_text())
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "resnet.arch").write_text((SPECS / "lib" / "resnet.arch").read_text())
+    assert archdsl.load("resnet18").params == archdsl.load(SPECS / "resnet18.arch").params == 11_178_378
+    assert archdsl.load("resnet34").params == 21_797_672  # not a file here: the zoo's
+
+
+def test_a_path_that_is_no_file_stays_a_missing_file(tmp_path: Path) -> None:
+    for missing in (tmp_path / "resnet50", "specs/resnet50.arch", "resnet50.arch"):
+        with pytest.raises(archdsl.ArchError, match="no such file"):
+            archdsl.load(missing)
+
+
+def test_an_unknown_name_is_one_error_with_the_closest_name() -> None:
+    with pytest.raises(UsageError) as info:
+        archdsl.load("resnet05")
+    assert info.value.message == "'resnet05' is neither a file nor a network of the zoo"
+    assert info.value.hint == "did you mean 'resnet50'? `archdsl zoo` lists them"
+    with pytest.raises(UsageError) as info:
+        archdsl.load("transformer")
+    assert "archdsl zoo" in info.value.hint and "did you mean" not in info.value.hint
+
+
+def test_a_name_chooses_its_network() -> None:
+    assert archdsl.load("vgg16", network="vgg16").params == 138_357_544
+    with pytest.raises(UsageError, match="--network vgg19 chooses among a spec file's networks"):
+        archdsl.load("vgg16", network="vgg19")
+
+
+def test_the_family_specs_are_formatted() -> None:
+    from archdsl.formatter import format_source
+    from archdsl.program import read_source
+
+    for path in sorted(zoo.ZOO.glob("*.arch")):
+        source = read_source(path)
+        assert format_source(source) == source.text, f"archdsl fmt --write {path}"
+
+
+# The command line.
+
+def test_every_command_that_takes_a_spec_takes_a_name(tmp_path: Path) -> None:
+    done = archdsl_cli("compile", "resnet18", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (json.loads(done.stdout)["params"], json.loads(done.stdout)["network"]) == (11_689_512, "resnet18")
+    done = archdsl_cli("check", "resnet50", "densenet121", cwd=tmp_path)
+    assert done.returncode == 0 and "ok: resnet50 3x224x224 -> 1000" in done.stdout, done.stderr
+    assert archdsl_cli("check", "--min-input", "vgg11", cwd=tmp_path).returncode == 0
+    done = archdsl_cli("graph", "densenet121", "--depth", "2", "-o", "densenet121.dot", cwd=tmp_path)
+    assert done.returncode == 0 and "transition" in (tmp_path / "densenet121.dot").read_text(), done.stderr
+    done = archdsl_cli("export", "alexnet", "--to", "python", "-o", "alexnet.py", cwd=tmp_path)
+    assert done.returncode == 0 and "class" in (tmp_path / "alexnet.py").read_text(), done.stderr
+    done = archdsl_cli("compare", "resnet50", "resnext50_32x4d", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["a"]["params"] == 25_557_032
+    done = archdsl_cli("fmt", "vgg16", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout == (zoo.ZOO / "vgg.arch").read_text(), done.stderr
+
+
+def test_a_name_on_the_command_line_is_an_error_in_the_commands_own_words(tmp_path: Path) -> None:
+    stderr = assert_clean_failure(archdsl_cli("compile", "resnet05", cwd=tmp_path))
+    assert "did you mean 'resnet50'?" in stderr
+    stderr = assert_clean_failure(archdsl_cli("compile", "vgg16", "--network", "vgg19", cwd=tmp_path))
+    assert "--network vgg19" in stderr
+    stderr = assert_clean_failure(archdsl_cli("fmt", "--write", "vgg16", cwd=tmp_path))
+    assert "archdsl fmt vgg16 > FILE.arch" in stderr
+    assert_clean_failure(archdsl_cli("train", "resnet05", "--epochs", "1", cwd=tmp_path))
+
+
+def test_zoo_lists_every_builder_with_its_costs(tmp_path: Path) -> None:
+    done = archdsl_cli("zoo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.split()}
+    assert lines["resnet50"] == ["resnet50", "resnet.arch", "3x224x224", "25,557,032", "4,089,184,256"]
+    assert set(BUILDERS) <= set(lines)
+    data = json.loads(archdsl_cli("zoo", "--json", cwd=tmp_path).stdout)
+    assert [entry["network"] for entry in data["networks"]] == list(zoo.index())
+    assert data["networks"][0] == {"network": "alexnet", "family": "alexnet", "input": [3, 224, 224],
+                                   "params": 61_100_840, "macs": 714_188_480}
+
+
+# Against torchvision.
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """torchvision with its set-up for a CPU-only torch (tests/torchvision_oracle.py), or a skip naming the
+    package to install."""
+    pytest.importorskip("torch")
+    import torchvision_oracle
+
+    if not torchvision_oracle.available():
+        pytest.skip(f"torchvision is not installed: {torchvision_oracle.INSTALL_HINT}")
+    return torchvision_oracle.import_torchvision()
+
+
+def test_the_zoo_names_only_torchvision_builders(torchvision) -> None:
+    assert set(BUILDERS) <= set(torchvision.models.list_models(module=torchvision.models))
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_macs_within_one_percent_of_torchvision_gflops(torchvision, name: str) -> None:
+    # torchvision's "GFLOPS" are giga multiply-accumulates: resnet50's 4.089 is archdsl's 4,089,184,256 MACs.
+    meta = torchvision.models.get_model_weights(name).DEFAULT.meta
+    net = archdsl.load(name)
+    assert abs(net.macs / (meta["_ops"] * 1e9) - 1) < 0.01, (net.macs, meta["_ops"])
+    assert net.params == meta["num_params"]
+
+
+@pytest.mark.parametrize("name", each(BUILDERS, FAST))
+def test_params_and_output_equal_torchvision_model(torchvision, name: str) -> None:
+    import torch
+
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name)
+        output = model(torch.zeros(1, 3, 224, 224))
+    net = archdsl.load(name)
+    assert net.params == sum(p.numel() for p in model.parameters())
+    assert tuple(output.shape[1:]) == net.output_shape == (1000,)
+
+
+@pytest.mark.parametrize("name", each(sorted(COPIED_FAST | COPIED_SLOW), COPIED_FAST))
+def test_same_function_as_torchvision_with_its_weights(torchvision, name: str) -> None:
+    from archdsl.compare import against_reference
+
+    # Tensors paired by shape in the order torchvision's forward uses them; the reference's batch-norm
+    # statistics are random (torchvision_oracle.model). A pairing that fails is an error, not a skip.
+    result = against_reference(archdsl.load(name), "torchvision_oracle:model", [TESTS], {"name": name},
+                               load_weights=True)
+    assert result["params"]["same"] and result["output"]["same"] and not result["differences"]
+    assert result["outputs"]["max_abs_difference"] <= ATOL, result["outputs"]
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_built_modules_trace_with_fx_and_run_channels_last(name: str) -> None:
+    torch = pytest.importorskip("torch")
+    net = archdsl.load(name, input_shape=(3, 64, 64))  # the adaptive pools take it; the weights are the same
+    module = net.build(seed=0).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = module(x)
+        traced = torch.fx.symbolic_trace(module)
+        assert torch.equal(traced(x), expected)
+        module.to(memory_format=torch.channels_last)
+        assert torch.allclose(module(x.to(memory_format=torch.channels_last)), expected, atol=ATOL)
+
+
+@pytest.mark.slow
+def test_a_built_module_compiles_with_torch_compile() -> None:
+    torch = pytest.importorskip("torch")
+    module = archdsl.load("resnet18", input_shape=(3, 32, 32)).build(seed=0).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(torch.compile(module)(x), module(x), atol=ATOL)

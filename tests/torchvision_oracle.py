@@ -1,0 +1,70 @@
+"""torchvision as a test oracle for the zoo: its import on a CPU-only torch, and its models with weights that
+test more than the defaults do.
+
+torchvision 0.28.0's wheel is linked against CUDA: on the CPU build of torch its C extension does not load, and
+``import torchvision`` then fails while it registers fake kernels for the operators ``torchvision::nms`` and
+``torchvision::qnms``, which nothing defined. Defining the two schemas first makes ``torchvision.models`` work
+(the detection operators stay unusable, which the classifiers never call). archdsl never imports torchvision;
+only the tests do, through ``import_torchvision``.
+
+``model`` is also a factory that ``archdsl compare --reference torchvision_oracle:model`` (and
+``compare.against_reference``) can load: torchvision's builder with batch-norm statistics and affine factors
+drawn at random, so that a weight copy that swapped a running mean with a variance, or two normalisations,
+cannot go unnoticed as it would with torchvision's initial ones and zeros.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+_LIBRARY = None  # kept alive: the schemas are removed when the Library object is collected
+
+INSTALL_HINT = "pip install torchvision==0.28.0 --no-deps (a test-only oracle; archdsl does not depend on it)"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("torchvision") is not None
+
+
+def import_torchvision():
+    """``torchvision``, imported once per process (with the two schemas defined where its extension cannot
+    load)."""
+    global _LIBRARY
+    import torch
+
+    if _LIBRARY is None and torch.version.cuda is None and not _defined("nms"):
+        _LIBRARY = torch.library.Library("torchvision", "DEF")
+        _LIBRARY.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _LIBRARY.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    import torchvision
+
+    return torchvision
+
+
+def _defined(op: str) -> bool:
+    import torch
+
+    try:
+        getattr(torch.ops.torchvision, op)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def model(name: str, seed: int = 0):
+    """torchvision's ``name`` at random weights (its own initialisation, seeded) and random batch-norm
+    statistics and factors, in eval mode."""
+    import torch
+
+    models = import_torchvision().models
+    torch.manual_seed(seed)
+    built = models.get_model(name)
+    with torch.no_grad():
+        for module in built.modules():
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 2.0)
+                if module.affine:
+                    module.weight.normal_(1, 0.1)
+                    module.bias.normal_(0, 0.1)
+    return built.eval()
