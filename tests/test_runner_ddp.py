@@ -1,4 +1,5 @@
-"""The same run under torchrun with two gloo processes on 127.0.0.1 agrees with one process."""
+"""The same run under torchrun with two gloo processes on 127.0.0.1 agrees with one process, and a job into
+a run folder that another process holds is refused."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_runner_support import DATA_ROOT, FakeNetwork
+from click.testing import CliRunner
+from test_runner_support import DATA_ROOT, FakeNetwork, Holder, tiny_npz
 
+from archdsl.cli import app
 from archdsl.runner import train
 from archdsl.runner.options import TrainOptions
 
@@ -64,3 +67,35 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert final["test_loss"] == pytest.approx(single.final.test_loss, rel=1e-3)
     assert abs(final["test_acc"] - single.final.test_acc) <= 0.002
     assert abs(distributed.test_acc - single.final.test_acc) <= 0.002
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo is tested on POSIX")
+def test_a_torchrun_job_into_a_folder_another_process_holds_is_refused(tmp_path):
+    """Rank 0 alone takes the run folder's lock and alone writes; when the lock is another's, rank 0 is
+    refused before writing, and torchrun stops the job's other ranks. Nothing in either folder changes."""
+    spec = tmp_path / "tiny.arch"
+    spec.write_text("network tiny : [1, 8, 8] -> [3] = flatten; linear 3\n")
+    data = tiny_npz(tmp_path / "tiny.npz")
+    run, fresh = tmp_path / "run", tmp_path / "fresh"
+    train_args = ["train", str(spec), "--epochs", "1", "--batch-size", "20", "--device", "cpu"]
+    done = CliRunner().invoke(app, [*train_args, "--data", str(data), "--out", str(run)])
+    assert done.exit_code == 0, done.output
+    fresh.mkdir()
+    holders = {run: Holder(run), fresh: Holder(fresh)}
+    before = {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    jobs = {run: ["train", str(spec), "--resume", str(run), "--epochs", "2"],
+            fresh: [*train_args, "--data", str(data), "--out", str(fresh)]}
+    try:
+        for folder, args in jobs.items():
+            command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                       "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "archdsl", *args]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+            refusal = (f"{folder}: error: {folder} is in use by process {holders[folder].process.pid}, "
+                       "which is writing that run")
+            assert done.returncode != 0 and done.stderr.count(refusal) == 1, done.stderr[-4000:]
+    finally:
+        for holder in holders.values():
+            holder.close()
+    assert {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+    assert [p.name for p in fresh.iterdir()] == [".archdsl-run"]

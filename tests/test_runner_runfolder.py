@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_runner_support import REPO, tiny_network, tiny_npz
+from test_runner_support import REPO, Holder, tiny_network, tiny_npz
 
 from archdsl.errors import UsageError
 from archdsl.runner import checkpoint, datasets, runfolder, train
@@ -40,22 +40,6 @@ def run(tmp_path) -> Path:
     """A finished one-epoch run of the tiny network on tiny data."""
     train.start(tiny_network(), options(tmp_path, tmp_path / "run"), stream=io.StringIO())
     return tmp_path / "run"
-
-
-class Holder:
-    """Another process that holds a run folder's lock until it is closed."""
-
-    def __init__(self, folder: Path) -> None:
-        code = ("import sys\nfrom pathlib import Path\nfrom archdsl.runner import runfolder\n"
-                f"with runfolder.claim(Path({str(folder)!r})):\n"
-                "    print('held', flush=True)\n    sys.stdin.read()\n")
-        self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, cwd=REPO)
-        assert self.process.stdout.readline() == "held\n"
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ its tests run without the compiler, fast, on the CPU.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,3 +93,19 @@ def tiny_npz(path: Path, train: int = 60, test: int = 30, size: int = 8, classes
 def tiny_network() -> FakeNetwork:
     """An MLP for ``tiny_npz``'s 1x8x8 images and 3 classes."""
     return FakeNetwork(kind="mlp", input_shape=(1, 8, 8), output_shape=(3,))
+
+
+class Holder:
+    """Another process that holds a run folder's lock until it is closed."""
+
+    def __init__(self, folder: Path) -> None:
+        code = ("import sys\nfrom pathlib import Path\nfrom archdsl.runner import runfolder\n"
+                f"with runfolder.claim(Path({str(folder)!r})):\n"
+                "    print('held', flush=True)\n    sys.stdin.read()\n")
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, cwd=REPO)
+        assert self.process.stdout.readline() == "held\n"
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
