@@ -22,7 +22,7 @@ from archdsl.shapes import LayerError
 KINDS = sorted(REGISTRY)
 
 # Values for required arguments, chosen so that each kind takes a 4×9×9 image or a 12-vector.
-REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2}
+REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2, "p": 0.25, "groups": 2}
 
 
 def sample_args(kind: LayerKind, spelling: str | None = None) -> dict:
@@ -155,11 +155,13 @@ def test_every_kind_has_a_python_emitter() -> None:
 
 
 def test_every_documented_name_resolves() -> None:
-    names = ["conv", "conv3x3", "maxpool", "maxpool3", "avgpool", "avgpool2", "gap", "adaptiveavgpool", "flatten",
-             "linear", "fc", "dropout", "relu", "sigmoid", "tanh", "gelu", "leakyrelu", "softmax", "bn", "lrn", "id"]
+    names = ["conv", "conv3x3", "conv1x7", "conv7x1", "conv3x5", "maxpool", "maxpool3", "avgpool", "avgpool2", "gap",
+             "adaptiveavgpool", "adaptivemaxpool", "gmp", "flatten", "linear", "fc", "dropout", "droppath", "relu",
+             "sigmoid", "tanh", "gelu", "leakyrelu", "softmax", "relu6", "silu", "swish", "hardswish", "hardsigmoid",
+             "elu", "selu", "mish", "bn", "lrn", "ln", "gn", "shuffle", "scale", "id"]
     for name in names:
         assert lookup(name) is not None, name
-    assert lookup("conv3x5") is None and lookup("convolution") is None and lookup("maxpoolx") is None
+    assert lookup("conv3x") is None and lookup("convolution") is None and lookup("maxpoolx") is None
 
 
 def test_close_names_are_suggested() -> None:

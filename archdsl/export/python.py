@@ -41,7 +41,7 @@ from archdsl import ir
 from archdsl.compiled import CompiledNetwork
 from archdsl.export import pyexpr
 from archdsl.export.pyexpr import Py
-from archdsl.export.python_layers import EMITTERS, RankChange, Shape, Unsupported
+from archdsl.export.python_layers import EMITTERS, HELPERS, RankChange, Shape, Unsupported, helper_sources
 from archdsl.export.python_text import ADD, CONCAT, JOIN, OUT_SIZE, Assign, finish, indent_doc, wrap_line
 from archdsl.layers import SAME, LayerKind, lookup
 from archdsl.resolve import choose_network, match_layer_args, unstated_layer_args
@@ -51,6 +51,7 @@ from archdsl.source import printable_path
 _RESERVED = {
     "self", "in_shape", "torch", "nn", "Join", "Concat", "Add", "out_size", "range", "super", "min", "max",
     "float", "True", "False", "None", "l", "O", "I",  # the last three: ambiguous names (ruff E741)
+    *HELPERS,  # archdsl's own modules (LayerNorm2d, ...), defined in the file where used
 }  # fmt: skip
 
 _DIM_NAMES = {1: ("features",), 3: ("channels", "height", "width")}
@@ -153,14 +154,15 @@ class _File:
         dims = self._input_dims(writer)
         end = writer.body(self.definition.body, Shape(len(dims), dims=tuple(dims)), in_dims=dims)
         network = writer.render_class(self.network_class, self._network_doc(), end, defaults=self.net.param_values)
-        parts = [self._header()]
+        modules = helper_sources((*self.sources, network))
+        parts = [self._header(uses_torch=any("torch." in source for source in modules))]
         if any("out_size(" in source for source in (*self.sources, network)):  # some uses may be dropped as unread
             parts.append(OUT_SIZE)
         if self.helpers & {"Concat", "Add"}:
             parts.append(JOIN)
             parts += [CONCAT] if "Concat" in self.helpers else []
             parts += [ADD] if "Add" in self.helpers else []
-        parts += [*self.sources, network]
+        parts += [*modules, *self.sources, network]
         return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
     @property
@@ -184,14 +186,14 @@ class _File:
             return given
         return [writer.translate(e) for e in self.definition.input]
 
-    def _header(self) -> str:
+    def _header(self, uses_torch: bool) -> str:
         net = self.net
         sizes = ", ".join(f"{name}=..." for name in self.sizes)
         usage = [f"    model = {self.network_class}({sizes})"]
         if self.weights_file:
             usage.append(f'    safetensors.torch.load_model(model, "{self.weights_file}")  # the weights beside this file')
         usage.append(f"    logits = model(torch.randn(8, {', '.join(str(d) for d in net.input_shape)}))")
-        imports = "import torch\nfrom torch import nn" if "Concat" in self.helpers else "from torch import nn"
+        imports = "import torch\nfrom torch import nn" if uses_torch or "Concat" in self.helpers else "from torch import nn"
         return "\n".join([
             f'"""{net.name} in plain PyTorch, written by `archdsl export` from {printable_path(net.source_path or "a spec")}.',
             "",

@@ -3,19 +3,26 @@
 One emitter per kind of the registry (a test checks that none is missing). Sizes are ``Py``
 expressions, folded where they are known: ``conv3x3 c`` on ``channels × height × width`` is
 ``nn.Conv2d(channels, c, 3, padding=1)`` and gives ``c × height × width``.
+
+Kinds that torch has no module for (``ln`` on an image, ``scale``, ``droppath``, ``shuffle``) are built
+from ``archdsl/torch_modules.py``; ``helper_sources`` gives the classes a generated file uses, which the
+file then defines itself, so that it never imports archdsl.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from archdsl import ir
 from archdsl.errors import BackendError
 from archdsl.export import pyexpr
 from archdsl.export.pyexpr import Py
 from archdsl.layers import SAME, LayerKind
-from archdsl.shapes import pooled_size
+from archdsl.shapes import pair, pooled_size
 
 
 class Unsupported(BackendError):
@@ -45,11 +52,22 @@ class Shape:
         return self.expr().names
 
 
-def window(size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False) -> Py:
-    """The size along one axis after a convolution or pooling window, as simple as it can be written."""
+def window(size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False, ceil: bool | Py = False) -> Py:
+    """The size along one axis after a convolution or pooling window, as simple as it can be written;
+    ``ceil`` is torch's ceil_mode (known or an expression)."""
     values = (size, k, s, p, d)
+    if isinstance(ceil, Py):
+        if not ceil.known:
+            return pyexpr.conditional(ceil, window(size, k, s, p, d, same, True), window(size, k, s, p, d, same, False))
+        ceil = bool(ceil.value)
     if all(v.known for v in values):
-        return pyexpr.const(pooled_size(size.value, k.value, s.value, p.value, d.value))
+        return pyexpr.const(pooled_size(size.value, k.value, s.value, p.value, d.value, ceil))
+    if ceil:
+        # shapes.pooled_size's rule: floor((size + p - 1 + min(p + s - reach, 0)) / s) + 1
+        reach = pyexpr.binary("+", pyexpr.binary("*", d, pyexpr.binary("-", k, pyexpr.const(1))), pyexpr.const(1))
+        short = pyexpr.call("min", [pyexpr.binary("-", pyexpr.binary("+", p, s), reach), pyexpr.const(0)], known=min)
+        last = pyexpr.binary("+", pyexpr.binary("-", pyexpr.binary("+", size, p), pyexpr.const(1)), short)
+        return pyexpr.binary("+", pyexpr.binary("//", last, s), pyexpr.const(1))
     if s.is_(1) and (same or all(v.known for v in (k, p, d))):
         change = 0 if same else 2 * p.value - d.value * (k.value - 1)
         return pyexpr.binary("+", size, pyexpr.const(change))
@@ -60,6 +78,20 @@ def window(size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False) -> Py:
     while len(args) > 2 and args[-1].is_(defaults[len(args) - 1]):
         args.pop()
     return pyexpr.call("out_size", args)
+
+
+def axis(value: Py, position: int) -> Py:
+    """One axis (0: height, 1: width) of a window argument, a whole number or a pair (height, width).
+
+    A value known only when the network is built (a block's parameter) is taken for a whole number."""
+    if value.known and isinstance(value.value, tuple):
+        return pyexpr.const(value.value[position])
+    return value
+
+
+def _windowed(size: tuple[Py, Py], k: Py, s: Py, p: Py, d: Py, same: bool = False, ceil: bool | Py = False) -> tuple[Py, Py]:
+    """Height and width after a window whose arguments may be pairs."""
+    return tuple(window(size[i], axis(k, i), axis(s, i), axis(p, i), axis(d, i), same, ceil) for i in (0, 1))
 
 
 # -- one emitter per layer kind -------------------------------------------------------------------
@@ -75,12 +107,17 @@ class _Emitter:
 
 def _nn(cls: str, positional: list[Py], keywords: list[tuple[str, Py, object]] = ()) -> str:
     """``nn.Conv2d(1, 6, 5, padding=2)``: keyword arguments left out where they equal torch's default."""
+    return _constructor(f"nn.{cls}", positional, keywords)
+
+
+def _constructor(cls: str, positional: list[Py], keywords: list[tuple[str, Py, object]] = ()) -> str:
+    """A module's constructor call, keyword arguments left out where they equal the default."""
     parts = [p.src for p in positional]
     for name, value, default in keywords:
         same = default.src == value.src if isinstance(default, Py) else value.is_(default)
         if not same:
             parts.append(f"{name}={value}")
-    return f"nn.{cls}({', '.join(parts)})"
+    return f"{cls}({', '.join(parts)})"
 
 
 def _rank(shape: Shape, ranks: tuple[int, ...], call: ir.Call) -> None:
@@ -93,24 +130,32 @@ def _conv(kind, args, shape, call):
     c, h, w = shape.dims
     k, s, d = args["k"], args["s"], args["d"]
     same = args["p"] is SAME
-    if same and not (k.known and k.value % 2):
+    if same and not (k.known and all(size % 2 for size in pair(k.value))):
         raise Unsupported(f"'{call.name}' has an even kernel", call.span)
-    p = pyexpr.binary("//", pyexpr.binary("*", d, pyexpr.const(k.value - 1)), pyexpr.const(2)) if same else args["p"]
+    p = _same_padding(k, d) if same else args["p"]
     module = _nn("Conv2d", [c, args["out"], k], [
         ("stride", s, 1), ("padding", p, 0), ("dilation", d, 1), ("groups", args["groups"], 1), ("bias", args["bias"], True),
     ])
-    out = (args["out"], window(h, k, s, p, d, same), window(w, k, s, p, d, same))
-    return module, Shape(3, dims=out)
+    return module, Shape(3, dims=(args["out"], *_windowed((h, w), k, s, p, d, same)))
+
+
+def _same_padding(k: Py, d: Py) -> Py:
+    """``d * (k - 1) // 2`` on each axis: one number when the axes agree, else (height, width)."""
+    per_axis = [pyexpr.binary("//", pyexpr.binary("*", axis(d, i), pyexpr.const(pair(k.value)[i] - 1)), pyexpr.const(2))
+                for i in (0, 1)]
+    return per_axis[0] if per_axis[0].src == per_axis[1].src else pyexpr.tuple_of(per_axis)
 
 
 def _pool(kind, args, shape, call):
     _rank(shape, (3,), call)
     c, h, w = shape.dims
-    k, p = args["k"], args["p"]
+    k, p, ceil = args["k"], args["p"], args["ceil"]
     s = args["s"] if args["s"] is not None else k
-    one = pyexpr.const(1)
-    module = _nn(kind.torch_class, [k], [("stride", s, k), ("padding", p, 0)])
-    return module, Shape(3, dims=(c, window(h, k, s, p, one), window(w, k, s, p, one)))
+    keywords = [("stride", s, k), ("padding", p, 0), ("ceil_mode", ceil, False)]
+    if "count_include_pad" in args:
+        keywords.append(("count_include_pad", args["count_include_pad"], True))
+    module = _nn(kind.torch_class, [k], keywords)
+    return module, Shape(3, dims=(c, *_windowed((h, w), k, s, p, pyexpr.const(1), ceil=ceil)))
 
 
 def _adaptive(kind, args, shape, call):
@@ -118,7 +163,7 @@ def _adaptive(kind, args, shape, call):
     h = args["h"]
     w = args["w"] if args["w"] is not None else h
     size = h if h.src == w.src else pyexpr.tuple_of([h, w])
-    return _nn("AdaptiveAvgPool2d", [size]), Shape(3, dims=(shape.dims[0], h, w))
+    return _nn(kind.torch_class, [size]), Shape(3, dims=(shape.dims[0], h, w))
 
 
 def _linear(kind, args, shape, call):
@@ -137,7 +182,21 @@ def _flatten(kind, args, shape, call):
 def _bn(kind, args, shape, call):
     _rank(shape, (1, 3), call)
     cls = "BatchNorm2d" if shape.rank == 3 else "BatchNorm1d"
-    return _nn(cls, [shape.dims[0]], [("eps", args["eps"], 1e-5), ("momentum", args["momentum"], 0.1)]), shape
+    keywords = [("eps", args["eps"], 1e-5), ("momentum", args["momentum"], 0.1), ("affine", args["affine"], True)]
+    return _nn(cls, [shape.dims[0]], keywords), shape
+
+
+def _ln(kind, args, shape, call):
+    _rank(shape, (1, 3), call)
+    cls = "LayerNorm2d" if shape.rank == 3 else "nn.LayerNorm"
+    keywords = [("eps", args["eps"], 1e-5), ("elementwise_affine", args["affine"], True)]
+    return _constructor(cls, [shape.dims[0]], keywords), shape
+
+
+def _gn(kind, args, shape, call):
+    _rank(shape, (1, 3), call)
+    keywords = [("eps", args["eps"], 1e-5), ("affine", args["affine"], True)]
+    return _nn("GroupNorm", [args["groups"], shape.dims[0]], keywords), shape
 
 
 def _lrn(kind, args, shape, call):
@@ -146,8 +205,25 @@ def _lrn(kind, args, shape, call):
     return _nn("LocalResponseNorm", [args["size"]], keywords), shape
 
 
+def _scale(kind, args, shape, call):
+    _rank(shape, (1, 3), call)
+    one = pyexpr.const(1)
+    factors = pyexpr.tuple_of([shape.dims[0], one, one] if shape.rank == 3 else [shape.dims[0]])
+    return _constructor("Scale", [factors], [("init", args["init"], 1e-6)]), shape
+
+
+def _gelu(kind, args, shape, call):
+    approximate = pyexpr.conditional(args["approximate"], pyexpr.const("tanh"), pyexpr.const("none"))
+    return _nn("GELU", [], [("approximate", approximate, "none")]), shape
+
+
 def _plain(cls: str | None = None) -> _Emitter:
     return _Emitter(lambda kind, args, shape, call: (f"nn.{cls or kind.torch_class}()", shape), needs_dims=False)
+
+
+def _passing(write: Callable[[LayerKind, dict], str]) -> _Emitter:
+    """A layer whose module needs only its arguments, and which passes its input's shape on."""
+    return _Emitter(lambda kind, args, shape, call: (write(kind, args), shape), needs_dims=False)
 
 
 EMITTERS: dict[str, _Emitter] = {
@@ -155,17 +231,47 @@ EMITTERS: dict[str, _Emitter] = {
     "maxpool": _Emitter(_pool),
     "avgpool": _Emitter(_pool),
     "adaptiveavgpool": _Emitter(_adaptive),
+    "adaptivemaxpool": _Emitter(_adaptive),
     "linear": _Emitter(_linear),
     "flatten": _Emitter(_flatten),
-    "bn": _Emitter(_bn),
-    "dropout": _Emitter(lambda kind, args, shape, call: (_nn("Dropout", [args["p"]]), shape), needs_dims=False),
-    "lrn": _Emitter(_lrn, needs_dims=False),
+    "dropout": _passing(lambda kind, args: _nn("Dropout", [args["p"]])),
+    "droppath": _passing(lambda kind, args: _constructor("DropPath", [args["p"]])),
     "id": _plain("Identity"),
     "relu": _plain(),
     "sigmoid": _plain(),
     "tanh": _plain(),
-    "gelu": _plain(),
-    "leakyrelu": _Emitter(lambda kind, args, shape, call: (_nn("LeakyReLU", [], [("negative_slope", args["slope"], 0.01)]), shape),
-                          needs_dims=False),
-    "softmax": _Emitter(lambda kind, args, shape, call: ("nn.Softmax(dim=1)", shape), needs_dims=False),
+    "gelu": _Emitter(_gelu, needs_dims=False),
+    "leakyrelu": _passing(lambda kind, args: _nn("LeakyReLU", [], [("negative_slope", args["slope"], 0.01)])),
+    "softmax": _passing(lambda kind, args: "nn.Softmax(dim=1)"),
+    "relu6": _plain(),
+    "silu": _plain(),
+    "hardswish": _plain(),
+    "hardsigmoid": _plain(),
+    "elu": _passing(lambda kind, args: _nn("ELU", [], [("alpha", args["alpha"], 1.0)])),
+    "selu": _plain(),
+    "mish": _plain(),
+    "bn": _Emitter(_bn),
+    "lrn": _Emitter(_lrn, needs_dims=False),
+    "ln": _Emitter(_ln),
+    "gn": _Emitter(_gn),
+    "shuffle": _passing(lambda kind, args: _constructor("ChannelShuffle", [args["groups"]])),
+    "scale": _Emitter(_scale),
 }
+
+
+# -- archdsl's own modules, copied into the files that use them ----------------------------------------
+
+
+def _module_sources() -> dict[str, str]:
+    """The source of each class of ``archdsl/torch_modules.py``, read as text: torch is not imported to export."""
+    text = (Path(__file__).parent.parent / "torch_modules.py").read_text(encoding="utf-8")
+    return {node.name: ast.get_source_segment(text, node) for node in ast.parse(text).body if isinstance(node, ast.ClassDef)}
+
+
+HELPERS: dict[str, str] = _module_sources()
+
+
+def helper_sources(texts: Iterable[str]) -> list[str]:
+    """The classes of ``HELPERS`` that the generated ``texts`` construct, in ``HELPERS``' order."""
+    text = "\n".join(texts)
+    return [source for name, source in HELPERS.items() if re.search(rf"(?<![\w.]){name}\(", text)]
