@@ -346,6 +346,8 @@ class _Writer:
             return self.in_dims[position]
         if isinstance(expr, ir.UnOp):
             return pyexpr.unary(expr.op, self.translate(expr.operand, depth + 1))
+        if isinstance(expr, ir.ListExpr):  # a window (1, 7) is a tuple, as torch takes it
+            return pyexpr.tuple_of([self.translate(item, depth + 1) for item in expr.items])
         if isinstance(expr, ir.Func):
             if expr.name not in ("min", "max"):
                 raise Unsupported(f"unknown function '{expr.name}'", expr.span)
