@@ -29,7 +29,7 @@ from archdsl.parser import _lark, parse
 from archdsl.source import Source
 
 _COMMENT = re.compile(r"#[^\n]*")
-_DECLS = {"IMPORT", "BLOCK", "NETWORK"}
+_DECLS = {"IMPORT", "DEFAULT", "BLOCK", "NETWORK"}
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LESSTHAN": "MORETHAN"}
 _CLOSERS = set(_OPENERS.values())
 _OPERANDS = {"NAME", "NUMBER", "RPAR"}  # after one of these, '+' and '-' are binary
@@ -172,7 +172,7 @@ class _Printer:
     def _forced_blank(self, index: int) -> bool:
         """One blank line between definitions, except between two imports."""
         kind = self.tokens[index].type
-        return kind in _DECLS and not (kind == "IMPORT" and self.decl == "IMPORT")
+        return kind in _DECLS and not (kind in {"IMPORT", "DEFAULT"} and self.decl == kind)
 
     def _enter(self, index: int) -> None:
         """Track definitions and brackets after printing the token at ``index``."""
@@ -180,7 +180,7 @@ class _Printer:
         if kind in _DECLS:
             self.frames = []
             self.decl = kind
-            self.header = kind != "IMPORT"
+            self.header = kind not in {"IMPORT", "DEFAULT"}
         elif self.header and kind == "EQUAL" and not self.frames:
             self.header = False
             self.body_equal = index

@@ -183,10 +183,20 @@ class Import(Node):
     path: str
 
 
+class LayerDefault(Node):
+    """``default conv bias=false``: what the layer kind ``kind`` takes for these arguments in the calls of
+    its file that do not give them (the parser adds them to those calls as keyword arguments)."""
+
+    kind: str
+    kind_span: Span
+    args: tuple[Arg, ...]
+
+
 class Module(Node):
     """One parsed file."""
 
     imports: tuple[Import, ...]
+    defaults: tuple[LayerDefault, ...] = ()
     blocks: tuple[BlockDef, ...]
     networks: tuple[NetworkDef, ...]
 

@@ -21,8 +21,8 @@ from lark.grammar import Rule
 from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from archdsl import ir, values
-from archdsl.errors import ArchError, LimitError, ParseError
+from archdsl import ir, layers, values
+from archdsl.errors import ArchError, LimitError, ParseError, ResolveError
 from archdsl.source import Source, Span, line_column
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -200,6 +200,69 @@ def _count_tokens(source: Source) -> None:
                                   "instead of writing each layer or term out")
 
 
+def _defaults_by_kind(defaults: tuple[ir.LayerDefault, ...]) -> dict[str, dict[str, ir.Arg]]:
+    """The arguments each ``default`` statement of a file sets, by layer kind, checked: a layer kind by its
+    own name (``conv``, not the spelling ``conv3x3``), arguments it has, each set once."""
+    by_kind: dict[str, dict[str, ir.Arg]] = {}
+    for default in defaults:
+        found = layers.lookup(default.kind)
+        if found is None or found[1]:
+            close = layers.suggest(default.kind)
+            hint = (f"a default names a layer kind, not a spelling that presets arguments: default {found[0].key} ..."
+                    if found else f"did you mean '{close}'?" if close else "`archdsl layers` lists the layer kinds")
+            raise ResolveError(f"'{default.kind}' is not a layer kind", default.kind_span, hint=hint)
+        kind = found[0]
+        names = {spec.name for spec in kind.args}
+        for arg in default.args:
+            if arg.name not in names:
+                raise ResolveError(f"{kind.key} has no argument '{arg.name}'", arg.span,
+                                   hint=f"its arguments are {', '.join(sorted(names))}" if names else f"{kind.key} takes no arguments")
+            if arg.name in by_kind.get(kind.key, {}):
+                raise ResolveError(f"a default for {kind.key} {arg.name} is already set in this file", arg.span,
+                                   hint=f"first set at {by_kind[kind.key][arg.name].span}")
+            by_kind.setdefault(kind.key, {})[arg.name] = arg
+    return by_kind
+
+
+# Deeper than this, items are left as written: the resolver refuses nesting this deep anyway.
+_DEFAULTS_DEPTH = 256
+
+
+def _with_defaults(items: tuple[ir.Item, ...], given: dict[str, dict[str, ir.Arg]], depth: int = 0) -> tuple[ir.Item, ...]:
+    """``items`` with each layer call given the file's defaults for the arguments it does not give itself,
+    by name or by position, and its spelling does not fix (``conv3x3`` fixes k)."""
+    if depth > _DEFAULTS_DEPTH:
+        return items
+    out = []
+    for item in items:
+        if isinstance(item, ir.Call):
+            item = _call_with_defaults(item, given)
+        elif isinstance(item, ir.Group):
+            item = item.model_copy(update={"items": _with_defaults(item.items, given, depth + 1)})
+        elif isinstance(item, (ir.Repeat, ir.Loop)):
+            item = item.model_copy(update={"item": _with_defaults((item.item,), given, depth + 1)[0]})
+        elif isinstance(item, ir.Cond):
+            then, otherwise = _with_defaults((item.then, item.otherwise), given, depth + 1)
+            item = item.model_copy(update={"then": then, "otherwise": otherwise})
+        elif isinstance(item, ir.Branch):
+            item = item.model_copy(update={"branches": tuple(_with_defaults(b, given, depth + 1) for b in item.branches)})
+        out.append(item)
+    return tuple(out)
+
+
+def _call_with_defaults(call: ir.Call, given: dict[str, dict[str, ir.Arg]]) -> ir.Call:
+    found = layers.lookup(call.name)
+    if found is None or found[0].key not in given:
+        return call  # a block call, or a kind without defaults
+    kind, preset = found
+    fixed = {name for name, value in preset.items() if not isinstance(value, layers.Default)}
+    slots = [spec.name for spec in kind.args if spec.name not in fixed and spec.by_position]
+    positional = sum(1 for arg in call.args if arg.name is None)
+    stated = {arg.name for arg in call.args if arg.name is not None} | set(slots[:positional]) | fixed
+    added = tuple(arg for name, arg in given[kind.key].items() if name not in stated)
+    return call.model_copy(update={"args": call.args + added}) if added else call
+
+
 def _words(expected: set[str]) -> str:
     names = sorted({_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected if not t.startswith("_")})
     if len(names) > 6:
@@ -232,7 +295,11 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
     found = f"'{token}'" if token.type != "NAME" else f"name '{token}'"
     message = f"unexpected {found}; expected {_words(expected)}"
     hint = None
-    if token.type == "LSQB" and "LSQB" not in expected and "SEMICOLON" in expected:
+    if token.type == "SUM_OP" and "SUM_OP" not in expected and "SEMICOLON" in expected:
+        written = re.match(r"[-+]\s*[\w.]*", source.text[err.pos_in_stream:]).group()
+        hint = (f"a space-separated argument cannot start with a sign: give it by name (name={written}) or in "
+                f"parentheses ({written})")
+    elif token.type == "LSQB" and "LSQB" not in expected and "SEMICOLON" in expected:
         hint = "a list cannot start a space-separated argument: write it in parentheses, (1, 7), or by name, k=[1, 7]"
     elif "SEMICOLON" in expected and token.type in {"NAME", "CALLNAME", "LESSTHAN", "REPEAT", "FOR", "CONCAT", "ADD",
                                                     "MUL", "IF"}:
@@ -301,12 +368,21 @@ class _ToIR(Transformer_NonRecursive):
         return self.source.span(m.line, m.column, m.end_line, m.end_column)
 
     def start(self, meta, *decls):
+        defaults = tuple(d for d in decls if isinstance(d, ir.LayerDefault))
+        blocks = tuple(d for d in decls if isinstance(d, ir.BlockDef))
+        networks = tuple(d for d in decls if isinstance(d, ir.NetworkDef))
+        if defaults:
+            given = _defaults_by_kind(defaults)
+            blocks = tuple(b.model_copy(update={"body": _with_defaults(b.body, given)}) for b in blocks)
+            networks = tuple(n.model_copy(update={"body": _with_defaults(n.body, given)}) for n in networks)
         return ir.Module.make(
             span=self._span(meta) if not meta.empty else self.source.span(1, 1),
             imports=tuple(d for d in decls if isinstance(d, ir.Import)),
-            blocks=tuple(d for d in decls if isinstance(d, ir.BlockDef)),
-            networks=tuple(d for d in decls if isinstance(d, ir.NetworkDef)),
+            defaults=defaults, blocks=blocks, networks=networks,
         )
+
+    def default(self, meta, kind: Token, *args):
+        return ir.LayerDefault.make(span=self._span(meta), kind=str(kind), kind_span=self._span(kind), args=args)
 
     def import_(self, meta, path: Token):
         return ir.Import.make(span=self._span(meta), path=str(path)[1:-1])

@@ -68,3 +68,15 @@ def file_size_limit(limit: int):
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """torchvision with its set-up for a CPU-only torch (tests/torchvision_oracle.py), or a skip naming the
+    package to install."""
+    pytest.importorskip("torch")
+    import torchvision_oracle
+
+    if not torchvision_oracle.available():
+        pytest.skip(f"torchvision is not installed: {torchvision_oracle.INSTALL_HINT}")
+    return torchvision_oracle.import_torchvision()
