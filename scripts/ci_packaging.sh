@@ -73,7 +73,7 @@ EOF
     "$bin/archdsl" graph densenet121 -o densenet121.dot --depth 2
     "$bin/archdsl" check vgg16_bn
     "$bin/python" -c 'import archdsl; assert archdsl.load("resnet18").params == 11_689_512  # torchvision'
-    cp specs/resnet18.arch resnet18 && "$bin/archdsl" compile resnet18 --json >resnet18.json  # now a file here
+    (cd specs && cp resnet18.arch resnet18 && "$bin/archdsl" compile resnet18 --json >../resnet18.json)  # a file there
     "$bin/python" -c 'import json
 assert json.load(open("resnet50.json"))["params"] == 25_557_032  # torchvision
 assert json.load(open("resnet18.json"))["params"] == 11_178_378  # the file: the book s ResNet-18'

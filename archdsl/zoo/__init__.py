@@ -108,8 +108,8 @@ def table(rows: list[Entry]) -> str:
 
     body = [[e.name, f"{e.family}.arch", ir.format_shape(e.input), f"{e.params:,}", f"{e.macs:,}"] for e in rows]
     text = format_table(["network", "spec", "input", "params", "MACs"], body, right={2, 3, 4})
-    about = f"{len(rows)} networks, from the family specs in {_shown(ZOO)}. {MACS_LEGEND}"
-    return f"{text}\n\n{textwrap.fill(about, width=100)}\n"
+    where = f"{len(rows)} networks; their family specs are in {_shown(ZOO)}"
+    return f"{text}\n\n{where}\n{textwrap.fill(MACS_LEGEND, width=100)}\n"
 
 
 def as_json(rows: list[Entry]) -> dict:
