@@ -78,9 +78,12 @@ def outcome(compile_it) -> str:
 LAYER_NAMES = ["relu", "conv", "conv3x3", "conv1x1", "conv2x2", "maxpool", "maxpool2", "avgpool", "avgpool3", "gap",
                "adaptiveavgpool", "flatten", "linear", "fc", "dropout", "bn", "lrn", "id", "sigmoid", "tanh", "gelu",
                "leakyrelu", "softmax"]
-PARAM_NAMES = ["c", "n", "k", "s", "p", "d", "groups", "bias", "out", "slope", "classes", "H", "W", "true", "false"]
-BLOCK_NAMES = ["b", "vgg", "stage", "residual", "classifier", "dense", "transition", "inception", "stem", "min", "max"]
-KEYWORDS = {"import", "block", "network", "repeat", "if", "then", "else", "in", "not", "and", "or", "concat", "add"}
+PARAM_NAMES = ["c", "n", "k", "s", "p", "d", "groups", "bias", "out", "slope", "classes", "H", "W", "true", "false",
+               "depths", "widths", "i"]
+BLOCK_NAMES = ["b", "vgg", "stage", "residual", "classifier", "dense", "transition", "inception", "stem", "min", "max",
+               "range", "len", "round", "make_divisible"]
+KEYWORDS = {"import", "default", "block", "network", "repeat", "for", "if", "then", "else", "in", "not", "and", "or",
+            "concat", "add", "mul"}
 
 
 def _random_name():
