@@ -206,12 +206,17 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
 @click.option("--checkpoint", type=PATH, metavar="RUN_DIR",
               help="Export the weights of this `archdsl train` run (its newest finished epoch); with --to python "
                    "they go to FILE's name with .safetensors.")
+@click.option("--normalize/--no-normalize", default=None,
+              help="Build the run's input normalisation into the model, which then takes images in [0, 1] as "
+                   "torchvision's ToTensor makes them. Default: on with --checkpoint.")
 @import_dir_option
 def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...], input: str | None,
-                   network: str | None, checkpoint: Path | None, allow_import_dir: tuple[Path, ...]) -> None:
+                   network: str | None, checkpoint: Path | None, normalize: bool | None,
+                   allow_import_dir: tuple[Path, ...]) -> None:
     """Write the network of SPEC as standalone PyTorch source, ONNX or TorchScript.
 
-    With --checkpoint, --param, --network and --input default to the run's own."""
+    With --checkpoint, --param, --network and --input default to the run's own, and the model takes images in
+    [0, 1]: the run's normalisation is its first step (unless --no-normalize)."""
     from archdsl.export import export, format_for
 
     to = format_for(to, out)
@@ -221,7 +226,7 @@ def export_command(spec: Path, out: Path, to: str | None, param: tuple[str, ...]
         net = load_network_as_run(spec, param, network, input, read(checkpoint).spec, allow_import_dir)
     else:
         net = load_network(spec, param, network, input, import_dirs=allow_import_dir)
-    _report(out, export(net, to, out, checkpoint).describe())
+    _report(out, export(net, to, out, checkpoint, normalize).describe())
 
 
 def _report(output: Path, message: str) -> None:

@@ -12,8 +12,11 @@ Rewrite the source goldens in tests/cases/export/ with ``EXPECTTEST_ACCEPT=1 pyt
 from __future__ import annotations
 
 import ast
+import gzip
 import importlib.util
 import itertools
+import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +27,14 @@ import torch
 from conftest import CASES, SPECS, file_size_limit
 from hypothesis import HealthCheck, assume, given, settings
 from strategies import programs, randomise_normalisation
+from test_runner_support import CNN_SPEC, DATA_ROOT, FASHION_DIR
 from click.testing import CliRunner
 
 import archdsl
 from archdsl.cli import app
 from archdsl.errors import ArchError, BackendError
 from archdsl.export import export
+from archdsl.export.inputs import InputSpec
 from archdsl.export.python import Unsupported, network_class_name, python_source
 from archdsl.export.python_layers import EMITTERS
 from archdsl.export.torchscript import write_torchscript
@@ -153,6 +158,11 @@ def test_generated_files_pass_ruff(tmp_path: Path) -> None:
         pytest.skip("ruff is not installed (pip install ruff: a test-only dependency)")
     for name in NAMES:
         (tmp_path / f"{name}.py").write_text(python_source(archdsl.load(SPECS / f"{name}.arch")), encoding="utf-8")
+    # A trained network's, its normalisation built in: three channels' statistics make its longest line.
+    net = archdsl.load(SPECS / "resnet18.arch", in_channels=3)
+    inputs = InputSpec(net.input_shape, mean=(0.4913725490196078, 0.4823529411764706, 0.4466666666666667),
+                       std=(0.24705882352941178, 0.24352941176470588, 0.2615686274509804), built_in=True)
+    (tmp_path / "trained.py").write_text(python_source(net, "trained.safetensors", inputs), encoding="utf-8")
     ruff = [sys.executable, "-m", "ruff"]
     check = subprocess.run([*ruff, "check", "--isolated", "--no-cache", str(tmp_path)],
                            capture_output=True, text=True, check=False)
@@ -340,18 +350,45 @@ def trained_lenet(run: Path) -> torch.nn.Module:
     return module.eval()
 
 
+def run_statistics(run: Path) -> tuple[list[float], list[float]]:
+    """The run's mean and std for images in [0, 1], from its run.json (which holds them in pixel units)."""
+    record = json.loads((run / "run.json").read_text(encoding="utf-8"))["normalization"]
+    return [m / 255 for m in record["mean"]], [s / 255 for s in record["std"]]
+
+
+def trained_lenet_on_images(run: Path, x: torch.Tensor) -> torch.Tensor:
+    """What the run's network says of images ``x`` in [0, 1], normalised as the runner normalised them."""
+    mean, std = (torch.tensor(values).reshape(1, -1, 1, 1) for values in run_statistics(run))
+    with torch.no_grad():
+        return trained_lenet(run)((x - mean) / std)
+
+
+def built_in_input(run: Path) -> str:
+    (mean,), (std,) = run_statistics(run)
+    return ("input: a float tensor (N, 1, 28, 28) with values in [0, 1], as torchvision's ToTensor makes them; "
+            f"the run's normalisation, (x - mean) / std with mean ({mean:.4f},) and std ({std:.4f},), is the "
+            "model's first step\n")
+
+
+CLOSE = {"rtol": 1e-5, "atol": 1e-6}  # (x - mean) / std in the model's float32 against the test's own
+
+
 def test_export_command_writes_python_with_the_checkpoint_weights(lenet_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "lenet_model.py"
     result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--checkpoint", str(lenet_run)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"wrote {out} and {tmp_path / 'lenet_model.safetensors'}: Python source")
+    assert result.output.endswith(built_in_input(lenet_run))
     from safetensors.torch import load_model
 
-    model = import_source(out.read_text(encoding="utf-8"), tmp_path).Lenet()
-    load_model(model, str(tmp_path / "lenet_model.safetensors"))
-    x = torch.randn(4, 1, 28, 28)
+    source = out.read_text(encoding="utf-8")
+    model = import_source(source, tmp_path).Lenet()
+    load_model(model, str(tmp_path / "lenet_model.safetensors"))  # strict: the normalisation adds no tensors
+    x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(model.eval()(x), trained_lenet(lenet_run)(x))
+        torch.testing.assert_close(model.eval()(x), trained_lenet_on_images(lenet_run, x), **CLOSE)
+    assert "\nInput: a float tensor (N, 1, 28, 28) with values in [0, 1], as torchvision's ToTensor makes them;" in source
+    assert "logits = model(torch.rand(8, 1, 28, 28))  # images in [0, 1], as ToTensor makes them" in source
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
@@ -363,16 +400,67 @@ def test_export_command_writes_the_checkpoint_weights(suffix: str, lenet_run: Pa
     out = tmp_path / f"lenet{suffix}"
     result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--checkpoint", str(lenet_run)])
     assert result.exit_code == 0, result.output
-    assert "epoch-0001.safetensors (epoch 1)" in result.output
+    assert "epoch-0001.safetensors (epoch 1); " + built_in_input(lenet_run) in result.output
+    x = torch.rand(4, 1, 28, 28)
+    expected = trained_lenet_on_images(lenet_run, x)
+    if suffix == ".onnx":
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        (y,) = session.run(None, {"input": x.numpy()})
+        np.testing.assert_allclose(y, expected.numpy(), **ONNX_TOLERANCE)
+        meta = session.get_modelmeta()
+        (mean,), (std,) = run_statistics(lenet_run)
+        assert {key: value for key, value in meta.custom_metadata_map.items() if key != "archdsl.input"} == {
+            "archdsl.input_shape": "(N, 1, 28, 28)", "archdsl.input_range": "[0, 1]",
+            "archdsl.normalization": "built in", "archdsl.mean": f"[{mean!r}]", "archdsl.std": f"[{std!r}]"}
+        assert "input: " + meta.custom_metadata_map["archdsl.input"] + "\n" == built_in_input(lenet_run)
+        assert meta.description == built_in_input(lenet_run).strip()
+    else:
+        with torch.no_grad():
+            torch.testing.assert_close(torch.jit.load(str(out))(x), expected, **CLOSE)
+
+
+@pytest.mark.parametrize("suffix", [".py", ".onnx", ".pt"])
+def test_no_normalize_exports_the_network_alone(suffix: str, lenet_run: Path, tmp_path: Path) -> None:
+    """--no-normalize: the network as the runner feeds it, its input normalised by the caller."""
+    if suffix == ".onnx":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxscript")
+        ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / f"lenet{suffix}"
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(out), "--checkpoint",
+                                      str(lenet_run), "--no-normalize"])
+    assert result.exit_code == 0, result.output
+    (mean,), (std,) = run_statistics(lenet_run)
+    assert result.output.endswith(
+        "input: a float tensor (N, 1, 28, 28) normalised as the run's images were: (x - mean) / std for x in [0, 1], "
+        f"with mean ({mean:.4f},) and std ({std:.4f},) (left out of the model by --no-normalize)\n")
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         expected = trained_lenet(lenet_run)(x)
-    if suffix == ".onnx":
-        (y,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
-        np.testing.assert_allclose(y, expected.numpy(), **ONNX_TOLERANCE)
+    if suffix == ".py":
+        from safetensors.torch import load_model
+
+        source = out.read_text(encoding="utf-8")
+        assert "Normalize" not in source
+        model = import_source(source, tmp_path).Lenet()
+        load_model(model, str(out.with_suffix(".safetensors")))
+        with torch.no_grad():
+            assert torch.equal(model.eval()(x), expected)
+    elif suffix == ".onnx":
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected.numpy(), **ONNX_TOLERANCE)
+        assert session.get_modelmeta().custom_metadata_map["archdsl.normalization"] == "not built in"
     else:
         with torch.no_grad():
             assert torch.equal(torch.jit.load(str(out))(x), expected)
+
+
+def test_normalize_needs_a_run(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["export", str(SPECS / "lenet.arch"), "-o", str(tmp_path / "l.pt"), "--normalize"])
+    assert result.exit_code == 1
+    assert result.output == ("archdsl: error: --normalize builds a run's input normalisation into the model, and "
+                             "there is no run\n  hint: pass --checkpoint RUN_DIR, or drop --normalize\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("suffix", [".py", ".pt"])
@@ -466,3 +554,58 @@ def test_export_api_describes_what_it_wrote(tmp_path: Path) -> None:
     assert result.describe().startswith(f"wrote {tmp_path / 'd.pt'}: TorchScript, scripted; weights: fresh initialisation")
     with pytest.raises(ArchError, match="needs a concrete input size"):
         export(archdsl.loads("network g : [1, H, W] = gap; flatten"), "onnx", tmp_path / "g.onnx")
+
+
+# -- trained on Fashion-MNIST, fed as a user feeds a vision model ------------------------------------
+
+
+def fashion_mnist_test_split(count: int) -> tuple[torch.Tensor, np.ndarray]:
+    """The first ``count`` test images as ToTensor makes them (float, N x 1 x 28 x 28, in [0, 1]) and their
+    labels, read from the IDX files with numpy alone."""
+    def idx(name: str) -> np.ndarray:
+        data = gzip.decompress((FASHION_DIR / f"{name}.gz").read_bytes())
+        dims = data[3]
+        shape = struct.unpack(f">{dims}I", data[4 : 4 + 4 * dims])
+        return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+    images = torch.from_numpy(idx("t10k-images-idx3-ubyte")[:count].copy()).unsqueeze(1)
+    return images.float() / 255, idx("t10k-labels-idx1-ubyte")[:count]
+
+
+@pytest.mark.slow
+def test_exported_models_score_on_fashion_mnist_what_eval_reports(tmp_path: Path) -> None:
+    """The issue's case: trained on Fashion-MNIST and exported with its checkpoint, each format, fed x / 255,
+    gets right exactly the test images that `archdsl eval` counts (before, 0.26 against eval's 0.77)."""
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    from safetensors.torch import load_model
+
+    count = 2000
+    spec = tmp_path / "cnn.arch"
+    spec.write_text(CNN_SPEC, encoding="utf-8")
+    run = tmp_path / "run"
+    cli = CliRunner()
+    result = cli.invoke(app, ["train", str(spec), "--data-dir", str(DATA_ROOT), "--limit", str(count), "--epochs", "1",
+                              "--batch-size", "50", "--lr", "0.05", "--momentum", "0.9", "--threads", "1",
+                              "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(app, ["eval", str(spec), "--checkpoint", str(run)])
+    assert result.exit_code == 0, result.output
+    reported = round(float(result.output.split("test_acc ")[1].split()[0]) * count)  # 4 decimals tell 1 in 2000
+    assert reported > 0.7 * count  # trained, not guessing
+
+    x, labels = fashion_mnist_test_split(count)
+    for name in ("cnn.py", "cnn.onnx", "cnn.pt"):
+        result = cli.invoke(app, ["export", str(spec), "-o", str(tmp_path / name), "--checkpoint", str(run)])
+        assert result.exit_code == 0, result.output
+    model = import_source((tmp_path / "cnn.py").read_text(encoding="utf-8"), tmp_path).Cnn()
+    load_model(model, str(tmp_path / "cnn.safetensors"))
+    session = ort.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        scores = {
+            "python": model.eval()(x).numpy(),
+            "onnx": session.run(None, {"input": x.numpy()})[0],
+            "torchscript": torch.jit.load(str(tmp_path / "cnn.pt"))(x).numpy(),
+        }
+    correct = {name: int((logits.argmax(axis=1) == labels).sum()) for name, logits in scores.items()}
+    assert correct == {"python": reported, "onnx": reported, "torchscript": reported}

@@ -6,6 +6,7 @@
 
 Weights come from a run of ``archdsl train`` (``checkpoint``, its newest finished epoch, refused
 when it was trained from another spec or other parameters) or else from a fresh initialisation.
+With a run, the model takes images in [0, 1] and applies the run's normalisation itself (inputs.py).
 Every file is written atomically: a reader sees the old file or the new one, never half of one.
 
     $ archdsl export specs/resnet18.arch --to onnx -o resnet18.onnx --checkpoint runs/resnet18-1
@@ -19,22 +20,25 @@ from pathlib import Path
 from archdsl.atomic import STDOUT, check_output
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import UsageError
+from archdsl.export.inputs import InputSpec
 
 FORMATS = {"python": ".py", "onnx": ".onnx", "torchscript": ".pt"}
 
 
 @dataclass(frozen=True)
 class Exported:
-    """What an export wrote: the files, how (``scripted``, ``opset 18``, ...), and whose weights."""
+    """What an export wrote: the files, how (``scripted``, ``opset 18``, ...), whose weights, and what input
+    the model takes."""
 
     files: tuple[Path, ...]
     format: str
     how: str
     weights: str
+    input: str
 
     def describe(self) -> str:
         names = " and ".join(str(f) for f in self.files)
-        return f"wrote {names}: {self.format}, {self.how}; weights: {self.weights}"
+        return f"wrote {names}: {self.format}, {self.how}; weights: {self.weights}; input: {self.input}"
 
 
 def format_for(to: str | None, path: Path) -> str:
@@ -51,50 +55,65 @@ def format_for(to: str | None, path: Path) -> str:
     return to
 
 
-def export(net: CompiledNetwork, to: str, path: Path, checkpoint: Path | None = None) -> Exported:
-    """Write ``net`` to ``path`` in the format ``to``, with the weights of the run in ``checkpoint``.
+def export(net: CompiledNetwork, to: str, path: Path, checkpoint: Path | None = None,
+           normalize: bool | None = None) -> Exported:
+    """Write ``net`` to ``path`` in the format ``to``, with the weights of the run in ``checkpoint``;
+    ``normalize=False`` leaves the run's input normalisation out of the model (inputs.py).
 
     >>> export(archdsl.load("specs/lenet.arch"), "onnx", Path("lenet.onnx")).describe()   # doctest: +SKIP
-    'wrote lenet.onnx: ONNX, opset 20, batch size dynamic, checked by onnx.checker; weights: ...'
+    'wrote lenet.onnx: ONNX, opset 20, batch size dynamic, checked by onnx.checker; weights: ...; input: ...'
     """
     check_output(path, net.source_files)
+    run = _run(checkpoint)
+    inputs = InputSpec.of(net.input_shape, run, normalize)
     if to == "python":
-        return _python(net, path, checkpoint)
+        return _python(net, path, run, inputs)
     net.require_concrete(f"the {to} export")
-    module, weights = trained_module(net, checkpoint)
+    module, weights = trained_module(net, run)
+    module = inputs.wrap(module)
     if to == "onnx":
         from archdsl.export.onnx import write_onnx
 
-        return Exported((path,), "ONNX", write_onnx(module, net.input_shape, path, net.params), weights)
+        how = write_onnx(module, net.input_shape, path, net.params, inputs.metadata())
+        return Exported((path,), "ONNX", how, weights, inputs.describe())
     from archdsl.export.torchscript import write_torchscript
 
-    return Exported((path,), "TorchScript", write_torchscript(module, net.input_shape, path), weights)
+    return Exported((path,), "TorchScript", write_torchscript(module, net.input_shape, path), weights,
+                    inputs.describe())
 
 
-def trained_module(net: CompiledNetwork, checkpoint: Path | None):
-    """The network's module in eval mode, with the checkpoint's weights when one is given; and their origin."""
-    module = net.build().eval()
+def _run(checkpoint: Path | None):
+    """The run folder's run.json (a runfolder.RunInfo), or None without --checkpoint."""
     if checkpoint is None:
-        return module, "fresh initialisation (PyTorch's defaults; pass --checkpoint RUN_DIR for trained ones)"
-    from archdsl.runner import checkpoint as checkpoints
+        return None
     from archdsl.runner import runfolder
 
-    run = runfolder.read(checkpoint)
-    found = checkpoints.latest(checkpoint)
+    return runfolder.read(checkpoint)
+
+
+def trained_module(net: CompiledNetwork, run):
+    """The network's module in eval mode, with the weights of ``run``'s newest checkpoint when there is a
+    run (a runfolder.RunInfo); and their origin."""
+    module = net.build().eval()
+    if run is None:
+        return module, "fresh initialisation (PyTorch's defaults; pass --checkpoint RUN_DIR for trained ones)"
+    from archdsl.runner import checkpoint as checkpoints
+
+    found = checkpoints.latest(run.folder)
     if found is None:
-        raise UsageError(f"{checkpoint} holds no checkpoint yet: no epoch has finished", file=str(checkpoint))
+        raise UsageError(f"{run.folder} holds no checkpoint yet: no epoch has finished", file=str(run.folder))
     checkpoints.load_weights(module, found, spec=checkpoints.spec_hash(net), trained_from=run.trained_from())
     return module, f"{found.weights} (epoch {found.epoch})"  # loading weights keeps eval mode
 
 
-def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Exported:
+def _python(net: CompiledNetwork, path: Path, run, inputs: InputSpec) -> Exported:
     from archdsl.atomic import write_atomic, write_text_atomic
     from archdsl.export.python import network_class_name, python_source
 
     how = f"class {network_class_name(net)}"
-    if checkpoint is None:
+    if run is None:
         write_text_atomic(path, python_source(net))
-        return Exported((path,), "Python source", how, "none (the source holds no weights)")
+        return Exported((path,), "Python source", how, "none (the source holds no weights)", inputs.describe())
     if path == STDOUT:
         raise UsageError("cannot write --to python --checkpoint to standard output: the weights go to a second file",
                          hint="name the source file with -o, e.g. -o model.py")
@@ -103,12 +122,13 @@ def _python(net: CompiledNetwork, path: Path, checkpoint: Path | None) -> Export
         raise UsageError(f"cannot write the source to {path}: the weights go to FILE's name with .safetensors",
                          file=str(path), hint=f"name the source {path.with_suffix('.py')}")
     check_output(tensors, net.source_files)
-    source = python_source(net, weights_file=tensors.name)  # first: a spec it cannot write leaves no weights behind
+    # The source first: a spec it cannot write leaves no weights behind.
+    source = python_source(net, weights_file=tensors.name, inputs=inputs)
     net.require_concrete("the python export")
-    module, weights = trained_module(net, checkpoint)
+    module, weights = trained_module(net, run)
     from safetensors.torch import save_model
 
     write_atomic(tensors, lambda tmp: save_model(module, str(tmp), metadata={"network": net.name}))
     write_text_atomic(path, source)
-    return Exported((path, tensors), "Python source", how, weights)
+    return Exported((path, tensors), "Python source", how, weights, inputs.describe())
 

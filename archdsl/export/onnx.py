@@ -24,8 +24,11 @@ from archdsl.summary import BYTES_PER_VALUE
 EXTERNAL_DATA_BYTES = 100 * 2**20
 
 
-def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) -> str:
-    """Export ``module`` (in eval mode) for inputs of ``input_shape`` to ``path``; how it was written."""
+def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int,
+               metadata: dict[str, str] | None = None) -> str:
+    """Export ``module`` (in eval mode) for inputs of ``input_shape`` to ``path``, with ``metadata`` among the
+    model's metadata_props (its ``archdsl.input``, the input's description, as the doc_string too); how it
+    was written."""
     with required():
         import onnx
         import onnxscript  # noqa: F401 (torch.onnx.export needs it, and says so less clearly)
@@ -40,6 +43,9 @@ def write_onnx(module, input_shape: tuple[int, ...], path: Path, params: int) ->
                                         dynamic_shapes=({0: batch},))
         except Exception as err:  # the exporter raises many kinds; all mean the same to a user
             raise BackendError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from None
+    if metadata:
+        program.model.metadata_props.update(metadata)
+        program.model.doc_string = f"input: {metadata['archdsl.input']}"
     external = params * BYTES_PER_VALUE > EXTERNAL_DATA_BYTES
     target = resolve_output(path)
     if external and target.direct:

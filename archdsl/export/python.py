@@ -34,12 +34,14 @@ import functools
 import itertools
 import keyword
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from archdsl import ir
 from archdsl.compiled import CompiledNetwork
 from archdsl.export import pyexpr
+from archdsl.export.inputs import InputSpec
 from archdsl.export.pyexpr import Py
 from archdsl.export.python_layers import EMITTERS, HELPERS, RankChange, Shape, Unsupported, helper_sources
 from archdsl.export.python_text import ADD, CONCAT, JOIN, OUT_SIZE, Assign, finish, indent_doc, wrap_line
@@ -57,13 +59,14 @@ _RESERVED = {
 _DIM_NAMES = {1: ("features",), 3: ("channels", "height", "width")}
 
 
-def python_source(net: CompiledNetwork, weights_file: str | None = None) -> str:
+def python_source(net: CompiledNetwork, weights_file: str | None = None, inputs: InputSpec | None = None) -> str:
     """The source of a module that builds ``net`` as plain PyTorch; ``weights_file`` is named in its
-    docstring as the safetensors file to load.
+    docstring as the safetensors file to load, and ``inputs`` (a trained run's) is stated there, its
+    normalisation the network's first module when it is built in.
 
     >>> print(python_source(archdsl.load("specs/lenet.arch")))   # doctest: +SKIP
     """
-    return _File(net, weights_file).render()
+    return _File(net, weights_file, inputs).render()
 
 
 def network_class_name(net: CompiledNetwork) -> str:
@@ -113,9 +116,10 @@ class _ClassInfo:
 class _File:
     """The file being written: a class per block and input rank, as calls reach them, and the network last."""
 
-    def __init__(self, net: CompiledNetwork, weights_file: str | None = None) -> None:
+    def __init__(self, net: CompiledNetwork, weights_file: str | None = None, inputs: InputSpec | None = None) -> None:
         self.net = net
         self.weights_file = weights_file
+        self.inputs = inputs if inputs is not None and inputs.mean is not None else None  # a trained run's, or none
         self.program = net.program
         self.definition = choose_network(net.program, net.name)
         self.classes: dict[tuple[str, int], _ClassInfo] = {}
@@ -153,6 +157,8 @@ class _File:
         writer = _Writer(self, self.definition.params, len(self.net.input_shape), self.sizes)
         dims = self._input_dims(writer)
         end = writer.body(self.definition.body, Shape(len(dims), dims=tuple(dims)), in_dims=dims)
+        if self.normalizes:
+            writer.lines.insert(0, "        " + self.inputs.constructor())  # the network's first module
         network = writer.render_class(self.network_class, self._network_doc(), end, defaults=self.net.param_values)
         modules = helper_sources((*self.sources, network))
         parts = [self._header(uses_torch=any("torch." in source for source in modules))]
@@ -164,6 +170,10 @@ class _File:
             parts += [ADD] if "Add" in self.helpers else []
         parts += [*modules, *self.sources, network]
         return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
+
+    @property
+    def normalizes(self) -> bool:
+        return self.inputs is not None and self.inputs.built_in
 
     @property
     def sizes(self) -> tuple[str, ...]:
@@ -192,13 +202,18 @@ class _File:
         usage = [f"    model = {self.network_class}({sizes})"]
         if self.weights_file:
             usage.append(f'    safetensors.torch.load_model(model, "{self.weights_file}")  # the weights beside this file')
-        usage.append(f"    logits = model(torch.randn(8, {', '.join(str(d) for d in net.input_shape)}))")
+        sizes = ", ".join(str(d) for d in net.input_shape)
+        if self.normalizes:
+            usage.append(f"    logits = model(torch.rand(8, {sizes}))  # images in [0, 1], as ToTensor makes them")
+        else:
+            usage.append(f"    logits = model(torch.randn(8, {sizes}))")
         imports = "import torch\nfrom torch import nn" if uses_torch or "Concat" in self.helpers else "from torch import nn"
         return "\n".join([
             f'"""{net.name} in plain PyTorch, written by `archdsl export` from {printable_path(net.source_path or "a spec")}.',
             "",
             *usage,
             "",
+            *self._input_paragraph(),
             "Submodules are named as archdsl names them, so the state_dict of archdsl's module (or the",
             "weights of `archdsl train`) loads here with load_state_dict(strict=True).",
             '"""',
@@ -215,7 +230,15 @@ class _File:
         lead = _comment_above(self.definition) or _file_comment(self.definition)
         text = f"archdsl network {net.name} ({span.file}:{span.line}): {shape} -> {out}, {params} parameters"
         text += f",\nexported with {bound} (the constructor's defaults)." if bound else "."
+        if self.inputs is not None:
+            text += "\n\n" + "\n".join(self._input_paragraph()).strip()
         return f"{lead}\n\n{text}" if lead else text
+
+    def _input_paragraph(self) -> list[str]:
+        """What the trained network takes, as docstring lines ending in a blank one; none without a run."""
+        if self.inputs is None:
+            return []
+        return [*textwrap.wrap(f"Input: {self.inputs.describe()}.", width=100), ""]
 
 
 # -- one class ------------------------------------------------------------------------------------

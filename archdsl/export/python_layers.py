@@ -262,13 +262,15 @@ EMITTERS: dict[str, _Emitter] = {
 # -- archdsl's own modules, copied into the files that use them ----------------------------------------
 
 
-def _module_sources() -> dict[str, str]:
-    """The source of each class of ``archdsl/torch_modules.py``, read as text: torch is not imported to export."""
-    text = (Path(__file__).parent.parent / "torch_modules.py").read_text(encoding="utf-8")
+def _module_sources(path: Path) -> dict[str, str]:
+    """The source of each class of the file at ``path``, read as text: torch is not imported to export."""
+    text = path.read_text(encoding="utf-8")
     return {node.name: ast.get_source_segment(text, node) for node in ast.parse(text).body if isinstance(node, ast.ClassDef)}
 
 
-HELPERS: dict[str, str] = _module_sources()
+# The layers' modules, and the normalisation that a trained network's export puts first.
+HELPERS: dict[str, str] = {**_module_sources(Path(__file__).parent.parent / "torch_modules.py"),
+                           **_module_sources(Path(__file__).parent / "normalize.py")}
 
 
 def helper_sources(texts: Iterable[str]) -> list[str]:
