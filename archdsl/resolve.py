@@ -127,6 +127,7 @@ class _Resolver:
         self.active: list[str] = []  # blocks being instantiated, for recursion errors
         self.sized: dict[tuple, _Sized] = {}  # (block, arguments, shape, depth) -> what it took
         self.sizes: dict[int, int] = {}  # id of an expression -> its terms
+        self.declared: tuple[str, Span] | None = None  # the network's name and input declaration, for its errors
 
     # -- expressions --------------------------------------------------------------------------------
 
@@ -334,6 +335,12 @@ class _Resolver:
                 message = f"{call.name}: {err.message}"
             if err.arg is None and "input" not in message:
                 message += f" (input {show(shape)})"
+            if self.declared is not None and self.layers == 0 and len(shape) == 2 and "C×H×W" in err.message:
+                # The network's own input, two sizes where an image has three: the declaration is the culprit.
+                name, span = self.declared
+                raise ShapeError(f"network {name} takes {show(shape)}, but its first layer, {call.name}, takes a "
+                                 f"C×H×W image", span, hint=f"declare the channels: [1, {', '.join(map(str, shape))}] "
+                                 "for a grey image, [3, ...] for colour", notes=((message, where),)) from None
             raise ShapeError(message, where, hint=err.hint) from None
         _check_sizes(call.name, out_shape, call.span)
         params = kind.params(args, shape)
@@ -677,6 +684,7 @@ def resolve_network(
     # spec that would explode with its shapes stops there), before anything is built.
     try:
         resolver = _Resolver(program, limits, budget=SIZE_FIRST_ABOVE)
+        resolver.declared = _declaration(definition)
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     except _OverBudget:
         check_expansion(program, definition.body, env, limits.bounds(), limits.max_depth,
@@ -702,6 +710,12 @@ def resolve_network(
         name=definition.name, params_bound=env, input_shape=input_shape, output_shape=out_shape,
         params=sum(n.params for n in nodes), macs=sum(n.macs for n in nodes), body=tuple(nodes), span=definition.span,
     )
+
+
+def _declaration(definition: ir.NetworkDef) -> tuple[str, Span]:
+    """The network's name and the span of its input shape's sizes, ``[28, 28]``."""
+    first, last = definition.input[0].span, definition.input[-1].span
+    return definition.name, first.source.span(first.line, first.column, last.end_line, last.end_column)
 
 
 def _check_params(definition: ir.NetworkDef, params: ir.Dim, limits: Limits) -> None:

@@ -92,8 +92,8 @@ def test_layer_arguments_bind_by_slot_and_keyword() -> None:
     assert layer_args(net) == [
         ("conv", {"out": 8, "k": 3, "s": 2, "p": 0, "d": 1, "groups": 1, "bias": True}),
         ("conv3x3", {"out": 8, "k": 3, "s": 1, "p": 1, "d": 1, "groups": 2, "bias": False}),
-        ("maxpool3", {"k": 3, "s": 2, "p": 0}),
-        ("maxpool", {"k": 2, "s": 2, "p": 0}),
+        ("maxpool3", {"k": 3, "s": 2, "p": 0, "ceil": False}),
+        ("maxpool", {"k": 2, "s": 2, "p": 0, "ceil": False}),
         ("adaptiveavgpool", {"h": 3, "w": 3}),
         ("adaptiveavgpool", {"h": 2, "w": 1}),
         ("flatten", {}),
