@@ -68,3 +68,15 @@ class ChannelShuffle(nn.Module):
         x = x.view(batch, self.groups, channels // self.groups, height, width)
         x = torch.transpose(x, 1, 2).contiguous()
         return x.view(batch, channels, height, width)
+
+
+class ChannelSlice(nn.Module):
+    """Channels ``start`` to ``end`` − 1 of the input, ``x[:, start:end]`` (``chunk N I`` is the slice of its part)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__()
+        self.start = start
+        self.end = end
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start:self.end]

@@ -253,3 +253,52 @@ def test_the_formatter_prints_the_new_syntax_canonically():
         "default conv bias=false\n\n"
         "network n(d = [1, 2, 3], k = (1, 7), one = (5,)) : [1, 8, 8] = for i in range(len(d)) <conv3x3 d[i]; relu>; "
         "mul [ id | gap; conv1x1 in.c; sigmoid ]; conv3x3 (if d[0] > 1 then 2 else 2 ** 2)\n")
+
+
+# -- channel selections --------------------------------------------------------------------------
+
+SHUFFLE_UNIT = """
+block unit = concat [ chunk 2 0
+                    | chunk 2 1; conv1x1 (in.c // 2) bias=false; bn; relu;
+                      conv3x3 (in.c // 2) groups=(in.c // 2) bias=false; bn; conv1x1 (in.c // 2) bias=false; bn; relu ];
+             shuffle 2
+network n : [48, 8, 8] = unit
+"""
+
+
+def test_chunk_and_shuffle_make_torchvisions_shufflenet_unit(torchvision):
+    from torchvision.models.shufflenetv2 import InvertedResidual
+
+    reference = InvertedResidual(48, 48, 1).eval()
+    torch.manual_seed(0)
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    net = archdsl.loads(SHUFFLE_UNIT)
+    module = net.build().eval()
+    with torch.no_grad():
+        for (ours, a), (theirs, b) in zip(module.state_dict().items(), reference.state_dict().items(), strict=True):
+            assert a.shape == b.shape, (ours, theirs)
+            a.copy_(b)
+        x = torch.randn(2, 48, 8, 8)
+        torch.testing.assert_close(module(x), reference(x), atol=1e-5, rtol=0)
+    assert net.params == sum(p.numel() for p in reference.parameters())
+
+
+def test_slice_takes_a_run_of_channels():
+    net = archdsl.loads("network n : [10, 4, 4] = concat [ slice 0 3 | slice 3 10; conv1x1 2 ]")
+    assert net.output_shape == (5, 4, 4)
+    x = torch.randn(1, 10, 4, 4)
+    module = net.build()
+    torch.testing.assert_close(module(x)[:, :3], x[:, :3])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("network n : [10, 4, 4] = chunk 4 0", "chunk: 4 equal parts do not divide the 10 channels"),
+    ("network n : [10, 4, 4] = chunk 2 2", "chunk: part 2 of 2 does not exist: parts count from 0"),
+    ("network n : [10, 4, 4] = slice 4 12", "slice 4 12 goes past the 10 channels"),
+    ("network n : [10, 4, 4] = slice 4 4", "slice 4 4 takes no channel: the end must be past the start"),
+])
+def test_selection_mistakes(text, message):
+    assert error_of(text).message == message

@@ -22,7 +22,7 @@ from archdsl.shapes import LayerError
 KINDS = sorted(REGISTRY)
 
 # Values for required arguments, chosen so that each kind takes a 4×9×9 image or a 12-vector.
-REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2, "p": 0.25, "groups": 2}
+REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2, "p": 0.25, "groups": 2, "parts": 2, "index": 1, "start": 1, "end": 3}
 
 
 def sample_args(kind: LayerKind, spelling: str | None = None) -> dict:

@@ -217,6 +217,20 @@ def _gelu(kind, args, shape, call):
     return _nn("GELU", [], [("approximate", approximate, "none")]), shape
 
 
+def _chunk(kind, args, shape, call):
+    _rank(shape, (1, 3), call)
+    size = pyexpr.binary("//", shape.dims[0], args["parts"])
+    start = pyexpr.binary("*", args["index"], size)
+    end = pyexpr.binary("*", pyexpr.binary("+", args["index"], pyexpr.const(1)), size)
+    return _constructor("ChannelSlice", [start, end]), Shape(shape.rank, dims=(size, *shape.dims[1:]))
+
+
+def _slice(kind, args, shape, call):
+    _rank(shape, (1, 3), call)
+    size = pyexpr.binary("-", args["end"], args["start"])
+    return _constructor("ChannelSlice", [args["start"], args["end"]]), Shape(shape.rank, dims=(size, *shape.dims[1:]))
+
+
 def _plain(cls: str | None = None) -> _Emitter:
     return _Emitter(lambda kind, args, shape, call: (f"nn.{cls or kind.torch_class}()", shape), needs_dims=False)
 
@@ -255,6 +269,8 @@ EMITTERS: dict[str, _Emitter] = {
     "ln": _Emitter(_ln),
     "gn": _Emitter(_gn),
     "shuffle": _passing(lambda kind, args: _constructor("ChannelShuffle", [args["groups"]])),
+    "chunk": _Emitter(_chunk),
+    "slice": _Emitter(_slice),
     "scale": _Emitter(_scale),
 }
 
