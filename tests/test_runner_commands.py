@@ -12,10 +12,14 @@ from test_runner_support import CNN_SPEC as CNN
 from test_runner_support import DATA_ROOT
 
 QUICK = ["--data-dir", str(DATA_ROOT), "--limit", "1000", "--batch-size", "50", "--lr", "0.05",
-         "--momentum", "0.9", "--device", "cpu"]
+         "--momentum", "0.9", "--device", "cpu", "--threads", "1"]
 ISSUE_OPTIONS = ["--param", "--data", "--data-dir", "--epochs", "--batch-size", "--lr", "--optimizer", "--momentum",
                  "--weight-decay", "--schedule", "--resize", "--device", "--amp", "--channels-last", "--compile",
-                 "--seed", "--out", "--resume", "--warmup", "--label-smoothing", "--clip-grad"]
+                 "--seed", "--out", "--resume", "--warmup", "--label-smoothing", "--clip-grad", "--threads",
+                 "--allow-divergence"]
+# The options that take one of a fixed set: click lists the set in --help, completes it, and refuses a typo.
+CHOICES = {"--optimizer": "sgd|adam|adamw", "--schedule": "constant|cosine|onecycle", "--amp": "auto|bf16|fp16|off",
+           "--init": "default|d2l", "--device": "auto|cuda|cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +47,41 @@ def test_help_lists_every_option_of_the_issue(cli):
     assert result.exit_code == 0
     for option in ISSUE_OPTIONS:
         assert option in result.output, option
-    assert "--checkpoint" in cli("eval", "--help").output
+    help_text = " ".join(result.output.split())  # as click wraps it
+    for option, choices in CHOICES.items():
+        assert f"{option} [{choices}]" in help_text, option
+    evaluation = cli("eval", "--help").output
+    assert "--checkpoint" in evaluation and "--device [auto|cuda|cpu]" in evaluation and "--threads N" in evaluation
+
+
+@pytest.mark.parametrize("option", sorted(CHOICES))
+def test_a_value_outside_a_choice_is_clicks_one_error(option, spec):
+    """Read as the installed command reads it: click's refusal becomes our one error, naming the choices."""
+    done = subprocess.run([sys.executable, "-m", "archdsl", "train", str(spec), option, "typo"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    message, hint = done.stderr.splitlines()
+    assert (done.returncode, done.stdout) == (1, "")
+    assert message.startswith("archdsl: error: ") and option in message and "'typo'" in message, message
+    assert all(f"'{choice}'" in message for choice in CHOICES[option].split("|")), message
+    assert hint == "  hint: see archdsl train --help"
 
 
 def test_train_resume_and_eval(cli, spec, tmp_path):
     run = tmp_path / "run"
     result = cli("train", spec, "-p", "width=8", *QUICK, "--epochs", "1", "--out", run)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("epoch 1/1  train_loss ")
+    header, first, *_ = result.output.splitlines()
+    assert header == (f"cnn on fashion-mnist (1,000 training and 1,000 test images): cpu, 1 thread (--threads); "
+                      f"run folder {run}")
+    assert first.startswith("epoch 1/1  train_loss ")
     assert (run / "spec.arch").read_text() == CNN
 
     # --resume takes the run's --param values; --epochs trains it further.
     result = cli("train", spec, "--resume", run, "--epochs", "2")
     assert result.exit_code == 0, result.output
-    assert f"resuming {run} after epoch 1" in result.output
+    assert result.output.splitlines()[:2] == [
+        f"cnn on fashion-mnist (1,000 training and 1,000 test images): cpu, 1 thread (the run's, from run.json); "
+        f"run folder {run}", f"resuming {run} after epoch 1"]
     assert (run / "metrics.csv").read_text().count("\n") == 3
 
     result = cli("eval", spec, "--checkpoint", run)
@@ -76,7 +101,8 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
                   f"and --input values, or with none to take the run's own")
     cases = [
         (["train", spec, "--resume", run, "--lr", "0.1"],
-         "archdsl: error: --resume continues a run with the options it was started with; drop --lr"),
+         "archdsl: error: --resume continues a run with the options it was started with; drop --lr\n"
+         "  hint: only --epochs, --device, --data-dir, --threads and --allow-divergence may change when resuming\n"),
         (["train", spec, "--resume", run, "-p", "width=4", "--epochs", "2"],
          f"{other_spec}; or start a new run with --out\n"),
         (["eval", spec, "--checkpoint", run, "-p", "width=4"], f"{other_spec}\n"),
@@ -95,7 +121,8 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
         (["train", spec, *QUICK, "--resize", "32", "--out", tmp_path / "r2"],
          "error: --resize 32 makes 1x32x32 images, but the network 'cnn' expects 1x28x28 images"),
         (["train", spec, *QUICK, "--data", tmp_path, "--out", tmp_path / "r3"], "is not a data folder"),
-        (["train", spec, *QUICK, "--optimizer", "lbfgs"], "--optimizer must be one of sgd, adam, adamw"),
+        (["train", spec, *QUICK, "--threads", "0", "--out", tmp_path / "r8"],
+         "archdsl: error: --threads must be at least 1, got 0\n"),
         (["train", spec, *QUICK, "--out", spec / "run"], "cannot create the run folder"),
         (["eval", spec, "--checkpoint", tmp_path / "nothing"], "no such run folder"),
         (["train", spec, *QUICK, "--input", "1xHxW", "--out", tmp_path / "r4"],
@@ -109,7 +136,7 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
         assert "Traceback" not in result.output
         assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    assert not any((tmp_path / name).exists() for name in ("r2", "r3", "r4", "r5", "r6", "r7"))
+    assert not any((tmp_path / name).exists() for name in ("r2", "r3", "r4", "r5", "r6", "r7", "r8"))
 
 
 @pytest.mark.parametrize(("text", "found"), [("[]", "list"), ('"x"', "'x'")])
@@ -123,3 +150,26 @@ def test_a_run_json_that_is_not_an_object_is_damaged(cli, spec, tmp_path, text, 
         result = cli(*args)
         assert (result.exit_code, result.output) == (1, expected)
     assert [p.name for p in run.iterdir()] == ["run.json"]
+
+
+def test_a_diverging_run_stops_with_one_error_and_can_go_on(cli, tmp_path):
+    """At --lr 100 this MLP's loss is NaN within 50 steps: the run stops there, its folder resumable; with
+    --allow-divergence it trains on, and says so once."""
+    spec = tmp_path / "mlp.arch"
+    spec.write_text("network mlp : [1, 28, 28] -> [10] = flatten; linear 100; relu; linear 10\n")
+    run = tmp_path / "run"
+    result = cli("train", spec, "--data-dir", DATA_ROOT, "--limit", "3000", "--batch-size", "50", "--lr", "100",
+                 "--threads", "1", "--epochs", "2", "--out", run)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "archdsl: error: the training loss became NaN in epoch 1 (by step 50): the run diverged and stopped",
+        f"  hint: no epoch of {run} finished; a lower --lr (or --warmup, --clip-grad) usually helps, in a new run; "
+        f"to train on regardless: archdsl train {spec} --resume {run} --allow-divergence"]
+    assert sorted(p.name for p in run.iterdir()) == [".archdsl-run", "run.json", "spec.arch"]
+
+    result = cli("train", spec, "--resume", run, "--allow-divergence")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: the training loss of epoch 1 is nan: the run has diverged, and trains on as "
+                        "--allow-divergence asks (its weights stay NaN once they are)"]
+    assert [row.split(",")[1] for row in (run / "metrics.csv").read_text().splitlines()[1:]] == ["nan", "nan"]

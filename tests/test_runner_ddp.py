@@ -21,7 +21,7 @@ from archdsl.runner.options import TrainOptions
 
 TESTS = Path(__file__).resolve().parent
 OPTIONS = TrainOptions(epochs=2, batch_size=64, lr=0.05, momentum=0.9, data_dir=str(DATA_ROOT), limit=2000,
-                       device="cpu")
+                       device="cpu", threads=1)
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ from archdsl.runner.options import TrainOptions
 
 TESTS = Path(__file__).resolve().parent
 OPTIONS = TrainOptions(epochs=3, batch_size=50, lr=0.05, momentum=0.9, schedule="cosine",
-                       data_dir=str(DATA_ROOT), limit=300, device="cpu")
+                       data_dir=str(DATA_ROOT), limit=300, device="cpu", threads=1)
 PAUSE_S = 0.05
 SAVE_STEPS = ("written {w}", "replaced {w}", "written {s}", "replaced {s}", "written {m}", "replaced {m}")
 

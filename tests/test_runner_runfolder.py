@@ -171,6 +171,9 @@ def set_path(record: dict, path: str, value) -> None:
     ("normalization", KeyError, "normalization: field required"),
     ("spec_hash", "x", "spec_hash: string should match pattern '^[0-9a-f]{64}$' (got 'x')"),
     ("data.image_shape", [1, 8], "data.image_shape[2]: field required"),
+    ("data.sha256", "x", "data.sha256: string should match pattern '^[0-9a-f]{64}$' (got 'x')"),
+    ("options.threads", 0, "options: --threads must be at least 1, got 0"),
+    ("options.allow_divergence", "yes", "options.allow_divergence: input should be a valid boolean (got 'yes')"),
     ("format", 2, "format: input should be 1 (got 2)"),
 ])
 def test_every_field_of_run_json_is_checked(run, path, value, problem):
@@ -223,6 +226,28 @@ def test_a_resume_on_other_data_is_refused(tmp_path, run):
     assert caught.value.message == (
         f"tiny from {tmp_path / 'tiny.npz'} is not the data this run was trained on: "
         "train_examples 60 in run.json, 40 now")
+
+
+def test_a_resume_on_data_of_the_same_sizes_but_other_pixels_is_refused(tmp_path, run):
+    """run.json records the data's SHA-256: a copy that differs only in its pixels is other data."""
+    with np.load(tmp_path / "tiny.npz") as arrays:
+        changed = dict(arrays)
+    changed["x_train"] = changed["x_train"].copy()
+    changed["x_train"][0, 0, 0] ^= 1
+    np.savez(tmp_path / "tiny.npz", **changed)
+    with pytest.raises(UsageError) as caught:
+        train.resume(tiny_network(), run, epochs=2, stream=io.StringIO())
+    assert caught.value.message == (
+        f"tiny from {tmp_path / 'tiny.npz'} is not the data this run was trained on: "
+        "the images or labels differ from those whose SHA-256 run.json records")
+
+
+def test_a_run_json_from_before_the_checksum_and_threads_still_resumes(run):
+    def forget(record):
+        del record["data"]["sha256"], record["options"]["threads"], record["options"]["allow_divergence"]
+
+    edit_run_json(run, forget)
+    assert train.resume(tiny_network(), run, epochs=2, stream=io.StringIO()).final.epoch == 2
 
 
 def interrupt(*args, **kwargs):

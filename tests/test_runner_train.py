@@ -4,8 +4,12 @@ and the user mistakes that must end in one clear error without losing anything."
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runner_support import CNN_SPEC, DATA_ROOT, FakeNetwork, tiny_network
+from test_runner_support import CNN_SPEC, DATA_ROOT, FASHION_DIR, FakeNetwork, tiny_network
+from torch import nn
 
 import archdsl
 from archdsl.errors import UsageError
@@ -23,8 +28,9 @@ from archdsl.runner import checkpoint, train
 from archdsl.runner.options import TrainOptions
 
 TESTS = Path(__file__).resolve().parent
+# One thread: a run repeats bit for bit with the same count, and the default follows the machine's load.
 SMALL = TrainOptions(epochs=3, batch_size=64, lr=0.05, momentum=0.9, schedule="cosine", warmup=0.5,
-                     data_dir=str(DATA_ROOT), limit=3000)
+                     data_dir=str(DATA_ROOT), limit=3000, threads=1)
 COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "examples_per_s", "seconds", "lr"]
 
 
@@ -53,10 +59,14 @@ def test_a_small_relu_cnn_spec_reaches_85_percent_in_one_epoch(tmp_path):
     result = train.start(net, options, stream=stream)
     assert result.final.test_acc >= 0.85, result.final
     assert result.final.examples_per_s > 0
-    # Not a terminal: one plain line per epoch, then the book's summary.
+    # Not a terminal: the header, one plain line per epoch, then the book's summary.
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("epoch 1/1  train_loss ") and "ex/s" in lines[0]
-    assert lines[1].startswith("loss ") and "test acc" in lines[1]
+    threads = json.loads((tmp_path / "run" / "run.json").read_text())["options"]["threads"]
+    assert re.fullmatch(rf"cnn on fashion-mnist \(60,000 training and 10,000 test images\): cpu, {threads} threads? "
+                        rf"\([^)]+\); run folder {re.escape(str(tmp_path / 'run'))}",
+                        lines[0]), lines[0]
+    assert lines[1].startswith("epoch 1/1  train_loss ") and "ex/s" in lines[1]
+    assert lines[2].startswith("loss ") and "test acc" in lines[2]
 
 
 def test_the_run_folder(finished):
@@ -362,3 +372,134 @@ def test_a_folder_whose_creation_was_killed_is_taken_over_but_a_run_is_not(tmp_p
     assert sorted(p.name for p in unfinished.iterdir()) == [runfolder.MARKER, runfolder.RUN_JSON, runfolder.SPEC_FILE]
     with pytest.raises(UsageError, match="already holds files"):
         runfolder.check_new(unfinished)
+
+
+# -- where the data was, and how many threads ---------------------------------------------------------
+
+
+def test_run_json_records_the_data_folder_absolute_and_the_datas_checksum(tmp_path, monkeypatch):
+    """A relative --data-dir is recorded absolute, so that a resume or an eval from elsewhere finds the data;
+    the checksum is of the images and labels, the same for the .gz files and an unpacked copy."""
+    unpacked = tmp_path / "data" / "fashion-mnist"
+    unpacked.mkdir(parents=True)
+    for packed in FASHION_DIR.glob("*.gz"):
+        (unpacked / packed.stem).write_bytes(gzip.decompress(packed.read_bytes()))
+    monkeypatch.chdir(DATA_ROOT.parent)
+    options = SMALL.replace(epochs=1, limit=300, data_dir=DATA_ROOT.name, out=str(tmp_path / "run"))
+    train.start(FakeNetwork(kind="mlp"), options, stream=io.StringIO())
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["options"]["data_dir"] == str(DATA_ROOT)
+    assert record["data"]["source"] == str(FASHION_DIR)
+    train.start(FakeNetwork(kind="mlp"), options.replace(data_dir=str(unpacked.parent), out=str(tmp_path / "copy")),
+                stream=io.StringIO())
+    copy = json.loads((tmp_path / "copy" / "run.json").read_text())
+    assert re.fullmatch("[0-9a-f]{64}", record["data"]["sha256"])
+    assert copy["data"]["sha256"] == record["data"]["sha256"]
+
+    monkeypatch.chdir(tmp_path)  # where ../shared/datasets is no folder
+    assert train.evaluate(FakeNetwork(kind="mlp"), tmp_path / "run").examples == 300
+    assert train.resume(FakeNetwork(kind="mlp"), tmp_path / "run", epochs=2, stream=io.StringIO()).final.epoch == 2
+
+
+def test_a_recorded_data_folder_that_is_gone_is_named_with_where_it_came_from(tmp_path):
+    data = tmp_path / "datasets"
+    shutil.copytree(FASHION_DIR, data / "fashion-mnist")
+    train.start(FakeNetwork(kind="mlp"), SMALL.replace(epochs=1, limit=300, data_dir=str(data),
+                                                       out=str(tmp_path / "run")), stream=io.StringIO())
+    shutil.rmtree(data)
+    message = (f"the run's data folder {data} (its --data-dir, recorded in run.json) is not there",
+               "pass --data-dir with the folder that holds the run's data now")
+    with pytest.raises(UsageError) as caught:
+        train.resume(FakeNetwork(kind="mlp"), tmp_path / "run", epochs=2, stream=io.StringIO())
+    assert (caught.value.message, caught.value.hint, caught.value.file) == (*message, str(tmp_path / "run" / "run.json"))
+    with pytest.raises(UsageError) as caught:
+        train.evaluate(FakeNetwork(kind="mlp"), tmp_path / "run")
+    assert (caught.value.message, caught.value.hint) == message
+    # Naming the folder where the data is now is the way on.
+    assert train.evaluate(FakeNetwork(kind="mlp"), tmp_path / "run", data_dir=str(DATA_ROOT)).examples == 300
+
+
+def test_the_thread_count_is_chosen_recorded_and_reused(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    stream = io.StringIO()
+    result = train.start(FakeNetwork(kind="mlp"), SMALL.replace(epochs=1, limit=300, threads=None,
+                                                                out=str(tmp_path / "run")), stream=stream)
+    chosen = json.loads((tmp_path / "run" / "run.json").read_text())["options"]["threads"]
+    assert 1 <= chosen <= (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    assert f": cpu, {chosen} thread" in stream.getvalue().splitlines()[0]
+    assert torch.get_num_threads() == before  # the run gives the process its threads back
+    stream = io.StringIO()
+    train.resume(FakeNetwork(kind="mlp"), result.run_dir, epochs=2, stream=stream)
+    assert f": cpu, {chosen} thread{'s' if chosen > 1 else ''} (the run's, from run.json); " in stream.getvalue()
+    stream = io.StringIO()
+    train.resume(FakeNetwork(kind="mlp"), result.run_dir, epochs=3, threads=1, stream=stream)
+    assert ": cpu, 1 thread (--threads); " in stream.getvalue() or chosen == 1
+
+
+# -- divergence ------------------------------------------------------------------------------------------
+
+
+class _Poisoned(nn.Module):
+    """A model whose scores turn NaN from its ``after``-th training batch on, or are ``scale`` times too large."""
+
+    def __init__(self, model: nn.Module, after: int | None, scale: float) -> None:
+        super().__init__()
+        self.model, self.after, self.scale, self.batches = model, after, scale, 0
+
+    def forward(self, x):
+        y = self.model(x) * self.scale
+        if self.training:
+            self.batches += 1
+            if self.after is not None and self.batches >= self.after:
+                y = y * float("nan")
+        return y
+
+
+class PoisonedNetwork(FakeNetwork):
+    def __init__(self, after: int | None = None, scale: float = 1.0) -> None:
+        super().__init__(kind="mlp")
+        self.after, self.scale = after, scale
+
+    def build(self, init: str = "default", seed: int | None = None) -> nn.Module:
+        return _Poisoned(super().build(init, seed), self.after, self.scale)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_finished_epoch(tmp_path):
+    """500 examples in batches of 50: 10 steps an epoch; NaN from the 15th step, in epoch 2."""
+    folder = tmp_path / "run"
+    options = SMALL.replace(epochs=3, limit=500, batch_size=50, out=str(folder))
+    with pytest.raises(UsageError) as caught:
+        train.start(PoisonedNetwork(after=15), options, stream=io.StringIO())
+    assert caught.value.message == "the training loss became NaN in epoch 2 (by step 20): the run diverged and stopped"
+    assert caught.value.hint == (f"{folder} keeps epoch 1; a lower --lr (or --warmup, --clip-grad) usually helps, in "
+                                 f"a new run; to train on regardless: archdsl train specs/cnn.arch --resume {folder} "
+                                 "--allow-divergence")
+    assert checkpoint.latest(folder).epoch == 1
+    assert len((folder / "metrics.csv").read_text().splitlines()) == 2
+    # A resume rebuilds the model (its count of batches starts again): epoch 2 is finite, epoch 3 NaN.
+    stream = io.StringIO()
+    result = train.resume(PoisonedNetwork(after=15), folder, allow_divergence=True, stream=stream)
+    assert [np.isnan(row.train_loss) for row in result.history] == [False, False, True]
+    assert stream.getvalue().count("warning: ") == 1
+
+
+def test_a_nan_loss_is_caught_within_the_epoch(tmp_path):
+    options = SMALL.replace(epochs=1, limit=3000, batch_size=50, out=str(tmp_path / "run"))
+    with pytest.raises(UsageError) as caught:
+        train.start(PoisonedNetwork(after=10), options, stream=io.StringIO())
+    assert caught.value.message == "the training loss became NaN in epoch 1 (by step 50): the run diverged and stopped"
+    assert caught.value.hint.startswith(f"no epoch of {tmp_path / 'run'} finished; ")
+    assert checkpoint.latest(tmp_path / "run") is None
+
+
+def test_an_exploding_loss_is_warned_about_once(tmp_path):
+    stream = io.StringIO()
+    options = SMALL.replace(epochs=3, limit=500, out=str(tmp_path / "run"))
+    result = train.start(PoisonedNetwork(scale=100.0), options, stream=stream)  # losses of 10**4 to 10**6
+    loss = result.history[0].train_loss
+    assert loss > 23.0
+    warnings = [line for line in stream.getvalue().splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: the training loss of epoch 1 is {loss:,.6g}, more than 10 times a uniform "
+                        "guess's (2.30): the run may be diverging; a lower --lr may help"]

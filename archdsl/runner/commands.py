@@ -23,12 +23,16 @@ from archdsl.arguments import (
     spec_argument,
 )
 from archdsl.errors import UsageError
+from archdsl.runner.options import AMP_MODES, DEVICES, INITS, OPTIMIZERS, SCHEDULES
 
-RESUMABLE = ("epochs", "device", "data_dir")  # the options that --resume may change
+# The options that --resume may change: none of them changes what an epoch computes, except --threads
+# in the last bits of its sums.
+RESUMABLE = ("epochs", "device", "data_dir", "threads", "allow_divergence")
 
 
 def run_options(command):
-    """What train and eval share: the spec's parameters, network and input, the data and the device."""
+    """What train and eval share: the spec's parameters, network and input, the data, the device and the
+    threads."""
     options = [
         param_option,
         network_option,
@@ -40,7 +44,10 @@ def run_options(command):
         click.option("--data-dir", metavar="DIR",
                      help="Where to look for (and download) known data sets before $ARCHDSL_DATA and "
                           "~/.cache/archdsl."),
-        click.option("--device", metavar="auto|cuda|cpu", help="auto picks CUDA when there is a GPU. Default: auto."),
+        click.option("--device", type=click.Choice(DEVICES), help="auto picks CUDA when there is a GPU. Default: auto."),
+        click.option("--threads", type=int, metavar="N",
+                     help="torch's CPU threads. Default: the cores not busy with other work when the run starts "
+                          "(at most torch's own count); run.json records it, and eval and --resume take the run's."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -53,10 +60,10 @@ def run_options(command):
 @click.option("--epochs", type=int, metavar="N", help="Epochs to train (on --resume: the new total). Default: 10.")
 @click.option("--batch-size", type=int, metavar="N", help="Global batch size, split across torchrun processes. Default: 256.")
 @click.option("--lr", type=float, metavar="X", help="Peak learning rate. Default: 0.1.")
-@click.option("--optimizer", metavar="sgd|adam|adamw", help="Default: sgd.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Default: sgd.")
 @click.option("--momentum", type=float, metavar="X", help="SGD momentum. Default: 0.")
 @click.option("--weight-decay", type=float, metavar="X", help="L2 penalty (decoupled for adamw). Default: 0.")
-@click.option("--schedule", metavar="constant|cosine|onecycle",
+@click.option("--schedule", type=click.Choice(SCHEDULES),
               help="Learning-rate schedule after the warm-up; cosine and onecycle end at zero. Default: constant.")
 @click.option("--warmup", type=float, metavar="EPOCHS",
               help="Linear warm-up, in epochs. Default: 0; 30% of the epochs for onecycle.")
@@ -64,14 +71,19 @@ def run_options(command):
 @click.option("--clip-grad", type=float, metavar="NORM", help="Clip the gradient's norm to NORM.")
 @click.option("--resize", type=int, metavar="N",
               help="Resize images to NxN on the device (bilinear, antialiased); must match the network's input.")
-@click.option("--amp", metavar="bf16|fp16|off", help="Autocast. Default: bf16 on CUDA, fp32 on the CPU (bf16 there is opt-in: faster on CPUs with AMX or AVX512-BF16).")
+@click.option("--amp", type=click.Choice(AMP_MODES),
+              help="Autocast. Default: auto, bf16 on CUDA and fp32 on the CPU (bf16 there is opt-in: faster on CPUs "
+                   "with AMX or AVX512-BF16).")
 @click.option("--channels-last/--no-channels-last", default=None,
               help="NHWC memory layout. Default: on (faster for convolutions on the CPU as on CUDA).")
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the model.")
 @click.option("--seed", type=int, metavar="N",
               help="Seed of the weights and the data order; a CPU run repeats exactly. Default: 0.")
-@click.option("--init", metavar="default|d2l", help="Weight initialisation. Default: default.")
+@click.option("--init", type=click.Choice(INITS), help="Weight initialisation. Default: default.")
 @click.option("--limit", type=int, metavar="N", help="Use only the first N examples of each split (quick trials).")
+@click.option("--allow-divergence", is_flag=True, default=None,
+              help="Train on when the loss becomes NaN or infinite; by default the run stops there, its folder "
+                   "keeping the last finished epoch.")
 @click.option("--out", type=click.Path(), metavar="RUN_DIR",
               help="The new run folder. Default: runs/NETWORK-TIME.")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="RUN_DIR",
@@ -102,7 +114,8 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
     if fixed:
         flags = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise UsageError(f"--resume continues a run with the options it was started with; drop {flags}",
-                         hint="only --epochs, --device and --data-dir may change when resuming")
+                         hint="only --epochs, --device, --data-dir, --threads and --allow-divergence may change "
+                              "when resuming")
     info = read(resume)
     net = load_network_as_run(spec, param, network, input, info.spec)
     with _interruptible(spec, resume, new=False):
@@ -117,7 +130,7 @@ def train_command(spec: Path, param: tuple[str, ...], network: str | None, input
               help="The run folder whose last checkpoint to evaluate.")
 @run_options
 def eval_command(spec: Path, checkpoint: Path, param: tuple[str, ...], network: str | None, input: str | None,
-                 data: str | None, data_dir: str | None, device: str | None) -> None:
+                 data: str | None, data_dir: str | None, device: str | None, threads: int | None) -> None:
     """Report the test loss and accuracy of a run's last checkpoint for SPEC (on the run's data unless --data).
 
     --param, --network and --input default to the run's own.
@@ -128,7 +141,7 @@ def eval_command(spec: Path, checkpoint: Path, param: tuple[str, ...], network: 
     net = load_network_as_run(spec, param, network, input, info.spec)
     from archdsl.runner import train
 
-    result = train.evaluate(net, checkpoint, device=device, data_dir=data_dir, data=data)
+    result = train.evaluate(net, checkpoint, device=device, data_dir=data_dir, data=data, threads=threads)
     click.echo(result.line())
 
 

@@ -25,10 +25,11 @@ class TrainOptions:
     """Everything that decides what a run computes. Defaults follow the book's ``train_ch6``.
 
     ``amp="auto"`` means bf16 autocast on CUDA and fp32 on the CPU; ``channels_last=None`` means
-    on (NHWC is the faster layout for convolutions on CUDA and on the CPU's oneDNN alike). ``warmup`` is in epochs (fractions allowed; ``None``: 30% of the
-    epochs for one-cycle, none otherwise). ``limit`` keeps the
+    on (NHWC is the faster layout for convolutions on CUDA and on the CPU's oneDNN alike). ``warmup`` is in
+    epochs (fractions allowed; ``None``: 30% of the epochs for one-cycle, none otherwise). ``limit`` keeps the
     first N examples of each split, for quick trials. ``out`` is the run folder (default
-    ``runs/NETWORK-TIMESTAMP``).
+    ``runs/NETWORK-TIMESTAMP``). ``threads`` is torch's CPU thread count (``None``: chosen at the start, see
+    threads.py; run.json records the count used). ``allow_divergence`` trains on past a NaN or infinite loss.
     """
 
     data: str = "fashion-mnist"
@@ -52,6 +53,8 @@ class TrainOptions:
     init: str = "default"
     limit: int | None = None
     out: str | None = None
+    threads: int | None = None
+    allow_divergence: bool = False
 
     def __post_init__(self) -> None:
         # Every float option, first: inf passes the range checks below (--lr inf), nan passes the `< 0`
@@ -84,6 +87,8 @@ class TrainOptions:
             _at_least("--resize", self.resize, 1)
         if self.limit is not None:
             _at_least("--limit", self.limit, 1)
+        if self.threads is not None:
+            _at_least("--threads", self.threads, 1)
         if not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
 

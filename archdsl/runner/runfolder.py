@@ -89,12 +89,14 @@ METRIC_COLUMNS = tuple(field.name for field in fields(EpochMetrics))
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What run.json says the run's data was: a resume must find the same."""
+    """What run.json says the run's data was: a resume must find the same. ``sha256`` is the images' and
+    labels' (train.data_sha256); None in runs made before it was recorded."""
 
     train_examples: int
     test_examples: int
     image_shape: tuple[int, int, int]
     classes: tuple[str, ...]
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class _DataRecord(Record):
     test_examples: Count
     image_shape: tuple[Count, Count, Count]
     classes: Annotated[list[str], Field(min_length=1)]
+    sha256: Sha256 | None = None
 
 
 class _EnvironmentRecord(Record):
@@ -307,7 +310,7 @@ def read(folder: Path) -> RunInfo:
         network=record.network,
         normalization=Normalization(tuple(record.normalization.mean), tuple(record.normalization.std)),
         data=DataInfo(data_record.train_examples, data_record.test_examples, data_record.image_shape,
-                      tuple(data_record.classes)),
+                      tuple(data_record.classes), data_record.sha256),
     )
 
 

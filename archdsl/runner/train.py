@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import platform
 import time
 from collections.abc import Iterator
@@ -21,11 +22,13 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from archdsl.errors import BackendError, UsageError, first_line
 from archdsl.runner import checkpoint, datasets, distributed, runfolder
+from archdsl.runner import threads as torch_threads
 from archdsl.runner.batches import DeviceData
 from archdsl.runner.datasets import ImageData, Normalization
 from archdsl.runner.distributed import Context
@@ -37,6 +40,10 @@ from archdsl.runner.runfolder import DataInfo, EpochMetrics, RunInfo, SpecArgs
 
 # For a resume, unlike eval, a new run is the other way out of a checkpoint of another spec.
 _SAME_SPEC_OR_RESTART = f"{checkpoint.SAME_SPEC}; or start a new run with --out"
+# A NaN or infinite loss is looked for every this many steps (one wait for the device each time) and
+# at the end of each epoch; a loss this many times a uniform guess's, ln(classes), gets a warning.
+DIVERGENCE_CHECK_STEPS = 50
+EXPLODING = 10.0
 
 
 class Network(Protocol):
@@ -86,19 +93,22 @@ def start(net: Network, options: TrainOptions, *, spec: SpecArgs | None = None,
           stream: TextIO | None = None) -> RunResult:
     """Train ``net`` from scratch into a new run folder (``options.out``, or runs/NAME-TIME)."""
     spec = spec if spec is not None else SpecArgs(path=net.source_path)
-    return _train(net, options, spec, None, stream)
+    return _train(net, _absolute(options), spec, None, stream)
 
 
 def resume(net: Network, run_dir: Path, *, epochs: int | None = None, device: str | None = None,
-           data_dir: str | None = None, stream: TextIO | None = None) -> RunResult:
+           data_dir: str | None = None, threads: int | None = None, allow_divergence: bool | None = None,
+           stream: TextIO | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its last finished epoch, with the options it was started with.
 
-    Only ``epochs`` (to train further), ``device`` and ``data_dir`` may change.
+    Only ``epochs`` (to train further), ``device``, ``data_dir``, ``threads`` and ``allow_divergence`` may change.
     """
     info = runfolder.read(Path(run_dir))
-    changes = {"epochs": epochs, "device": device, "data_dir": data_dir}
+    changes = {"epochs": epochs, "device": device, "data_dir": data_dir, "threads": threads,
+               "allow_divergence": allow_divergence}
+    _check_recorded_data(info, changes)
     options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
-    return _train(net, options, info.spec, info, stream)
+    return _train(net, _absolute(options), info.spec, info, stream)
 
 
 def read_run(run_dir: Path) -> RunInfo:
@@ -107,26 +117,55 @@ def read_run(run_dir: Path) -> RunInfo:
 
 
 def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir: str | None = None,
-             data: str | None = None) -> EvalResult:
-    """Test loss and accuracy of the last checkpoint in ``run_dir``, on the run's test data."""
+             data: str | None = None, threads: int | None = None) -> EvalResult:
+    """Test loss and accuracy of the last checkpoint in ``run_dir``, on the run's test data (with the run's
+    thread count unless ``threads``)."""
     net.require_concrete("evaluating")
     info = runfolder.read(Path(run_dir))
-    changes = {"device": device, "data_dir": data_dir, "data": data}
+    changes = {"device": device, "data_dir": data_dir, "data": data, "threads": threads}
+    _check_recorded_data(info, changes)
     options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
     latest = checkpoint.latest(info.folder)
     if latest is None:
         raise UsageError(f"{info.folder} has no checkpoint yet: no epoch of the run has finished",
                          file=str(info.folder))
     context = distributed.setup(options.device)
+    thread_count = options.threads or torch_threads.default_choice(None, _local_processes(context)).count
     try:
-        model = _build(net, options, context)
-        checkpoint.load_weights(model, latest, spec=checkpoint.spec_hash(net), trained_from=info.trained_from())
-        image_data = _load_data(net, options)
-        device_data = _device_data(image_data, options, context, net, info.normalization)
-        loss, correct, count = _evaluate(model, device_data, options, context)
+        with torch_threads.using(thread_count):
+            model = _build(net, options, context)
+            checkpoint.load_weights(model, latest, spec=checkpoint.spec_hash(net), trained_from=info.trained_from())
+            image_data = _load_data(net, options)
+            device_data = _device_data(image_data, options, context, net, info.normalization)
+            loss, correct, count = _evaluate(model, device_data, options, context)
     finally:
         distributed.teardown(context)
     return EvalResult(info.folder, latest.epoch, loss / max(count, 1), correct / max(count, 1), count)
+
+
+def _absolute(options: TrainOptions) -> TrainOptions:
+    """--data-dir and a --data path made absolute, as run.json records them: a resume or an eval from
+    another folder reads the same data."""
+    data = options.data if options.data in datasets.KNOWN_SETS else os.path.abspath(options.data)
+    data_dir = os.path.abspath(options.data_dir) if options.data_dir is not None else None
+    return options.replace(data=data, data_dir=data_dir)
+
+
+def _check_recorded_data(info: RunInfo, given: dict[str, Any]) -> None:
+    """The data folder or file that run.json names, unless the command names another, must still exist:
+    otherwise the error says that it came from run.json, since the user did not type it."""
+    recorded = info.options
+    where = str(info.folder / runfolder.RUN_JSON)
+    if given.get("data_dir") is None and recorded.data_dir is not None and not Path(recorded.data_dir).is_dir():
+        raise UsageError(f"the run's data folder {os.path.abspath(recorded.data_dir)} (its --data-dir, recorded in "
+                         f"{runfolder.RUN_JSON}) is not there", file=where,
+                         hint="pass --data-dir with the folder that holds the run's data now")
+    if given.get("data") is None and recorded.data not in datasets.KNOWN_SETS and not Path(recorded.data).exists():
+        can_move = "data" in given  # eval reads other data; a resume trains on the run's own
+        raise UsageError(f"the run's data {os.path.abspath(recorded.data)} (its --data, recorded in "
+                         f"{runfolder.RUN_JSON}) is not there", file=where,
+                         hint="pass --data with where it is now" if can_move else
+                         "put it back there: a resume trains on the data the run began with")
 
 
 def _train(net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
@@ -146,6 +185,7 @@ class _Trainer:
             raise UsageError(f"--batch-size {options.batch_size} does not divide among "
                              f"{context.world_size} processes", hint="--batch-size is the global batch")
         self.net, self.options, self.spec, self.info, self.context = net, options, spec, info, context
+        self.run_dir = info.folder if info else Path(options.out or runfolder.default_folder(net.name))
         self.spec_hash = checkpoint.spec_hash(net)
         self.amp = _autocast_dtype(options, context)
         if context.is_cuda:
@@ -155,8 +195,7 @@ class _Trainer:
         self.stream = stream
 
     def run(self) -> RunResult:
-        options, context = self.options, self.context
-        run_dir = self.info.folder if self.info else Path(options.out or runfolder.default_folder(self.net.name))
+        context, run_dir = self.context, self.run_dir
         # Everything that can refuse the run (folder, data, checkpoint) comes before anything is written.
         # The process that writes the folder holds its lock from before it reads the checkpoint it goes
         # on from until after the last one it writes.
@@ -165,9 +204,13 @@ class _Trainer:
                 held.enter_context(runfolder.claim(run_dir))
             elif context.is_main:
                 runfolder.check_new(run_dir)
-            image_data = _load_data(self.net, options)
+            sampler = torch_threads.Sampler() if self.options.threads is None else None  # others' load meanwhile
+            image_data = _load_data(self.net, self.options)
             if self.info is not None:
                 _check_same_data(self.info, image_data)
+            threads = self._threads(sampler)
+            held.enter_context(torch_threads.using(threads.count))
+            options = self.options = self.options.replace(threads=threads.count)  # as run.json records it
             model = _build(self.net, options, context)
             optimizer = build_optimizer(model, options, context.device)
             scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
@@ -177,11 +220,29 @@ class _Trainer:
                 held.enter_context(runfolder.claim_new(run_dir))
                 runfolder.create(run_dir, self.net.source_text, self._record(image_data, normalization))
             data = _device_data(image_data, options, context, self.net, normalization)
-            return self._epochs(run_dir, model, optimizer, scaler, resumed, data, image_data.name)
+            header = (f"{self.net.name} on {image_data.name} ({len(image_data.train_labels):,} training and "
+                      f"{len(image_data.test_labels):,} test images): {self._where()}, {threads.describe()}; "
+                      f"run folder {run_dir}")
+            return self._epochs(run_dir, model, optimizer, scaler, resumed, data, image_data.name, header)
+
+    def _threads(self, sampler: torch_threads.Sampler | None) -> torch_threads.Choice:
+        """--threads; or on a resume the run's own count; or the free cores (threads.py)."""
+        count = self.options.threads
+        if count is None:
+            return torch_threads.default_choice(sampler, _local_processes(self.context))
+        if self.info is not None and count == self.info.options.threads:
+            return torch_threads.Choice(count, f"the run's, from {runfolder.RUN_JSON}")
+        return torch_threads.Choice(count, "--threads")
+
+    def _where(self) -> str:
+        context = self.context
+        if context.distributed:
+            return f"{context.world_size} processes on {context.device.type}"
+        return str(context.device)
 
     def _epochs(self, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler | None, resumed: checkpoint.TrainingState | None,
-                data: DeviceData, data_name: str) -> RunResult:
+                data: DeviceData, data_name: str, header: str) -> RunResult:
         options, context = self.options, self.context
         forward = _wrap(model, options, context)
         steps = data.steps_per_epoch(options.batch_size, context.world_size)
@@ -191,8 +252,10 @@ class _Trainer:
         step, first_epoch = (resumed.step, resumed.epoch + 1) if resumed else (0, 1)
 
         report = reporter(options.epochs, main=context.is_main, stream=self.stream)
+        report.message(header)
         if resumed is not None:
             report.message(f"resuming {run_dir} after epoch {first_epoch - 1}")
+        warned = False
         try:
             for epoch in range(first_epoch, options.epochs + 1):
                 began = time.perf_counter()
@@ -218,6 +281,9 @@ class _Trainer:
                              "history": [asdict(r) for r in history]}
                     checkpoint.save(run_dir, model, state, spec=self.spec_hash, network=self.net.name)
                 report.end_epoch(row)
+                if not warned and self._diverging(train_loss):
+                    warned = True
+                    report.message(self._divergence_warning(epoch, train_loss))
             final = history[-1]
             report.message(f"loss {final.train_loss:.3f}, train acc {final.train_acc:.3f}, "
                            f"test acc {final.test_acc:.3f}")
@@ -300,12 +366,48 @@ class _Trainer:
                 correct += (logits.argmax(dim=1) == labels).sum()
             seen += len(labels)
             report.step(done, seen * context.world_size, running)
+            if not options.allow_divergence and done % DIVERGENCE_CHECK_STEPS == 0:
+                self._stop_if_diverged(loss_sum, epoch, step)
         totals = torch.stack([loss_sum.double(), correct.double(),
                               torch.tensor(float(seen), dtype=torch.float64, device=device)])
         loss_total, correct_total, count = distributed.all_sum(context, totals).tolist()  # waits for the device
+        if not options.allow_divergence and not math.isfinite(loss_total):
+            raise self._diverged(epoch, step, loss_total)
         seconds = time.perf_counter() - started
         count = max(count, 1.0)
         return loss_total / count, correct_total / count, int(count), seconds, lr, step
+
+    def _stop_if_diverged(self, loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+        """Stop once the running loss is NaN or infinite on any process (all of them stop at the same step)."""
+        flag = (~torch.isfinite(loss_sum)).to(torch.float64).reshape(1)
+        if distributed.all_sum(self.context, flag).item():
+            raise self._diverged(epoch, step, loss_sum.item())
+
+    def _diverged(self, epoch: int, step: int, loss: float) -> UsageError:
+        """The error that ends a diverged run: its folder keeps the last finished epoch, as after a kill."""
+        value = "NaN" if math.isnan(loss) else "infinite" if math.isinf(loss) else "NaN or infinite"
+        kept = (f"{self.run_dir} keeps epoch {epoch - 1}" if epoch > 1
+                else f"no epoch of {self.run_dir} finished")
+        resume = f"archdsl train {self.spec.path or 'SPEC'} --resume {self.run_dir} --allow-divergence"
+        return UsageError(
+            f"the training loss became {value} in epoch {epoch} (by step {step}): the run diverged and stopped",
+            hint=f"{kept}; a lower --lr (or --warmup, --clip-grad) usually helps, in a new run; "
+                 f"to train on regardless: {resume}",
+        )
+
+    def _diverging(self, train_loss: float) -> bool:
+        return not math.isfinite(train_loss) or train_loss > EXPLODING * self._chance_loss()
+
+    def _chance_loss(self) -> float:
+        """The cross-entropy of a uniform guess over the classes."""
+        return math.log(max(self.net.output_shape[0], 2))
+
+    def _divergence_warning(self, epoch: int, train_loss: float) -> str:
+        if not math.isfinite(train_loss):  # only with --allow-divergence: the run stops there otherwise
+            return (f"warning: the training loss of epoch {epoch} is {train_loss}: the run has diverged, and trains on "
+                    "as --allow-divergence asks (its weights stay NaN once they are)")
+        return (f"warning: the training loss of epoch {epoch} is {train_loss:,.6g}, more than {EXPLODING:g} times "
+                f"a uniform guess's ({self._chance_loss():.2f}): the run may be diverging; a lower --lr may help")
 
     def _record(self, data: ImageData, normalization: Normalization) -> dict[str, Any]:
         net, context = self.net, self.context
@@ -327,6 +429,7 @@ class _Trainer:
                 "test_examples": len(data.test_labels),
                 "image_shape": list(data.image_shape),
                 "classes": list(data.classes),
+                "sha256": data_sha256(data),
             },
             "environment": {
                 "python": platform.python_version(),
@@ -366,15 +469,28 @@ def _load_data(net: Network, options: TrainOptions) -> ImageData:
     return data
 
 
+def data_sha256(data: ImageData) -> str:
+    """The SHA-256 of the images and labels as a run trains on them (both splits, after --limit), with
+    their types and shapes: the same for the .gz files and for their unpacked copies."""
+    digest = hashlib.sha256()
+    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 def _check_same_data(info: RunInfo, data: ImageData) -> None:
     """A resume trains on the data the run began with: --data-dir may point at another copy now."""
     recorded = info.data
-    found = DataInfo(len(data.train_labels), len(data.test_labels), data.image_shape, data.classes)
+    found = DataInfo(len(data.train_labels), len(data.test_labels), data.image_shape, data.classes,
+                     data_sha256(data) if recorded.sha256 is not None else None)  # runs before the checksum had none
     if found == recorded:
         return
     differences = [f"{field.name} {_brief(getattr(recorded, field.name))} in {runfolder.RUN_JSON}, "
                    f"{_brief(getattr(found, field.name))} now"
-                   for field in fields(DataInfo) if getattr(recorded, field.name) != getattr(found, field.name)]
+                   for field in fields(DataInfo)
+                   if field.name != "sha256" and getattr(recorded, field.name) != getattr(found, field.name)]
+    differences = differences or [f"the images or labels differ from those whose SHA-256 {runfolder.RUN_JSON} records"]
     raise UsageError(f"{data.name} from {data.source} is not the data this run was trained on: "
                      + "; ".join(differences),
                      file=str(info.folder / runfolder.RUN_JSON),
@@ -456,6 +572,11 @@ def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> to
     if options.compile:
         forward = torch.compile(forward)
     return forward
+
+
+def _local_processes(context: Context) -> int:
+    """torchrun's processes on this machine, which share its cores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if context.distributed else 1
 
 
 def _channels_last(options: TrainOptions) -> bool:
