@@ -263,6 +263,21 @@ def _call_with_defaults(call: ir.Call, given: dict[str, dict[str, ir.Arg]]) -> i
     return call.model_copy(update={"args": call.args + added}) if added else call
 
 
+def assemble(span: Span, decls) -> ir.Module:
+    """One file's module from its top-level definitions, in the order written: the file's ``default``
+    statements are applied to every block and network of it (the parser's last step, and the recovering
+    parser's, which parses the definitions one by one)."""
+    defaults = tuple(d for d in decls if isinstance(d, ir.LayerDefault))
+    blocks = tuple(d for d in decls if isinstance(d, ir.BlockDef))
+    networks = tuple(d for d in decls if isinstance(d, ir.NetworkDef))
+    if defaults:
+        given = _defaults_by_kind(defaults)
+        blocks = tuple(b.model_copy(update={"body": _with_defaults(b.body, given)}) for b in blocks)
+        networks = tuple(n.model_copy(update={"body": _with_defaults(n.body, given)}) for n in networks)
+    return ir.Module.make(span=span, imports=tuple(d for d in decls if isinstance(d, ir.Import)),
+                          defaults=defaults, blocks=blocks, networks=networks)
+
+
 def _words(expected: set[str]) -> str:
     names = sorted({_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected if not t.startswith("_")})
     if len(names) > 6:
@@ -313,7 +328,7 @@ def _parse_error(source: Source, err: UnexpectedInput) -> ParseError:
         hint = "a branch needs at least one item; 'id' passes the input through unchanged"
     elif token.type == "MORETHAN" and "MORETHAN" not in expected:
         after = source.text[err.pos_in_stream + 1:].lstrip()[:1]
-        if after.isalnum() or after in "(_.":
+        if after and (after.isalnum() or after in "(_."):
             hint = "a comparison belongs in the test of an if: if A > B then X else Y"
         else:
             hint = "'>' closes a group, but no '<' is open here"
@@ -368,18 +383,7 @@ class _ToIR(Transformer_NonRecursive):
         return self.source.span(m.line, m.column, m.end_line, m.end_column)
 
     def start(self, meta, *decls):
-        defaults = tuple(d for d in decls if isinstance(d, ir.LayerDefault))
-        blocks = tuple(d for d in decls if isinstance(d, ir.BlockDef))
-        networks = tuple(d for d in decls if isinstance(d, ir.NetworkDef))
-        if defaults:
-            given = _defaults_by_kind(defaults)
-            blocks = tuple(b.model_copy(update={"body": _with_defaults(b.body, given)}) for b in blocks)
-            networks = tuple(n.model_copy(update={"body": _with_defaults(n.body, given)}) for n in networks)
-        return ir.Module.make(
-            span=self._span(meta) if not meta.empty else self.source.span(1, 1),
-            imports=tuple(d for d in decls if isinstance(d, ir.Import)),
-            defaults=defaults, blocks=blocks, networks=networks,
-        )
+        return assemble(self._span(meta) if not meta.empty else self.source.span(1, 1), decls)
 
     def default(self, meta, kind: Token, *args):
         return ir.LayerDefault.make(span=self._span(meta), kind=str(kind), kind_span=self._span(kind), args=args)

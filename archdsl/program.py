@@ -34,33 +34,46 @@ class Program:
     networks: dict[str, ir.NetworkDef] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     import_dirs: tuple[Path, ...] = ()
+    # Loading that goes on after a mistake (`archdsl check`, the language server) keeps the errors here, and the
+    # names of the definitions that do not parse or cannot be defined; None: the first mistake is raised.
+    errors: list[ArchError] | None = None
+    broken: set[str] = field(default_factory=set)
+
+    def fail(self, err: ArchError) -> None:
+        """Raise ``err``, or keep it when loading goes on after mistakes."""
+        if self.errors is None:
+            raise err
+        self.errors.append(err)
 
     def add_module(self, module: ir.Module, *, own: bool) -> None:
         for block in module.blocks:
             if lookup(block.name) is not None:
-                raise ResolveError(f"block '{block.name}' has the name of a built-in layer", block.span,
-                                   hint="rename the block; `archdsl layers` lists the layers' names")
+                self.fail(ResolveError(f"block '{block.name}' has the name of a built-in layer", block.span,
+                                       hint="rename the block; `archdsl layers` lists the layers' names"))
+                continue
             self._define(self.blocks, "block", block)
         if own:
             for network in module.networks:
                 self._define(self.networks, "network", network)
 
-    @staticmethod
-    def _define(table: dict, what: str, node: ir.BlockDef | ir.NetworkDef) -> None:
+    def _define(self, table: dict, what: str, node: ir.BlockDef | ir.NetworkDef) -> None:
         seen: dict[str, ir.Param] = {}
         for param in node.params:
             if param.name in seen:
-                raise ResolveError(f"{what} {node.name} has two parameters named '{param.name}'", param.span,
-                                   hint="rename one of them", notes=(("the first one", seen[param.name].span),))
+                self.fail(ResolveError(f"{what} {node.name} has two parameters named '{param.name}'", param.span,
+                                       hint="rename one of them", notes=(("the first one", seen[param.name].span),)))
+                self.broken.add(node.name)
+                return
             seen[param.name] = param
         previous = table.get(node.name)
         if previous is not None:
-            raise ResolveError(
+            self.fail(ResolveError(
                 f"{what} '{node.name}' is defined twice",
                 node.span,
                 hint=f"rename one of them; every {what} name must be unique across a spec and its imports",
                 notes=(("first defined here", previous.span),),
-            )
+            ))
+            return
         table[node.name] = node
 
 
@@ -78,16 +91,30 @@ def paused_gc():
             gc.enable()
 
 
-def load_program(source: Source, import_dirs: Sequence[str | Path] | None = None) -> Program:
+def load_program(source: Source, import_dirs: Sequence[str | Path] | None = None, *, recover: bool = False) -> Program:
     """Parse ``source`` and, transitively, the files it imports.
 
     Networks come from the main file only; blocks from every file. Imports may reach files in the
-    folder of ``source``, in ``import_dirs``, and below them.
+    folder of ``source``, in ``import_dirs``, and below them. With ``recover``, loading goes on after a
+    mistake: each file is parsed definition by definition (``recovery``), and ``program.errors`` holds
+    every error found, an error in an imported file with the import as a note.
     """
     base = real_path(source.path).parent if is_file(source) else Path.cwd()
-    program = Program(main=source, import_dirs=(base, *(real_path(d) for d in import_dirs or ())))
-    _load(program, source, parse(source), base, chain=(_canonical(source),), own=True)
+    program = Program(main=source, import_dirs=(base, *(real_path(d) for d in import_dirs or ())),
+                      errors=[] if recover else None)
+    _load(program, source, _parse(program, source), base, chain=(_canonical(source),), own=True)
     return program
+
+
+def _parse(program: Program, source: Source) -> ir.Module:
+    if program.errors is None:
+        return parse(source)
+    from archdsl.recovery import parse_recovering
+
+    recovered = parse_recovering(source)
+    program.errors.extend(recovered.errors)
+    program.broken |= recovered.broken
+    return recovered.module
 
 
 def is_file(source: Source) -> bool:
@@ -109,27 +136,37 @@ def _load(program: Program, source: Source, module: ir.Module, base: Path, chain
     program.sources[chain[-1]] = source
     program.add_module(module, own=own)
     for imp in module.imports:
-        _check_import_path(imp)
-        target = real_path(base / imp.path)
-        key = str(target)
-        if key in chain:
-            cycle = " -> ".join(_display(p) for p in (*chain[chain.index(key):], key))
-            raise ResolveError(f"import cycle: {cycle}", imp.span, hint="move the shared blocks into a file that both import")
-        if key in program.sources:
-            continue
-        if not any(target.is_relative_to(folder) for folder in program.import_dirs):
-            folders = ", ".join(_display(str(folder)) for folder in program.import_dirs)
-            raise ResolveError(
-                f"cannot import \"{imp.path}\": {_display(key)} is outside the folders imports may reach ({folders})",
-                imp.span,
-                hint=f"if you trust it, allow its folder: --allow-import-dir {_display(str(target.parent))}",
-            )
-        imported = read_source(target, imp)
         try:
-            module = parse(imported)
+            _import(program, imp, base, chain)
         except ArchError as err:
-            raise err.with_note("imported here", imp.span) from None
-        _load(program, imported, module, target.parent, (*chain, key), own=False)
+            program.fail(err)
+
+
+def _import(program: Program, imp: ir.Import, base: Path, chain: tuple[str, ...]) -> None:
+    _check_import_path(imp)
+    target = real_path(base / imp.path)
+    key = str(target)
+    if key in chain:
+        cycle = " -> ".join(_display(p) for p in (*chain[chain.index(key):], key))
+        raise ResolveError(f"import cycle: {cycle}", imp.span, hint="move the shared blocks into a file that both import")
+    if key in program.sources:
+        return
+    if not any(target.is_relative_to(folder) for folder in program.import_dirs):
+        folders = ", ".join(_display(str(folder)) for folder in program.import_dirs)
+        raise ResolveError(
+            f"cannot import \"{imp.path}\": {_display(key)} is outside the folders imports may reach ({folders})",
+            imp.span,
+            hint=f"if you trust it, allow its folder: --allow-import-dir {_display(str(target.parent))}",
+        )
+    imported = read_source(target, imp)
+    found = len(program.errors or ())
+    try:
+        module = _parse(program, imported)
+    except ArchError as err:
+        raise err.with_note("imported here", imp.span) from None
+    _load(program, imported, module, target.parent, (*chain, key), own=False)
+    for err in (program.errors or [])[found:]:  # kept while loading goes on: each says how this file reaches it
+        err.with_note("imported here", imp.span)
 
 
 def _read_regular(path: str | Path) -> tuple[bytes, int]:

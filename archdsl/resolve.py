@@ -128,6 +128,7 @@ class _Resolver:
         self.sized: dict[tuple, _Sized] = {}  # (block, arguments, shape, depth) -> what it took
         self.sizes: dict[int, int] = {}  # id of an expression -> its terms
         self.declared: tuple[str, Span] | None = None  # the network's name and input declaration, for its errors
+        self.instances: dict[str, dict[str, ir.Value]] | None = None  # block instance path -> its parameters
 
     # -- expressions --------------------------------------------------------------------------------
 
@@ -180,12 +181,7 @@ class _Resolver:
             return scope.env[expr.name]
         if expr.name in _TRUTH:
             return _TRUTH[expr.name]
-        if lookup(expr.name) is not None or expr.name in self.program.blocks:
-            hint = f"'{expr.name}' is a layer; is a ';' missing before it?"
-        else:
-            close = _closest(expr.name, scope.env)
-            hint = f"did you mean '{close}'?" if close else _known_names(scope.env)
-        raise ResolveError(f"unknown name '{expr.name}'", expr.span, hint=hint)
+        raise unknown_name(expr, scope.env, self.program)
 
     def _input_dim(self, expr: ir.InputDim, scope: _Scope) -> int:
         dims = {"c": 0, "h": 1, "w": 2}
@@ -405,6 +401,8 @@ class _Resolver:
             sized = _Sized(_Size(out_shape, sum(n.params for n in nodes)), self.layers - layers, self.steps - steps + 1)
             self.sized[key] = sized
             return sized.size
+        if self.instances is not None:
+            self.instances[path] = inner.env
         return ir.Block.make(
             block=block.name, call=_call_text(block, inner.env), body=tuple(nodes), name=name, path=path,
             in_shape=shape, out_shape=out_shape, params=sum(n.params for n in nodes),
@@ -412,41 +410,64 @@ class _Resolver:
         )
 
     def bind_block_args(self, block: ir.BlockDef, call: ir.Call, caller: _Scope, inner: _Scope) -> dict[str, ir.Value]:
-        names = [p.name for p in block.params]
-        given: dict[str, tuple[ir.Value, Span]] = {}
-        position = 0
-        for arg in call.args:
-            if arg.name is None:
-                if position >= len(names):
-                    raise ResolveError(
-                        f"block {block.name} takes {_count(len(names), 'argument')}, but more were given",
-                        arg.span, hint=f"block {block.name}({', '.join(names)}) is defined at {block.span}",
-                    )
-                name = names[position]
-                position += 1
-            elif arg.name not in names:
-                close = _closest(arg.name, names)
-                raise ResolveError(f"block {block.name} has no parameter '{arg.name}'", arg.span,
-                                   hint=f"did you mean '{close}'?" if close else f"its parameters are ({', '.join(names)})")
-            else:
-                name = arg.name
-            if name in given:
-                raise ResolveError(f"block {block.name}: parameter '{name}' given twice", arg.span)
-            given[name] = (self.value(arg.value, caller), arg.span)
+        given = {name: self.value(arg.value, caller) for name, arg in match_block_args(block, call)}
         env: dict[str, ir.Value] = {}
         for param in block.params:
             if param.name in given:
-                env[param.name] = given[param.name][0]
+                env[param.name] = given[param.name]
             elif param.default is not None:
                 inner.env = env
                 env[param.name] = self.value(param.default, inner)
             else:
-                raise ResolveError(f"block {block.name} needs its parameter '{param.name}'", call.span,
-                                   hint=f"block {block.name}({', '.join(names)}) is defined at {block.span}")
+                raise missing_block_param(block, call, param)
         return env
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+
+def match_block_args(block: ir.BlockDef, call: ir.Call) -> Iterator[tuple[str, ir.Arg]]:
+    """Which parameter of ``block`` each argument of ``call`` gives, in order, refusing what does not fit (a
+    generator, as ``match_layer_args``). Resolution and the checks of every call bind block arguments alike."""
+    names = [p.name for p in block.params]
+    given: set[str] = set()
+    position = 0
+    for arg in call.args:
+        if arg.name is None:
+            if position >= len(names):
+                raise ResolveError(
+                    f"block {block.name} takes {_count(len(names), 'argument')}, but more were given",
+                    arg.span, hint=f"block {block.name}({', '.join(names)}) is defined at {block.span}",
+                )
+            name = names[position]
+            position += 1
+        elif arg.name not in names:
+            close = _closest(arg.name, names)
+            raise ResolveError(f"block {block.name} has no parameter '{arg.name}'", arg.span,
+                               hint=f"did you mean '{close}'?" if close else f"its parameters are ({', '.join(names)})")
+        else:
+            name = arg.name
+        if name in given:
+            raise ResolveError(f"block {block.name}: parameter '{name}' given twice", arg.span)
+        given.add(name)
+        yield name, arg
+
+
+def missing_block_param(block: ir.BlockDef, call: ir.Call, param: ir.Param) -> ResolveError:
+    """The error for a call that leaves out a parameter without a default."""
+    names = ", ".join(p.name for p in block.params)
+    return ResolveError(f"block {block.name} needs its parameter '{param.name}'", call.span,
+                        hint=f"block {block.name}({names}) is defined at {block.span}")
+
+
+def unknown_name(expr: ir.Var, names: Collection[str], program: Program) -> ResolveError:
+    """The error for a name that no parameter or loop binds where ``expr`` reads it (``names`` are those that do)."""
+    if lookup(expr.name) is not None or expr.name in program.blocks:
+        hint = f"'{expr.name}' is a layer; is a ';' missing before it?"
+    else:
+        close = _closest(expr.name, names)
+        hint = f"did you mean '{close}'?" if close else _known_names(names)
+    return ResolveError(f"unknown name '{expr.name}'", expr.span, hint=hint)
 
 
 def match_layer_args(kind: LayerKind, preset: dict, call: ir.Call, names_in_scope: Collection[str],
@@ -587,7 +608,7 @@ def _closest(name: str, names) -> str | None:
     return match[0] if match else None
 
 
-def _known_names(env: dict) -> str | None:
+def _known_names(env: Collection[str]) -> str | None:
     return f"the names here are {', '.join(sorted(env))}" if env else "no parameters are in scope here"
 
 
@@ -657,8 +678,10 @@ def resolve_network(
     params: dict[str, ir.Value] | None = None,
     input_shape: ir.Shape | None = None,
     limits: Limits | None = None,
+    instances: dict[str, dict[str, ir.Value]] | None = None,
 ) -> ir.Network:
-    """Resolve one network of a program at the given parameters (defaults for the rest).
+    """Resolve one network of a program at the given parameters (defaults for the rest). ``instances``, when
+    given, receives the parameters of each block instance by its path (what an editor shows on hover).
 
     >>> resolve_network(load_program(Source("x.arch", "network n : [1, 28, 28] = flatten; fc 10")))   # doctest: +SKIP
     """
@@ -685,6 +708,7 @@ def resolve_network(
     try:
         resolver = _Resolver(program, limits, budget=SIZE_FIRST_ABOVE)
         resolver.declared = _declaration(definition)
+        resolver.instances = instances
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     except _OverBudget:
         check_expansion(program, definition.body, env, limits.bounds(), limits.max_depth,
@@ -693,6 +717,7 @@ def resolve_network(
         sizer.items(definition.body, _Scope(env, input_shape, ""), input_shape, 0)
         _check_params(definition, sizer.params, limits)
         resolver = _Resolver(program, limits)
+        resolver.instances = instances
         scope = _Scope(env, input_shape, "")
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     _check_params(definition, resolver.params, limits)
