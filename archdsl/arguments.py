@@ -87,8 +87,39 @@ def load_network(spec: Path, params: Sequence[str] | None, network: str | None, 
     """Compile a spec from command-line options: the shared first step of every command."""
     from archdsl.compiled import load
 
-    return load(spec, network=network, input_shape=parse_shape(input), limits=limits_of(max_params),
-                import_dirs=import_dirs, **parse_params(params))
+    shape = parse_shape(input)
+    net = load(spec, network=network, input_shape=shape, limits=limits_of(max_params),
+               import_dirs=import_dirs, **parse_params(params))
+    if shape is not None:
+        check_input_channels(net, input)
+    return net
+
+
+def check_input_channels(net, given: str) -> None:
+    """--input may change an image's height and width, not the channels the network declares: those are
+    what its parameters (``in_channels``) and its first layers were written for, so a contradiction is an
+    error at the declaration, naming the parameter to set instead.
+
+        network lenet(in_channels = 1) : [in_channels, 28, 28] = ...     --input 3x28x28: refused
+    """
+    from archdsl import ir
+    from archdsl.resolve import choose_network, input_of
+
+    declared = input_of(net.program, net.name, net.param_values)
+    channels = net.input_shape[0]
+    if len(declared) != 3 or len(net.input_shape) != 3 or not isinstance(declared[0], int):
+        return  # not an image, or channels the declaration leaves symbolic ([C, H, W]): --input gives them
+    if not isinstance(channels, int) or channels == declared[0]:
+        return
+    expr = choose_network(net.program, net.name).input[0]
+    bound = isinstance(expr, ir.Var) and expr.name in net.param_values
+    raise UsageError(
+        f"--input {_clip(given)} gives {channels} channels, but network {net.name} declares {declared[0]}"
+        + (f" ({expr.name}={declared[0]})" if bound else ""),
+        expr.span,
+        hint=(f"pass --param {expr.name}={channels}, which sets the input's channels" if bound
+              else f"give --input {declared[0]} channel{'s' if declared[0] != 1 else ''}, or change the declaration"),
+    )
 
 
 def load_network_as_run(spec: Path, params: Sequence[str] | None, network: str | None, input: str | None,

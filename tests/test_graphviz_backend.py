@@ -389,7 +389,7 @@ def test_cli_options(tmp_path):
     out = tmp_path / "g.svg"
     result = CliRunner().invoke(app, [
         "graph", str(SPECS / "googlenet.arch"), "-o", str(out), "--depth", "1", "--direction", "LR",
-        "--separate-activations", "--param", "classes=7", "--input", "3x64x64",
+        "--separate-activations", "--param", "classes=7", "--param", "in_channels=3", "--input", "3x64x64",
     ])
     assert (result.exit_code, result.stdout) == (0, f"wrote {out}\n")
     pic = picture(out.read_bytes())
