@@ -32,28 +32,34 @@ TESTS = Path(__file__).resolve().parent
 FAMILIES = {
     "alexnet": ["alexnet"],
     "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
+    "googlenet": ["googlenet"],
+    "inception_v3": ["inception_v3"],
     "mnasnet": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"],
     "mobilenet_v2": ["mobilenet_v2"],
     "mobilenet_v3": ["mobilenet_v3_large", "mobilenet_v3_small"],
     "resnet": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
                "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
+    "shufflenet_v2": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
     "squeezenet": ["squeezenet1_0", "squeezenet1_1"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build (with torchvision's model beside it).
-FAST = {"alexnet", "densenet121", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "resnet18", "squeezenet1_1",
-        "vgg11"}
+FAST = {"alexnet", "densenet121", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small",
+        "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
 # Where a weight copy is cheap enough for the fast tests; the other members of each family follow in the slow
 # ones (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's convolutions, the other
 # stems and widths).
-COPIED_FAST = {"alexnet", "densenet121", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "resnet18",
-               "squeezenet1_1"}
+COPIED_FAST = {"alexnet", "densenet121", "googlenet", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "resnet18",
+               "shufflenet_v2_x0_5", "squeezenet1_1"}
 COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "squeezenet1_0", "mnasnet1_3",
-               "mobilenet_v3_large"}
+               "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0"}
 # Family specs whose tables of stages (list parameters) are written a row a line, which `archdsl fmt` joins
 # into one line for now.
 TABLES_ON_LINES = {"mnasnet", "mobilenet_v2", "mobilenet_v3"}
+# torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
+# builder returns with weights, and the zoo's, have none (23,834,568).
+DOCUMENTED_WITH_AUX = {"inception_v3"}
 ATOL = 1e-4
 
 
@@ -84,9 +90,10 @@ def test_the_index_holds_every_builder_once_in_its_family_spec() -> None:
 
 
 @pytest.mark.parametrize("name", BUILDERS)
-def test_every_builder_takes_3_channels_at_its_crop_size_and_gives_1000_classes(name: str) -> None:
+def test_every_builder_takes_3_channels_and_gives_1000_classes(name: str) -> None:
     net = archdsl.load(name)
-    assert (net.name, net.input_shape, net.output_shape) == (name, (3, 224, 224), (1000,))
+    (channels, height, width), output = net.input_shape, net.output_shape
+    assert (net.name, channels, height, output) == (name, 3, width, (1000,))
 
 
 def test_a_name_loads_from_any_folder(tmp_path: Path, monkeypatch) -> None:
@@ -198,24 +205,32 @@ def test_the_zoo_names_only_torchvision_builders(torchvision) -> None:
 
 
 @pytest.mark.parametrize("name", BUILDERS)
-def test_macs_within_one_percent_of_torchvision_gflops(torchvision, name: str) -> None:
-    # torchvision's "GFLOPS" are giga multiply-accumulates: resnet50's 4.089 is archdsl's 4,089,184,256 MACs.
-    meta = torchvision.models.get_model_weights(name).DEFAULT.meta
+def test_macs_within_one_percent_of_torchvision_gflops_at_its_crop_size(torchvision, name: str) -> None:
+    # torchvision's "GFLOPS" are giga multiply-accumulates, given to three decimals: resnet50's 4.089 is archdsl's
+    # 4,089,184,256 MACs, and shufflenet_v2_x0_5's 40,476,448 are 0.04 there (1.2% apart by the rounding alone).
+    weights = torchvision.models.get_model_weights(name).DEFAULT
     net = archdsl.load(name)
-    assert abs(net.macs / (meta["_ops"] * 1e9) - 1) < 0.01, (net.macs, meta["_ops"])
-    assert net.params == meta["num_params"]
+    documented = weights.meta["_ops"] * 1e9
+    assert abs(net.macs - documented) <= max(0.01 * documented, 0.0005e9), (net.macs, weights.meta["_ops"])
+    assert weights.transforms().crop_size == [net.input_shape[1]]
+    if name not in DOCUMENTED_WITH_AUX:
+        assert net.params == weights.meta["num_params"]
 
 
 @pytest.mark.parametrize("name", each(BUILDERS, FAST))
-def test_params_and_output_equal_torchvision_model(torchvision, name: str) -> None:
+def test_params_output_and_macs_equal_torchvision_model(torchvision, name: str) -> None:
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision_oracle import BUILDER_ARGS
 
-    with torch.device("meta"):
-        model = torchvision.models.get_model(name)
-        output = model(torch.zeros(1, 3, 224, 224))
     net = archdsl.load(name)
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, **BUILDER_ARGS.get(name, {})).eval()
+        with FlopCounterMode(display=False) as counter:
+            output = model(torch.zeros(1, *net.input_shape))
     assert net.params == sum(p.numel() for p in model.parameters())
     assert tuple(output.shape[1:]) == net.output_shape == (1000,)
+    assert 2 * net.macs == counter.get_total_flops()  # torch counts a multiply-accumulate as two operations
 
 
 @pytest.mark.parametrize("name", each(sorted(COPIED_FAST | COPIED_SLOW), COPIED_FAST))
@@ -233,9 +248,9 @@ def test_same_function_as_torchvision_with_its_weights(torchvision, name: str) -
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_built_modules_trace_with_fx_and_run_channels_last(name: str) -> None:
     torch = pytest.importorskip("torch")
-    net = archdsl.load(name, input_shape=(3, 64, 64))  # the adaptive pools take it; the weights are the same
+    net = archdsl.load(name, input_shape=(3, 96, 96))  # the adaptive pools take it; the weights are the same
     module = net.build(seed=0).eval()
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = module(x)
         traced = torch.fx.symbolic_trace(module)

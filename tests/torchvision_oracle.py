@@ -51,14 +51,22 @@ def _defined(op: str) -> bool:
     return True
 
 
+# What the zoo's networks leave out of torchvision's builders: GoogLeNet's and Inception-v3's auxiliary
+# classifiers, which the builders add without weights (with weights, they are dropped after loading) and which
+# only run in training. init_weights=False skips their truncated-normal initialisation (seconds on a CPU); the
+# weights are random either way.
+BUILDER_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
+                "inception_v3": {"aux_logits": False, "init_weights": False}}
+
+
 def model(name: str, seed: int = 0):
-    """torchvision's ``name`` at random weights (its own initialisation, seeded) and random batch-norm
-    statistics and factors, in eval mode."""
+    """torchvision's ``name`` (with ``BUILDER_ARGS``) at random weights (its own initialisation, seeded) and
+    random batch-norm statistics and factors, in eval mode."""
     import torch
 
     models = import_torchvision().models
     torch.manual_seed(seed)
-    built = models.get_model(name)
+    built = models.get_model(name, **BUILDER_ARGS.get(name, {}))
     with torch.no_grad():
         for module in built.modules():
             if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
