@@ -10,8 +10,10 @@ none around a keyword argument's ``=``), a body's continuation lines indented by
 ``concat [ ... ]`` with one branch per line, one blank line between definitions (imports stay
 together), at most one blank line anywhere, comments trailing with two spaces. What is kept from the
 source: where lines break between the items of a sequence (``conv3x3 64; relu`` on one line and the
-next stage on the next says something), whether a body starts on the definition's line, and
-whether a group or branch spans lines at all. A comment inside a construct printed on one line moves
+next stage on the next says something), whether a body starts on the definition's line,
+whether a group or branch spans lines at all, where a list or parenthesised arguments spanning lines
+break after a ``,`` (a table of stages, one row a line, items indented by four, the closing bracket
+under the line that opened it), and whether an ``if``'s ``then`` and ``else`` start lines of their own. A comment inside a construct printed on one line moves
 to its own line above it::
 
     block vgg(n,c)=repeat n < conv3x3 c ; relu > ; maxpool2;     # before
@@ -88,7 +90,8 @@ class _Frame:
 
     kind: str  # "body", "group", "branch", "shape", "paren"
     base: int  # indent of the line the construct opened on
-    multiline: bool = False
+    multiline: bool = False  # a group or branch over several lines: one item or branch a line
+    kept: bool = False  # a list or parentheses over several lines: the source's breaks after ',' stay
 
     @property
     def items(self) -> int:
@@ -153,6 +156,10 @@ class _Printer:
         if frame.multiline and (index - 1 in self.pairs or index in self.closing or token.type == "VBAR"):
             return True
         newline = "\n" in self.text[previous.end_pos:token.start_pos]
+        if frame.kept and (index - 1 in self.pairs or index in self.closing or previous.type == "COMMA"):
+            return newline
+        if token.type in {"THEN", "ELSE"}:
+            return newline  # an if over several lines: then and else under the if
         if previous.type == "SEMICOLON" and (frame.kind == "body" or frame.multiline):
             return newline
         if index - 1 == self.body_equal:
@@ -165,6 +172,8 @@ class _Printer:
         frame = self.frames[-1]
         if index in self.closing:
             return frame.base
+        if self.tokens[index].type in {"THEN", "ELSE"}:
+            return self.line.indent
         if self.tokens[index].type == "VBAR":
             return frame.base + _INDENT
         return frame.items
@@ -193,7 +202,8 @@ class _Printer:
             else:
                 frame = "paren"
             spans_lines = "\n" in self.text[self.tokens[index].start_pos:self.tokens[self.pairs[index]].end_pos]
-            self.frames.append(_Frame(frame, self.line.indent, spans_lines and frame in {"group", "branch"}))
+            self.frames.append(_Frame(frame, self.line.indent, spans_lines and frame in {"group", "branch"},
+                                      spans_lines and frame in {"paren", "shape"}))
         elif index in self.closing:
             self.frames.pop()
 

@@ -231,3 +231,11 @@ def test_fmt_through_the_installed_command(messy):
     done = subprocess.run([sys.executable, "-m", "archdsl.cli", "fmt", "--check", str(messy)],
                           capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (1, f"would reformat {messy}\n", "")
+
+
+def test_a_table_over_several_lines_keeps_its_rows_and_an_if_its_arms():
+    text = ("network n(\n  classes=10,\n     stages=[ [1,16] ,[6,24],\n [6,32]  ]\n) : [3, 8, 8] =\n"
+            "    if classes>5\n        then conv3x3 stages[0][1]\n  else relu;\n    gap\n")
+    assert format_source(Source("x.arch", text)) == (
+        "network n(\n    classes = 10,\n    stages = [[1, 16], [6, 24],\n        [6, 32]]\n) : [3, 8, 8] =\n"
+        "    if classes > 5\n    then conv3x3 stages[0][1]\n    else relu;\n    gap\n")

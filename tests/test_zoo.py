@@ -54,9 +54,6 @@ COPIED_FAST = {"alexnet", "densenet121", "googlenet", "mnasnet0_5", "mobilenet_v
                "shufflenet_v2_x0_5", "squeezenet1_1"}
 COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "squeezenet1_0", "mnasnet1_3",
                "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0"}
-# Family specs whose tables of stages (list parameters) are written a row a line, which `archdsl fmt` joins
-# into one line for now.
-TABLES_ON_LINES = {"mnasnet", "mobilenet_v2", "mobilenet_v3"}
 # torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
 # builder returns with weights, and the zoo's, have none (23,834,568).
 DOCUMENTED_WITH_AUX = {"inception_v3"}
@@ -133,9 +130,7 @@ def test_a_name_chooses_its_network() -> None:
         archdsl.load("vgg16", network="vgg19")
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(family, marks=pytest.mark.xfail(strict=True, reason="archdsl fmt joins a list's lines"))
-    if family in TABLES_ON_LINES else family for family in FAMILIES])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_the_family_specs_are_formatted(family: str) -> None:
     from archdsl.formatter import format_source
     from archdsl.program import read_source
