@@ -319,13 +319,14 @@ def cond_tests() -> st.SearchStrategy:
 # -- the oracle: the same program, written by hand in torch ---------------------------------------------
 
 # Positional slots of each spelling, as the language describes them (``conv C k= s= ...``).
-_SUGAR = re.compile(r"(conv)(\d+)x\2$|(maxpool|avgpool)(\d+)$")
+_SUGAR = re.compile(r"(conv)(\d+)x(\d+)$|(maxpool|avgpool)(\d+)$")
 _SLOTS = {
     "conv": ["out", "k", "s", "p", "d", "groups", "bias"],
     "convKxK": ["out", "s", "p", "d", "groups", "bias"],
     "maxpool": ["k", "s", "p"], "avgpool": ["k", "s", "p"], "poolK": ["s", "p"],
-    "adaptiveavgpool": ["h", "w"], "linear": ["out", "bias"], "fc": ["out", "bias"], "dropout": ["p"],
-    "leakyrelu": ["slope"], "bn": ["eps", "momentum"], "lrn": ["size", "alpha", "beta", "k"],
+    "adaptiveavgpool": ["h", "w"], "adaptivemaxpool": ["h", "w"], "linear": ["out", "bias"], "fc": ["out", "bias"],
+    "dropout": ["p"], "droppath": ["p"], "leakyrelu": ["slope"], "elu": ["alpha"], "bn": ["eps", "momentum"],
+    "lrn": ["size", "alpha", "beta", "k"], "gn": ["groups"], "shuffle": ["groups"], "scale": ["init"],
 }  # fmt: skip
 
 
@@ -346,50 +347,118 @@ def _image(x: torch.Tensor, what: str) -> None:
 # The arguments' domains, as the language defines them ("channels ≤ 0, dropout outside [0, 1)" are
 # errors). torch checks less or oddly: nn.Linear(n, 0) and bias=5 pass, Conv2d(out=0) raises an
 # AttributeError, and the meta kernels divide by a zero stride. Shapes are torch's alone.
-_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size"}
-_DECIMAL = {("dropout", "p"), ("lrn", "k"), ("lrn", "alpha"), ("lrn", "beta"), ("bn", "eps"), ("bn", "momentum"),
-            ("leakyrelu", "slope")}  # the other arguments but bias are whole numbers
+_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size", "eps"}
+_DECIMAL = {("dropout", "p"), ("droppath", "p"), ("lrn", "k"), ("lrn", "alpha"), ("lrn", "beta"), ("bn", "eps"),
+            ("bn", "momentum"), ("ln", "eps"), ("gn", "eps"), ("leakyrelu", "slope"), ("elu", "alpha"),
+            ("scale", "init")}  # the other arguments but the booleans are whole numbers
+_BOOLEAN = {"bias", "ceil", "count_include_pad", "affine", "approximate"}
+_PROBABILITY = {("dropout", "p"), ("droppath", "p"), ("bn", "momentum")}
+
+
+def _windowed(spelling: str) -> bool:
+    """Convolutions and pools: their k, s, p (and a convolution's d) take a pair (height, width) too."""
+    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool")
 
 
 def check_domains(spelling: str, a: dict) -> None:
     for name, value in a.items():
-        if name == "bias" and value not in (True, False):  # 0 and 1 compare equal to them
-            raise Reject(f"bias={value}")
-        if name != "bias" and isinstance(value, bool):
-            raise Reject(f"{spelling} {name}={value}")
-        if name != "bias" and (spelling, name) not in _DECIMAL and not isinstance(value, int):
-            raise Reject(f"{spelling} {name}={value} is not a whole number")
-        if spelling == "dropout":
-            if not 0 <= value < 1:
-                raise Reject(f"dropout {value}")
+        if name in _BOOLEAN:
+            if value not in (True, False):  # 0 and 1 compare equal to them
+                raise Reject(f"{name}={value}")
             continue
-        positive = name in _POSITIVE and not (spelling == "lrn" and name == "k")  # lrn's k is a float constant
-        if positive and value <= 0 or name == "p" and value < 0:
-            raise Reject(f"{spelling} {name}={value}")
+        numbers = [value]
+        if isinstance(value, tuple):
+            if not (_windowed(spelling) and name in ("k", "s", "p", "d") and len(value) == 2):
+                raise Reject(f"{spelling} {name}={value}")
+            numbers = list(value)
+        for number in numbers:
+            if isinstance(number, (bool, tuple)):
+                raise Reject(f"{spelling} {name}={value}")
+            if (spelling, name) not in _DECIMAL and not isinstance(number, int):
+                raise Reject(f"{spelling} {name}={value} is not a whole number")
+            if (spelling, name) in _PROBABILITY and not 0 <= number < 1:
+                raise Reject(f"{spelling} {name}={value}")
+            positive = name in _POSITIVE and not (spelling == "lrn" and name == "k")  # lrn's k is a float constant
+            if positive and number <= 0 or name == "p" and (spelling, name) not in _PROBABILITY and number < 0:
+                raise Reject(f"{spelling} {name}={value}")
+
+
+def _per_axis(value) -> tuple:
+    return value if isinstance(value, tuple) else (value, value)
+
+
+class ChannelsLayerNorm(nn.Module):
+    """LayerNorm over the channels at each position, as a person writes it: channels moved last."""
+
+    def __init__(self, channels: int, eps: float, affine: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps, elementwise_affine=affine)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, shape: tuple, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(init * torch.ones(shape))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class StochasticDepth(nn.Module):
+    """Drops whole samples in training, the identity in eval mode."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = torch.rand(x.shape[0], *[1] * (x.dim() - 1), device=x.device) >= self.p
+        return x * keep / (1 - self.p)
+
+
+class Shuffle(nn.Module):
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 def torch_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module:
     """The torch module a person writes for one layer of the language, given its input tensor."""
     match = _SUGAR.match(spelling)
-    if match and match.group(1):  # convKxK: same padding, any odd K
-        k = int(match.group(2))
-        d = a.get("d", 1)
-        return nn.Conv2d(x.shape[1], a["out"], k, stride=a.get("s", 1), padding=a.get("p", d * (k - 1) // 2),
-                         dilation=d, groups=a.get("groups", 1), bias=bool(a.get("bias", True)))
+    if match and match.group(1):  # convAxB: same padding, odd A and B
+        kernel = (int(match.group(2)), int(match.group(3)))
+        if "p" not in a and (kernel[0] % 2 == 0 or kernel[1] % 2 == 0):
+            raise Reject(f"{spelling} has an even kernel and no padding of its own")
+        d = _per_axis(a.get("d", 1))
+        same = (d[0] * (kernel[0] - 1) // 2, d[1] * (kernel[1] - 1) // 2)
+        return nn.Conv2d(x.shape[1], a["out"], kernel, stride=a.get("s", 1), padding=a.get("p", same),
+                         dilation=a.get("d", 1), groups=a.get("groups", 1), bias=bool(a.get("bias", True)))
     if spelling == "conv":
         return nn.Conv2d(x.shape[1], a["out"], a["k"], stride=a.get("s", 1), padding=a.get("p", 0),
                          dilation=a.get("d", 1), groups=a.get("groups", 1), bias=bool(a.get("bias", True)))
-    if match:  # maxpoolK, avgpoolK: window K, stride K
-        k = int(match.group(4))
-        cls = nn.MaxPool2d if match.group(3) == "maxpool" else nn.AvgPool2d
-        return cls(k, stride=a.get("s", k), padding=a.get("p", 0))
-    if spelling in ("maxpool", "avgpool"):
-        cls = nn.MaxPool2d if spelling == "maxpool" else nn.AvgPool2d
-        return cls(a["k"], stride=a.get("s", a["k"]), padding=a.get("p", 0))
-    if spelling in ("gap", "adaptiveavgpool"):
+    if match or spelling in ("maxpool", "avgpool"):  # maxpoolK, avgpoolK: window K, stride K
+        kind = match.group(4) if match else spelling
+        k = int(match.group(5)) if match else a["k"]
+        kw = {"stride": a.get("s", k), "padding": a.get("p", 0), "ceil_mode": bool(a.get("ceil", False))}
+        if kind == "avgpool":
+            return nn.AvgPool2d(k, **kw, count_include_pad=bool(a.get("count_include_pad", True)))
+        if "count_include_pad" in a:
+            raise Reject("maxpool has no count_include_pad")
+        return nn.MaxPool2d(k, **kw)
+    if spelling in ("gap", "adaptiveavgpool", "gmp", "adaptivemaxpool"):
         _image(x, spelling)
         h = a.get("h", 1)
-        return nn.AdaptiveAvgPool2d((h, a.get("w", h)))
+        cls = nn.AdaptiveAvgPool2d if spelling in ("gap", "adaptiveavgpool") else nn.AdaptiveMaxPool2d
+        return cls((h, a.get("w", h)))
     if spelling in ("linear", "fc"):
         # nn.Linear on an image multiplies its last axis: not the layer the language means.
         if x.dim() != 2:
@@ -397,21 +466,41 @@ def torch_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module:
         return nn.Linear(x.shape[1], a["out"], bias=bool(a.get("bias", True)))
     if spelling == "bn":
         cls = nn.BatchNorm2d if x.dim() == 4 else nn.BatchNorm1d
-        return cls(x.shape[1], eps=a.get("eps", 1e-5), momentum=a.get("momentum", 0.1))
+        return cls(x.shape[1], eps=a.get("eps", 1e-5), momentum=a.get("momentum", 0.1), affine=bool(a.get("affine", True)))
+    if spelling == "ln":
+        if x.dim() == 4:
+            return ChannelsLayerNorm(x.shape[1], a.get("eps", 1e-5), bool(a.get("affine", True)))
+        return nn.LayerNorm(x.shape[1], eps=a.get("eps", 1e-5), elementwise_affine=bool(a.get("affine", True)))
+    if spelling == "gn":
+        return nn.GroupNorm(a["groups"], x.shape[1], eps=a.get("eps", 1e-5), affine=bool(a.get("affine", True)))
     if spelling == "lrn":
         return nn.LocalResponseNorm(a.get("size", 5), alpha=a.get("alpha", 1e-4), beta=a.get("beta", 0.75),
                                     k=a.get("k", 1.0))
+    if spelling == "scale":
+        shape = (x.shape[1], 1, 1) if x.dim() == 4 else (x.shape[1],)
+        return LayerScale(shape, a.get("init", 1e-6))
+    if spelling == "shuffle":
+        _image(x, spelling)
+        return Shuffle(a["groups"])
     if spelling == "dropout":
         return nn.Dropout(a.get("p", 0.5))
+    if spelling == "droppath":
+        return StochasticDepth(a["p"])
     if spelling == "leakyrelu":
         return nn.LeakyReLU(a.get("slope", 0.01))
+    if spelling == "elu":
+        return nn.ELU(a.get("alpha", 1.0))
+    if spelling == "gelu":
+        return nn.GELU(approximate="tanh" if a.get("approximate", False) else "none")
     if spelling == "softmax":
         return nn.Softmax(dim=1)
     if spelling == "flatten":
         return nn.Flatten()
     if spelling == "id":
         return nn.Identity()
-    simple = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU}
+    simple = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu6": nn.ReLU6, "silu": nn.SiLU,
+              "swish": nn.SiLU, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "selu": nn.SELU,
+              "mish": nn.Mish}
     return simple[spelling]()
 
 
@@ -584,15 +673,20 @@ def total_macs(module: nn.Module, x: torch.Tensor) -> int:
 
 
 def randomise_normalisation(model: nn.Module, generator: torch.Generator | None = None) -> None:
-    """BN at its initial state is the identity in eval mode; random statistics make it show in outputs."""
+    """Normalisation at its initial state is the identity in eval mode, and a layer scale near zero: random
+    statistics and factors make them show in outputs."""
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            with torch.no_grad():
-                m.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+        with torch.no_grad():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
                 m.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
                 m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            if isinstance(m, (nn.Conv2d, nn.Linear)) or list(m.children()):
+                continue
+            for name, parameter in m.named_parameters(recurse=False):
+                noise = torch.rand(parameter.shape, generator=generator) + 0.5 if name != "bias" else \
+                    torch.randn(parameter.shape, generator=generator) * 0.1
+                parameter.copy_(noise)
 
 
 def copy_weights(source: nn.Module, target: nn.Module) -> None:
@@ -608,9 +702,11 @@ def copy_weights(source: nn.Module, target: nn.Module) -> None:
 
 # -- generation --------------------------------------------------------------------------------------
 
-_ACTIVATIONS = ["relu", "sigmoid", "tanh", "gelu", "leakyrelu", "softmax"]
-_IMAGE_KINDS = ["conv", "convKxK", "convKxK", "pool", "poolK", "gap", "adaptiveavgpool", "bn", "lrn", "flatten"]
-_ANY_KINDS = ["dropout", "act", "act", "id", "bn"]
+_ACTIVATIONS = ["relu", "sigmoid", "tanh", "gelu", "leakyrelu", "softmax", "relu6", "silu", "swish", "hardswish",
+                "hardsigmoid", "elu", "selu", "mish"]
+_IMAGE_KINDS = ["conv", "convKxK", "convKxK", "convAxB", "pool", "poolK", "gap", "adaptiveavgpool", "gmp",
+                "adaptivemaxpool", "bn", "lrn", "shuffle", "flatten"]
+_ANY_KINDS = ["dropout", "droppath", "act", "act", "id", "bn", "ln", "gn", "scale"]
 _VECTOR_KINDS = ["linear", "linear", "flatten"]
 _PARAM_NAMES = ["c", "n", "k", "s", "width", "q"]
 
@@ -782,17 +878,48 @@ class _Gen:
             return self.pick([1, 1, 2, 3])
         return self.pick([g for g in range(1, c + 1) if c % g == 0 and g <= 4])
 
+    def pairs(self) -> bool:
+        """Whether this layer's window arguments are drawn per axis, (height, width)."""
+        return self.pick([False, False, False, True])
+
+    def per_axis(self, draw, pairs: bool):
+        """``draw(axis)`` for each axis as a pair, or once as a whole number."""
+        return (draw(0), draw(1)) if pairs else draw(0)
+
     def layer_conv(self, x):
         c, h, w, wild = self.sizes(x)
         g = self.groups(c, wild)
         out = g * self.int(1, max(1, self.channels() // g))
-        d, p, s = self.int(1, 3), self.int(0, 3), self.int(1, 3)
-        k = self.int(1, 9) if wild else self.int(1, min(7, (min(h, w) + 2 * p - 1) // d + 1))
+        pairs = self.pairs()
+        d = self.per_axis(lambda _: self.int(1, 3), pairs and self.chance())
+        p = self.per_axis(lambda _: self.int(0, 3), pairs and self.chance())
+        s = self.per_axis(lambda _: self.int(1, 3), pairs and self.chance())
+
+        def kernel(axis):
+            if wild:
+                return self.int(1, 9)
+            size, pad, dilation = (h, w)[axis], _per_axis(p)[axis], _per_axis(d)[axis]
+            return self.int(1, min(7, (size + 2 * pad - 1) // dilation + 1))
+
+        k = self.per_axis(kernel, pairs)
+        if wild and self.pick([False] * 9 + [True]):  # what the language refuses: a list of three, a negative window
+            k = self.pick([(1, 3, 3), -1, (3, -1), (0, 3)])
         kw = self.kwargs({"s": s, "p": p, "d": d, "groups": g, "bias": self.chance()},
                          {"s": 1, "p": 0, "d": 1, "groups": 1, "bias": True})
         if self.chance():
             return Layer("conv", [Lit(out), Lit(k)], kw)
         return Layer("conv", [Lit(out)], {"k": Lit(k), **kw})
+
+    def layer_convaxb(self, x):
+        c, _, _, wild = self.sizes(x)
+        a, b = self.pick([(1, 7), (7, 1), (1, 3), (3, 1), (3, 5), (5, 3), (1, 5)])
+        g = self.groups(c, wild)
+        out = g * self.int(1, max(1, self.channels() // g))
+        values = {"s": self.per_axis(lambda _: self.int(1, 3), self.pairs()), "groups": g, "bias": self.chance()}
+        kw = self.kwargs(values, {"s": 1, "groups": 1, "bias": True})
+        if self.pick([False, False, True]):  # override the same padding
+            kw["p"] = Lit(self.per_axis(lambda _: self.int(0, 3), self.pairs()))
+        return Layer(f"conv{a}x{b}", [Lit(out)], kw)
 
     def layer_convkxk(self, x):
         c, _, _, wild = self.sizes(x)
@@ -805,44 +932,95 @@ class _Gen:
             kw["p"] = Lit(self.int(0, 3))
         return Layer(f"conv{k}x{k}", [Lit(out)], kw)
 
-    def window(self, h, w, wild):
+    def window(self, h, w, wild, pairs: bool = False):
+        """A pool's window and padding, each a whole number or (with ``pairs``) a pair per axis."""
         if wild:
-            k = self.int(1, 6)
-            return k, self.int(0, k)
-        k = self.int(1, min(5, h, w))
-        return k, self.int(0, k // 2)
+            k = self.per_axis(lambda _: self.int(1, 6), pairs)
+            return k, self.per_axis(lambda axis: self.int(0, _per_axis(k)[axis]), pairs)
+        k = self.per_axis(lambda axis: self.int(1, min(5, (h, w)[axis] if pairs else min(h, w))), pairs)
+        return k, self.per_axis(lambda axis: self.int(0, _per_axis(k)[axis] // 2), pairs)
+
+    def pool_options(self, kind: str) -> dict:
+        """ceil=, and count_include_pad= on avgpool, sometimes."""
+        kw = {}
+        if self.chance():
+            kw["ceil"] = Lit(self.pick([True, False, 1]))
+        if kind == "avgpool" and self.chance():
+            kw["count_include_pad"] = Lit(self.chance())
+        return kw
 
     def layer_pool(self, x):
         _, h, w, wild = self.sizes(x)
-        k, p = self.window(h, w, wild)
+        pairs = self.pairs()
+        k, p = self.window(h, w, wild, pairs)
         kind = self.pick(["maxpool", "avgpool"])
-        s = self.pick([None, 1, 2, 3])
+        s = self.pick([None, 1, 2, 3, (2, 1), (1, 2)] if pairs else [None, 1, 2, 3])
         kw = self.kwargs({"p": p}, {"p": 0})
         if s is not None:
             kw = {"s": Lit(s), **kw}
+        kw.update(self.pool_options(kind))
         return Layer(kind, [Lit(k)], kw) if self.chance() else Layer(kind, [], {"k": Lit(k), **kw})
 
     def layer_poolk(self, x):
         _, h, w, wild = self.sizes(x)
         k, p = self.window(h, w, wild)
+        kind = self.pick(["maxpool", "avgpool"])
         kw = self.kwargs({"p": p}, {"p": 0})
         if self.chance():
             kw["s"] = Lit(self.int(1, 3))
-        return Layer(f"{self.pick(['maxpool', 'avgpool'])}{k}", [], kw)
+        kw.update(self.pool_options(kind))
+        return Layer(f"{kind}{k}", [], kw)
 
     def layer_gap(self, x):
         return Layer("gap")
 
-    def layer_adaptiveavgpool(self, x):
+    def layer_gmp(self, x):
+        return Layer("gmp")
+
+    def adaptive(self, kind: str) -> Layer:
         h = self.int(1, 5)
         if self.chance():
-            return Layer("adaptiveavgpool", [Lit(h)])
+            return Layer(kind, [Lit(h)])
         w = self.int(1, 5)
-        return Layer("adaptiveavgpool", [Lit(h), Lit(w)]) if self.chance() else Layer("adaptiveavgpool", [Lit(h)], {"w": Lit(w)})
+        return Layer(kind, [Lit(h), Lit(w)]) if self.chance() else Layer(kind, [Lit(h)], {"w": Lit(w)})
+
+    def layer_adaptiveavgpool(self, x):
+        return self.adaptive("adaptiveavgpool")
+
+    def layer_adaptivemaxpool(self, x):
+        return self.adaptive("adaptivemaxpool")
+
+    def affine(self) -> dict:
+        return {"affine": Lit(self.pick([True, False, 0]))} if self.pick([False, False, True]) else {}
 
     def layer_bn(self, x):
-        return Layer("bn", [], self.kwargs({"eps": self.pick([1e-5, 1e-3]), "momentum": self.pick([0.1, 0.5])},
-                                           {"eps": 1e-5, "momentum": 0.1}))
+        kw = self.kwargs({"eps": self.pick([1e-5, 1e-3]), "momentum": self.pick([0.1, 0.5])}, {"eps": 1e-5, "momentum": 0.1})
+        return Layer("bn", [], {**kw, **self.affine()})
+
+    def layer_ln(self, x):
+        return Layer("ln", [], {**self.kwargs({"eps": self.pick([1e-5, 1e-6])}, {"eps": 1e-5}), **self.affine()})
+
+    def layer_gn(self, x):
+        wild = self.wild(x)
+        c = self.int(1, 8) if wild else x.shape[1]
+        groups = self.int(1, 4) if wild else self.pick([g for g in range(1, min(c, 8) + 1) if c % g == 0])
+        kw = {**self.kwargs({"eps": self.pick([1e-5, 1e-3])}, {"eps": 1e-5}), **self.affine()}
+        return Layer("gn", [Lit(groups)], kw) if self.chance() else Layer("gn", [], {"groups": Lit(groups), **kw})
+
+    def layer_shuffle(self, x):
+        c, _, _, wild = self.sizes(x)
+        groups = self.int(1, 4) if wild else self.pick([g for g in range(1, min(c, 8) + 1) if c % g == 0])
+        return Layer("shuffle", [Lit(groups)])
+
+    def layer_scale(self, x):
+        init = self.pick([None, 1e-6, 0.5, 2.0])
+        if init is None:
+            return Layer("scale")
+        return Layer("scale", [Lit(init)]) if self.chance() else Layer("scale", [], {"init": Lit(init)})
+
+    def layer_droppath(self, x):
+        p = self.pick([0.0, 0.1, 0.5])
+        return Layer("droppath", [Lit(p)]) if self.chance() else Layer("droppath", [], {"p": Lit(p)})
 
     def layer_lrn(self, x):
         kw = self.kwargs({"alpha": self.pick([1e-4, 0.01]), "beta": self.pick([0.75, 0.5]), "k": self.pick([1.0, 2.0])},
@@ -864,6 +1042,11 @@ class _Gen:
         if kind == "leakyrelu" and self.chance():
             slope = self.pick([0.1, 0.2])
             return Layer(kind, [Lit(slope)]) if self.chance() else Layer(kind, [], {"slope": Neg(Lit(slope))})
+        if kind == "elu" and self.chance():
+            alpha = self.pick([0.5, 2.0, 1])
+            return Layer(kind, [Lit(alpha)]) if self.chance() else Layer(kind, [], {"alpha": Lit(alpha)})
+        if kind == "gelu" and self.chance():
+            return Layer(kind, [], {"approximate": Lit(self.pick([True, False]))})
         return Layer(kind)
 
     def layer_id(self, x):

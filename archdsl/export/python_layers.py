@@ -139,6 +139,11 @@ def _conv(kind, args, shape, call):
     return module, Shape(3, dims=(args["out"], *_windowed((h, w), k, s, p, d, same)))
 
 
+def _flag(value: Py) -> Py:
+    """A true-or-false argument as the bool torch's pooling functions insist on (``ceil=n`` may hold 1)."""
+    return value if value.known else pyexpr.call("bool", [value])
+
+
 def _same_padding(k: Py, d: Py) -> Py:
     """``d * (k - 1) // 2`` on each axis: one number when the axes agree, else (height, width)."""
     per_axis = [pyexpr.binary("//", pyexpr.binary("*", axis(d, i), pyexpr.const(pair(k.value)[i] - 1)), pyexpr.const(2))
@@ -151,9 +156,9 @@ def _pool(kind, args, shape, call):
     c, h, w = shape.dims
     k, p, ceil = args["k"], args["p"], args["ceil"]
     s = args["s"] if args["s"] is not None else k
-    keywords = [("stride", s, k), ("padding", p, 0), ("ceil_mode", ceil, False)]
+    keywords = [("stride", s, k), ("padding", p, 0), ("ceil_mode", _flag(ceil), False)]
     if "count_include_pad" in args:
-        keywords.append(("count_include_pad", args["count_include_pad"], True))
+        keywords.append(("count_include_pad", _flag(args["count_include_pad"]), True))
     module = _nn(kind.torch_class, [k], keywords)
     return module, Shape(3, dims=(c, *_windowed((h, w), k, s, p, pyexpr.const(1), ceil=ceil)))
 
