@@ -32,6 +32,9 @@ TESTS = Path(__file__).resolve().parent
 FAMILIES = {
     "alexnet": ["alexnet"],
     "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
+    "efficientnet": ["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+                     "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
+                     "efficientnet_v2_l"],
     "googlenet": ["googlenet"],
     "inception_v3": ["inception_v3"],
     "mnasnet": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"],
@@ -44,16 +47,15 @@ FAMILIES = {
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
-# The member of each family that the fast tests build (with torchvision's model beside it).
-FAST = {"alexnet", "densenet121", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small",
-        "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
-# Where a weight copy is cheap enough for the fast tests; the other members of each family follow in the slow
-# ones (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's convolutions, the other
-# stems and widths).
-COPIED_FAST = {"alexnet", "densenet121", "googlenet", "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "resnet18",
-               "shufflenet_v2_x0_5", "squeezenet1_1"}
+# The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
+FAST = {"alexnet", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
+        "mobilenet_v3_small", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
+# Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
+# rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
+# convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
+COPIED_FAST = FAST - {"vgg11", "inception_v3"}
 COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "squeezenet1_0", "mnasnet1_3",
-               "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0"}
+               "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0", "efficientnet_v2_s"}
 # torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
 # builder returns with weights, and the zoo's, have none (23,834,568).
 DOCUMENTED_WITH_AUX = {"inception_v3"}
