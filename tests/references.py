@@ -252,6 +252,112 @@ def resnet18(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
     )
 
 
+class ResNeXtBlock(nn.Module):
+    """d2l 8.6.5's ResNeXt block: a 1x1 convolution to ``bot_channels = round(num_channels * bot_mul)``, a
+    3x3 convolution grouped ``groups`` channels to a group, a 1x1 convolution back to ``num_channels``, each
+    followed by BN (and all but the last by ReLU); a strided 1x1 convolution with BN projects the shortcut
+    when ``use_1x1conv`` is set, and ReLU follows the sum."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_channels: int,
+        groups: int,
+        bot_mul: float,
+        use_1x1conv: bool = False,
+        strides: int = 1,
+    ) -> None:
+        super().__init__()
+        bot_channels = round(num_channels * bot_mul)  # halves to even, as the book's int(round(...))
+        self.conv1 = nn.Conv2d(in_channels, bot_channels, kernel_size=1, stride=1)
+        self.bn1 = nn.BatchNorm2d(bot_channels)
+        self.conv2 = nn.Conv2d(bot_channels, bot_channels, kernel_size=3, stride=strides, padding=1,
+                               groups=bot_channels // groups)
+        self.bn2 = nn.BatchNorm2d(bot_channels)
+        self.conv3 = nn.Conv2d(bot_channels, num_channels, kernel_size=1, stride=1)
+        self.bn3 = nn.BatchNorm2d(num_channels)
+        if use_1x1conv:
+            self.conv4 = nn.Conv2d(in_channels, num_channels, kernel_size=1, stride=strides)
+            self.bn4 = nn.BatchNorm2d(num_channels)
+        else:
+            self.conv4 = None
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = F.relu(self.bn2(self.conv2(Y)))
+        Y = self.bn3(self.conv3(Y))
+        if self.conv4 is not None:
+            X = self.bn4(self.conv4(X))
+        return F.relu(Y + X)
+
+
+def resnext(
+    in_channels: int = 1,
+    classes: int = 10,
+    arch: Sequence[tuple[int, int]] = ((2, 64), (2, 128), (2, 256), (2, 512)),
+    groups: int = 16,
+    bot_mul: float = 1,
+) -> nn.Sequential:
+    """d2l's ResNet (8.6) with ResNeXt blocks in its stages, on 96x96 inputs; ``arch`` lists
+    (num_blocks, num_channels) per stage, and every stage but the first halves the resolution as the
+    book's ``ResNet.block`` does (``first_block`` for the first)."""
+    stages = []
+    channels = 64
+    for i, (num_blocks, num_channels) in enumerate(arch):
+        blk = []
+        for j in range(num_blocks):
+            if j == 0 and i != 0:
+                blk.append(ResNeXtBlock(channels, num_channels, groups, bot_mul, use_1x1conv=True, strides=2))
+            else:
+                blk.append(ResNeXtBlock(channels, num_channels, groups, bot_mul))
+            channels = num_channels
+        stages.append(nn.Sequential(*blk))
+    return nn.Sequential(
+        _stem(in_channels),
+        *stages,
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+        nn.Linear(channels, classes),
+    )
+
+
+# d2l's RegNetX32: stem_channels, groups, bot_mul = 32, 16, 1; depths, channels = (4, 6), (32, 80).
+REGNETX32 = ((4, 32, 16, 1), (6, 80, 16, 1))
+
+
+def anynet(
+    in_channels: int = 1,
+    classes: int = 10,
+    arch: Sequence[tuple[int, int, int, float]] = REGNETX32,
+    stem_channels: int = 32,
+) -> nn.Sequential:
+    """d2l 8.8's AnyNet on 96x96 inputs, by default its RegNetX32: a 3x3/2 convolution stem with BN and
+    ReLU, a stage per entry (depth, num_channels, groups, bot_mul) of ``arch`` whose first ResNeXt block
+    halves the resolution with a projected shortcut, then global average pooling and a Linear."""
+    stages = []
+    channels = stem_channels
+    for depth, num_channels, groups, bot_mul in arch:
+        blk = []
+        for i in range(depth):
+            if i == 0:
+                blk.append(ResNeXtBlock(channels, num_channels, groups, bot_mul, use_1x1conv=True, strides=2))
+            else:
+                blk.append(ResNeXtBlock(channels, num_channels, groups, bot_mul))
+            channels = num_channels
+        stages.append(nn.Sequential(*blk))
+    return nn.Sequential(
+        nn.Sequential(
+            nn.Conv2d(in_channels, stem_channels, kernel_size=3, stride=2, padding=1),
+            nn.BatchNorm2d(stem_channels), nn.ReLU(),
+        ),
+        *stages,
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+        nn.Linear(channels, classes),
+    )  # fmt: skip
+
+
+
 def conv_block(in_channels: int, num_channels: int) -> nn.Sequential:
     """DenseNet's pre-activation unit: BN, ReLU, 3x3 convolution."""
     return nn.Sequential(
@@ -318,4 +424,6 @@ REFERENCES: dict[str, tuple[Factory, tuple[int, int, int]]] = {
     "googlenet": (googlenet, (1, 96, 96)),
     "resnet18": (resnet18, (1, 96, 96)),
     "densenet": (densenet, (1, 96, 96)),
+    "resnext": (resnext, (1, 96, 96)),
+    "anynet": (anynet, (1, 96, 96)),
 }

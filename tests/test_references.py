@@ -2,11 +2,14 @@
 
 The references are the oracle for the torch backend, so they are held here to numbers from
 elsewhere: the shapes d2l prints for each network, torchvision's parameter counts, Table 1 of the
-GoogLeNet paper, and the book's small examples of residual and dense blocks. Shape and order
-checks run on the meta device, where a forward pass costs nothing.
+GoogLeNet paper, the book's small examples of residual and dense blocks, and for ResNeXt and AnyNet
+the book's own code, run as it is written. Shape and order checks run on the meta device, where a
+forward pass costs nothing.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
@@ -15,12 +18,17 @@ from references import (
     DenseBlock,
     Inception,
     Residual,
+    ResNeXtBlock,
+    anynet,
     lenet,
     resnet18,
+    resnext,
     transition_block,
     vgg16,
 )
+from strategies import randomise_normalisation
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.modules.lazy import LazyModuleMixin
 
 NAMES = sorted(REFERENCES)
@@ -29,6 +37,8 @@ VGG_SHAPES = [
     (64, 112, 112), (128, 56, 56), (256, 28, 28), (512, 14, 14), (512, 7, 7),
     (25088,), (4096,), (10,),
 ]  # fmt: skip
+
+RESNET_SHAPES = [(64, 24, 24), (128, 12, 12), (256, 6, 6), (512, 3, 3), (512, 1, 1), (512,), (10,)]
 
 # Output shapes of the top-level layers at batch 1, in_channels=1, classes=10, with repeats
 # dropped (an activation keeps its input's shape), as d2l's layer summaries print them.
@@ -48,9 +58,10 @@ BOOK_SHAPES = {
         (384, 5, 5), (10, 5, 5), (10, 1, 1), (10,),
     ],
     "googlenet": [(64, 24, 24), (192, 12, 12), (480, 6, 6), (832, 3, 3), (1024,), (10,)],
-    "resnet18": [
-        (64, 24, 24), (128, 12, 12), (256, 6, 6), (512, 3, 3), (512, 1, 1), (512,), (10,),
-    ],
+    "resnet18": RESNET_SHAPES,
+    "resnext": RESNET_SHAPES,
+    # d2l 8.8 prints RegNetX32's stem, two stages and head: 32x48x48, 32x24x24, 80x12x12, 10.
+    "anynet": [(32, 48, 48), (32, 24, 24), (80, 12, 12), (80, 1, 1), (80,), (10,)],
     # 64 + 4*32 = 192, halved to 96; 96 + 128 = 224 -> 112; 112 + 128 = 240 -> 120; 120 + 128 = 248
     "densenet": [
         (64, 24, 24), (192, 24, 24), (96, 12, 12), (224, 12, 12), (112, 6, 6), (240, 6, 6),
@@ -153,3 +164,153 @@ def test_book_examples_of_residual_and_dense_blocks() -> None:
     y = DenseBlock(2, 3, 10)(torch.randn(4, 3, 8, 8))
     assert y.shape == (4, 23, 8, 8)
     assert transition_block(23, 10)(y).shape == (4, 10, 4, 4)
+
+
+def test_book_examples_of_resnext_blocks() -> None:
+    x = torch.randn(4, 32, 8, 8)
+    assert ResNeXtBlock(32, 32, 16, 1)(x).shape == (4, 32, 8, 8)
+    assert ResNeXtBlock(32, 64, 16, 1, use_1x1conv=True, strides=2)(x).shape == (4, 64, 4, 4)
+
+
+# -- the book's own code --------------------------------------------------------------------------------
+# d2l's ResNeXtBlock (d2l 1.0.3, d2l/torch.py), AnyNet and RegNetX32 (8.8) as the book writes them, with
+# its Lazy modules and its registration order; only d2l.Classifier's training machinery is left out.
+# BookResNeXt is the book's ResNet (8.6) with ResNeXtBlock in its ``block``: a network the book does not
+# print, built as it builds ResNet.
+
+
+class BookResNeXtBlock(nn.Module):
+    def __init__(self, num_channels, groups, bot_mul, use_1x1conv=False, strides=1):
+        super().__init__()
+        bot_channels = int(round(num_channels * bot_mul))  # noqa: RUF046 (the book's line)
+        self.conv1 = nn.LazyConv2d(bot_channels, kernel_size=1, stride=1)
+        self.conv2 = nn.LazyConv2d(bot_channels, kernel_size=3,
+                                   stride=strides, padding=1,
+                                   groups=bot_channels//groups)
+        self.conv3 = nn.LazyConv2d(num_channels, kernel_size=1, stride=1)
+        self.bn1 = nn.LazyBatchNorm2d()
+        self.bn2 = nn.LazyBatchNorm2d()
+        self.bn3 = nn.LazyBatchNorm2d()
+        if use_1x1conv:
+            self.conv4 = nn.LazyConv2d(num_channels, kernel_size=1,
+                                       stride=strides)
+            self.bn4 = nn.LazyBatchNorm2d()
+        else:
+            self.conv4 = None
+
+    def forward(self, X):
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = F.relu(self.bn2(self.conv2(Y)))
+        Y = self.bn3(self.conv3(Y))
+        if self.conv4:
+            X = self.bn4(self.conv4(X))
+        return F.relu(Y + X)
+
+
+class BookAnyNet(nn.Module):
+    def stem(self, num_channels):
+        return nn.Sequential(
+            nn.LazyConv2d(num_channels, kernel_size=3, stride=2, padding=1),
+            nn.LazyBatchNorm2d(), nn.ReLU())
+
+    def stage(self, depth, num_channels, groups, bot_mul):
+        blk = []
+        for i in range(depth):
+            if i == 0:
+                blk.append(BookResNeXtBlock(num_channels, groups, bot_mul,
+                    use_1x1conv=True, strides=2))
+            else:
+                blk.append(BookResNeXtBlock(num_channels, groups, bot_mul))
+        return nn.Sequential(*blk)
+
+    def __init__(self, arch, stem_channels, lr=0.1, num_classes=10):
+        super().__init__()
+        self.net = nn.Sequential(self.stem(stem_channels))
+        for i, s in enumerate(arch):
+            self.net.add_module(f'stage{i+1}', self.stage(*s))
+        self.net.add_module('head', nn.Sequential(
+            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+            nn.LazyLinear(num_classes)))
+
+    def forward(self, X):
+        return self.net(X)
+
+
+class BookRegNetX32(BookAnyNet):
+    def __init__(self, lr=0.1, num_classes=10):
+        stem_channels, groups, bot_mul = 32, 16, 1
+        depths, channels = (4, 6), (32, 80)
+        super().__init__(
+            ((depths[0], channels[0], groups, bot_mul),
+             (depths[1], channels[1], groups, bot_mul)),
+            stem_channels, lr, num_classes)
+
+
+class BookResNeXt(nn.Module):
+    def b1(self):
+        return nn.Sequential(
+            nn.LazyConv2d(64, kernel_size=7, stride=2, padding=3),
+            nn.LazyBatchNorm2d(), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+
+    def block(self, num_residuals, num_channels, first_block=False):
+        blk = []
+        for i in range(num_residuals):
+            if i == 0 and not first_block:
+                blk.append(BookResNeXtBlock(num_channels, self.groups, self.bot_mul,
+                                            use_1x1conv=True, strides=2))
+            else:
+                blk.append(BookResNeXtBlock(num_channels, self.groups, self.bot_mul))
+        return nn.Sequential(*blk)
+
+    def __init__(self, arch, groups, bot_mul, lr=0.1, num_classes=10):
+        super().__init__()
+        self.groups, self.bot_mul = groups, bot_mul
+        self.net = nn.Sequential(self.b1())
+        for i, b in enumerate(arch):
+            self.net.add_module(f'b{i+2}', self.block(*b, first_block=(i==0)))
+        self.net.add_module('last', nn.Sequential(
+            nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+            nn.LazyLinear(num_classes)))
+
+    def forward(self, X):
+        return self.net(X)
+
+
+SMALL_ANYNET = ((1, 24, 8, 0.5), (2, 40, 4, 0.25), (1, 64, 16, 1))  # three stages, bottlenecks that round
+SMALL_RESNEXT = ((1, 64), (2, 96))
+
+
+def tensors_in_call_order(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``model``, module by module in the order a forward pass calls them."""
+    called: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda module, _args: called.append(module)) for m in model.modules()
+             if owns_tensors(m)]
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    return [t for m in called for t in m.state_dict().values()]
+
+
+@pytest.mark.parametrize(("book", "reference"), [
+    (BookRegNetX32, anynet),
+    (partial(BookAnyNet, SMALL_ANYNET, 16), partial(anynet, arch=SMALL_ANYNET, stem_channels=16)),
+    (partial(BookResNeXt, ((2, 64), (2, 128), (2, 256), (2, 512)), 16, 1), resnext),
+    (partial(BookResNeXt, SMALL_RESNEXT, 8, 0.5), partial(resnext, arch=SMALL_RESNEXT, groups=8, bot_mul=0.5)),
+], ids=["regnetx32", "anynet-3-stages", "resnext", "resnext-bottleneck"])  # fmt: skip
+def test_the_written_out_references_compute_the_books_code(book, reference) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 96, 96, generator=generator)
+    theirs = book()
+    theirs(x)  # the dry run that gives the Lazy modules their shapes
+    randomise_normalisation(theirs, generator)
+    theirs.eval()
+    ours = reference().eval()
+    tensors = tensors_in_call_order(theirs, x)
+    assert len(tensors) == len(ours.state_dict())
+    assert count_params(ours) == count_params(theirs)
+    with torch.no_grad():
+        for mine, value in zip(ours.state_dict().values(), tensors):
+            assert mine.shape == value.shape
+            mine.copy_(value)
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)

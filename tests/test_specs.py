@@ -10,14 +10,19 @@ Rewrite the IR goldens in tests/cases/specs/ with ``EXPECTTEST_ACCEPT=1 pytest t
 
 from __future__ import annotations
 
+import json
+from functools import partial
+
 import pytest
 import torch
+from click.testing import CliRunner
 from conftest import CASES, SPECS, check_golden
-from references import REFERENCES
+from references import REFERENCES, anynet, resnext
 from strategies import count_params, join_branches, measure, randomise_normalisation
 
 import archdsl
 from archdsl import ir, resolve
+from archdsl.cli import app
 
 NAMES = sorted(REFERENCES)
 
@@ -45,17 +50,15 @@ def test_parameter_count_and_output_shape_equal_the_reference(name: str, in_chan
     assert net.output_shape == tuple(reference(x).shape[1:]) == tuple(built(x).shape[1:]) == (classes,)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_outputs_equal_the_reference_with_its_weights(name: str) -> None:
-    factory, shape = REFERENCES[name]
+def assert_computes_the_reference(net: archdsl.CompiledNetwork, reference: torch.nn.Module, shape) -> None:
+    """With the reference's weights copied in by position, the built module gives the reference's outputs."""
     generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    reference = factory().eval()
+    reference.eval()
     for m in reference.modules():  # d2l's initialisation: deep ReLU stacks keep their signal
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             torch.nn.init.xavier_uniform_(m.weight, generator=generator)
     randomise_normalisation(reference, generator)
-    built = on_meta(compiled(name).build)  # weights come from the reference: no need to initialise them
+    built = on_meta(net.build)  # weights come from the reference: no need to initialise them
 
     # Both register their tensors in forward order, so they pair up by position.
     ours, theirs = built.state_dict(), reference.state_dict()
@@ -74,6 +77,61 @@ def test_outputs_equal_the_reference_with_its_weights(name: str) -> None:
     assert torch.allclose(actual, expected, rtol=1e-4, atol=1e-5), (actual - expected).abs().max()
     # The outputs are not trivially equal (all zeros, say): the inputs of the batch differ.
     assert not torch.allclose(expected[0], expected[1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_outputs_equal_the_reference_with_its_weights(name: str) -> None:
+    factory, shape = REFERENCES[name]
+    torch.manual_seed(0)
+    assert_computes_the_reference(compiled(name), factory(), shape)
+
+
+# Members of d2l chapter 8's design spaces other than the book's instances (the specs' defaults): other stages,
+# bottlenecks, three input channels. round(40 * 0.3125) = round(12.5) is 12 channels in 3 groups of 4, halves
+# going to even as in Python (13 channels would not divide into 13 // 4 = 3 groups).
+DESIGN_SPACE = {
+    "anynet-3-stages": (
+        "anynet",
+        {"depths": [1, 2, 1], "channels": [24, 40, 64], "groups": [8, 4, 16], "bot_mul": [0.5, 0.3125, 1],
+         "stem_channels": 16, "in_channels": 3, "classes": 5},
+        partial(anynet, in_channels=3, classes=5, arch=((1, 24, 8, 0.5), (2, 40, 4, 0.3125), (1, 64, 16, 1)),
+                stem_channels=16),
+    ),
+    "resnext-bottleneck": (
+        "resnext",
+        {"depths": [1, 2], "channels": [64, 96], "groups": 8, "bot_mul": 0.5},
+        partial(resnext, arch=((1, 64), (2, 96)), groups=8, bot_mul=0.5),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("member", sorted(DESIGN_SPACE))
+def test_other_members_of_the_design_spaces_equal_the_reference(member: str) -> None:
+    name, params, factory = DESIGN_SPACE[member]
+    net = compiled(name, **params)
+    torch.manual_seed(0)
+    reference = factory()
+    assert net.params == count_params(reference)
+    assert_computes_the_reference(net, reference, net.input_shape)
+    measured = measure(on_meta(net.build), torch.empty(1, *net.input_shape, device="meta"))
+    for node in ir.walk(net.ir.body):
+        seen = measured[node.path]
+        assert (node.in_shape, node.out_shape, node.params, node.macs) == (
+            seen.in_shape, seen.out_shape, seen.params, seen.macs), node.path
+
+
+@pytest.mark.parametrize("name", ["resnext", "anynet"])
+def test_the_chapter_8_specs_from_the_command_line(name: str, in_repo) -> None:
+    spec = f"specs/{name}.arch"
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", spec])
+    assert result.exit_code == 0 and result.stdout.startswith(f"{spec}: ok: {name} 1x96x96 -> 10"), result.output
+    assert runner.invoke(app, ["fmt", "--check", spec, "specs/lib/resnext.arch"]).exit_code == 0
+    result = runner.invoke(app, ["compile", spec, "--json", "-p", "depths=[1, 1]", "-p", "classes=7"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["parameters"]["depths"] == [1, 1]
+    assert data["params"] == compiled(name, depths=[1, 1], classes=7).params
 
 
 @pytest.mark.parametrize("name", NAMES)
