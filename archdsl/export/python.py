@@ -30,6 +30,7 @@ sizes left out, long lines broken) in ``python_text.py``; expressions are built 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import keyword
@@ -44,15 +45,17 @@ from archdsl.export import pyexpr
 from archdsl.export.inputs import InputSpec
 from archdsl.export.pyexpr import Py
 from archdsl.export.python_layers import EMITTERS, HELPERS, RankChange, Shape, Unsupported, helper_sources
-from archdsl.export.python_text import ADD, CONCAT, JOIN, OUT_SIZE, Assign, finish, indent_doc, wrap_line
+from archdsl.export.python_text import HELPER_FUNCTIONS, JOIN, JOIN_CLASSES, Assign, finish, indent_doc, wrap_line
 from archdsl.layers import SAME, LayerKind, lookup
 from archdsl.resolve import choose_network, match_layer_args, unstated_layer_args
 from archdsl.source import printable_path
+from archdsl.values import FUNCTIONS
 
 # Names the generated code uses besides the classes: never taken by a parameter or a local.
 _RESERVED = {
-    "self", "in_shape", "torch", "nn", "Join", "Concat", "Add", "out_size", "range", "super", "min", "max",
-    "float", "True", "False", "None", "l", "O", "I",  # the last three: ambiguous names (ruff E741)
+    "self", "in_shape", "torch", "nn", "math", "Join", "Concat", "Add", "Mul", "out_size", "pair", "make_divisible",
+    "super", "range", "enumerate", "min", "max", "round", "pow", "len", "sum", "tuple", "float",
+    "True", "False", "None", "l", "O", "I",  # the last three: ambiguous names (ruff E741)
     *HELPERS,  # archdsl's own modules (LayerNorm2d, ...), defined in the file where used
 }  # fmt: skip
 
@@ -125,7 +128,7 @@ class _File:
         self.classes: dict[tuple[str, int], _ClassInfo] = {}
         self.in_progress: set[tuple[str, int]] = set()
         self.sources: list[str] = []
-        self.helpers: set[str] = set()
+        self.joins: set[str] = set()  # the joins used (concat, add, mul): their classes are defined in the file
         self.class_names: set[str] = set()
         self.network_class = _class_name(net.name, "", self.class_names)
         self.base_names = {name: _class_name(name, "Block", self.class_names) for name in self.program.blocks}
@@ -134,6 +137,11 @@ class _File:
     def nodes(self) -> dict[str, ir.Resolved]:
         """The resolved graph by path, for what the writer cannot tell from the syntax (only ``render`` needs it)."""
         return {node.path: node for node in ir.walk(self.net.ir.body)}
+
+    @functools.cached_property
+    def depths(self) -> dict[str, dict[str, int]]:
+        """For each block the network reaches, how deep the lists its parameters may hold nest (0: numbers only)."""
+        return _list_depths(self.program, self.definition, self.net.param_values)
 
     def block_class(self, block: ir.BlockDef, rank: int, call: ir.Call) -> _ClassInfo:
         key = (block.name, rank)
@@ -145,7 +153,7 @@ class _File:
         # A block used on images and on vectors gets a class per rank: the first keeps the plain name.
         other_ranks = [k for k in (*self.classes, *self.in_progress) if k[0] == block.name and k != key]
         name = _class_name(f"{block.name}_{rank}d", "", self.class_names) if other_ranks else self.base_names[block.name]
-        writer = _Writer(self, block.params, in_rank=rank)
+        writer = _Writer(self, block.params, in_rank=rank, depths=self.depths.get(block.name, {}))
         end = writer.body(block.body)
         info = _ClassInfo(name, writer.param_names, end.rank)
         self.sources.append(writer.render_class(name, _docstring(block), end))
@@ -154,21 +162,23 @@ class _File:
         return info
 
     def render(self) -> str:
-        writer = _Writer(self, self.definition.params, len(self.net.input_shape), self.sizes)
+        depths = {name: pyexpr.nesting(value) for name, value in self.net.param_values.items()}
+        writer = _Writer(self, self.definition.params, len(self.net.input_shape), self.sizes, depths)
         dims = self._input_dims(writer)
         end = writer.body(self.definition.body, Shape(len(dims), dims=tuple(dims)), in_dims=dims)
         if self.normalizes:
             writer.lines.insert(0, "        " + self.inputs.constructor())  # the network's first module
         network = writer.render_class(self.network_class, self._network_doc(), end, defaults=self.net.param_values)
         modules = helper_sources((*self.sources, network))
-        parts = [self._header(uses_torch=any("torch." in source for source in modules))]
-        if any("out_size(" in source for source in (*self.sources, network)):  # some uses may be dropped as unread
-            parts.append(OUT_SIZE)
-        if self.helpers & {"Concat", "Add"}:
-            parts.append(JOIN)
-            parts += [CONCAT] if "Concat" in self.helpers else []
-            parts += [ADD] if "Add" in self.helpers else []
-        parts += [*modules, *self.sources, network]
+        parts = [self._header(uses_torch=any("torch." in source for source in modules),
+                              uses_math=any("math." in source for source in (*self.sources, network)))]
+        classes = (*self.sources, network)
+        for function, text in HELPER_FUNCTIONS.items():
+            if any(f"{function}(" in source for source in classes):  # some uses may be dropped as unread
+                parts.append(text)
+        joins = [text for op, (_, text) in JOIN_CLASSES.items() if op in self.joins]
+        parts += [JOIN, *joins] if joins else []
+        parts += [*modules, *classes]
         return "\n\n\n".join(part.strip("\n") for part in parts) + "\n"
 
     @property
@@ -196,7 +206,7 @@ class _File:
             return given
         return [writer.translate(e) for e in self.definition.input]
 
-    def _header(self, uses_torch: bool) -> str:
+    def _header(self, uses_torch: bool, uses_math: bool) -> str:
         net = self.net
         sizes = ", ".join(f"{name}=..." for name in self.sizes)
         usage = [f"    model = {self.network_class}({sizes})"]
@@ -207,7 +217,8 @@ class _File:
             usage.append(f"    logits = model(torch.rand(8, {sizes}))  # images in [0, 1], as ToTensor makes them")
         else:
             usage.append(f"    logits = model(torch.randn(8, {sizes}))")
-        imports = "import torch\nfrom torch import nn" if uses_torch or "Concat" in self.helpers else "from torch import nn"
+        imports = "import torch\nfrom torch import nn" if uses_torch or "concat" in self.joins else "from torch import nn"
+        imports = f"import math\n\n{imports}" if uses_math else imports
         return "\n".join([
             f'"""{net.name} in plain PyTorch, written by `archdsl export` from {printable_path(net.source_path or "a spec")}.',
             "",
@@ -247,7 +258,8 @@ class _File:
 class _Writer:
     """Writes the constructor of one class: its statements, its locals, the shape as it goes."""
 
-    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_rank: int, sizes: tuple[str, ...] = ()) -> None:
+    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_rank: int, sizes: tuple[str, ...] = (),
+                 depths: dict[str, int] | None = None) -> None:
         self.file = file
         self.params = params
         self.in_rank = in_rank
@@ -259,13 +271,15 @@ class _Writer:
                 python += "_"
             self.param_names[name] = python
         self.sizes = [self.param_names[name] for name in sizes]  # symbolic input sizes: keyword arguments
-        self.env = {name: pyexpr.name(python) for name, python in self.param_names.items()}
+        # A parameter that only ever holds a number says so (depth 0): a stride s is written s, not pair(s)[0].
+        depths = {**(depths or {}), **{name: 0 for name in sizes}}
+        self.env = {name: pyexpr.name(python, depths.get(name)) for name, python in self.param_names.items()}
         self.locals: dict[str, str] = {}  # local name -> what it holds ("shape", "branch", "index", "block")
         self.pinned: list[frozenset[str]] = []  # names that earlier shapes still read: not to be reassigned
         self.indices: list[str] = []  # the loop variables in scope
         self.lines: list[str] = []
         self.depth = 2
-        self.in_dims: list[Py] = [pyexpr.index(pyexpr.name("in_shape"), i) for i in range(in_rank)]
+        self.in_dims: list[Py] = [pyexpr.index(pyexpr.name("in_shape", 1), i) for i in range(in_rank)]
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -300,7 +314,7 @@ class _Writer:
             f"class {name}(nn.Sequential):",
             indent_doc(doc),
             "",
-            f"    def __init__({', '.join(signature)}):",
+            wrap_line(f"    def __init__({', '.join(signature)}):"),
             *body,
         ])
 
@@ -311,6 +325,8 @@ class _Writer:
         for param in self.params:
             python = self.param_names[param.name]
             literal = _literal_default(param.default)
+            if isinstance(param.default, ir.ListExpr) and self.translate(param.default).known:
+                literal = repr(self.translate(param.default).value)  # a tuple: a default that never changes
             if literal is not None:
                 signature.append(f"{python}={literal}")
                 defaulted = True
@@ -341,6 +357,10 @@ class _Writer:
         self.locals[candidate] = kind
         return candidate
 
+    def fresh(self, preferred: str, kind: str) -> str:
+        """A local for ``kind`` that no other statement of the class uses: ``preferred``, ``preferred2``, ..."""
+        return self.local(preferred, kind, frozenset(n for n, k in self.locals.items() if k == kind))
+
     def pin(self, *held: Shape | str) -> None:
         """Keep the names that ``held`` reads (or a local's own name) from reuse until unpinned."""
         names: set[str] = set()
@@ -369,16 +389,25 @@ class _Writer:
             return self.in_dims[position]
         if isinstance(expr, ir.UnOp):
             return pyexpr.unary(expr.op, self.translate(expr.operand, depth + 1))
-        if isinstance(expr, ir.ListExpr):  # a window (1, 7) is a tuple, as torch takes it
+        if isinstance(expr, ir.ListExpr):  # a list is a tuple: a window (1, 7) as torch takes it
             return pyexpr.tuple_of([self.translate(item, depth + 1) for item in expr.items])
+        if isinstance(expr, ir.Index):
+            return pyexpr.index(self.translate(expr.value, depth + 1), self.translate(expr.index, depth + 1))
+        if isinstance(expr, ir.CondExpr):  # only the arm chosen is evaluated, in Python as in archdsl
+            test = self.translate(expr.test, depth + 1)
+            if test.known:
+                return self.translate(expr.then if test.value else expr.otherwise, depth + 1)
+            then, otherwise = self.translate(expr.then, depth + 1), self.translate(expr.otherwise, depth + 1)
+            return pyexpr.conditional(test, then, otherwise)
         if isinstance(expr, ir.Func):
-            if expr.name not in ("min", "max"):
+            if expr.name not in FUNCTIONS:
                 raise Unsupported(f"unknown function '{expr.name}'", expr.span)
-            args = [self.translate(a, depth + 1) for a in expr.args]
-            return pyexpr.call(expr.name, args, known=min if expr.name == "min" else max)
+            return pyexpr.function(expr.name, [self.translate(a, depth + 1) for a in expr.args])
         left, right = self.translate(expr.left, depth + 1), self.translate(expr.right, depth + 1)
         if expr.op in ("and", "or"):
             return pyexpr.logical(expr.op, left, right)
+        if expr.op in ("==", "!="):  # lists compare equal as archdsl's lists do, a range(...) among them
+            left, right = pyexpr.listed(left), pyexpr.listed(right)
         return pyexpr.binary(expr.op, left, right)
 
     # -- sequences --------------------------------------------------------------------------------
@@ -387,7 +416,7 @@ class _Writer:
         """Write a class body; blocks start from ``in_shape``, the network from its input sizes."""
         if in_dims is not None:
             self.in_dims = in_dims
-        shape = start if start is not None else Shape(self.in_rank, whole=pyexpr.name("in_shape"))
+        shape = start if start is not None else Shape(self.in_rank, whole=pyexpr.name("in_shape", 1))
         return self.items(items, shape, _Scope("self", prefix="" if in_dims is not None else None))
 
     def items(self, items: tuple[ir.Item, ...], shape: Shape, scope: _Scope, needed: bool = True) -> Shape:
@@ -406,6 +435,8 @@ class _Writer:
             return self.items(item.items, shape, scope, needed)
         if isinstance(item, ir.Repeat):
             return self.repeat(item, shape, scope)
+        if isinstance(item, ir.Loop):
+            return self.loop(item, shape, scope)
         if isinstance(item, ir.Cond):
             return self.cond(item, shape, scope, needed)
         return self.join(item, shape, scope)
@@ -413,7 +444,7 @@ class _Writer:
     def place(self, scope: _Scope, base: str, module: str, block: bool = False) -> str:
         """Add ``module`` to the scope's container under archdsl's name for it; where it can be read back."""
         index = scope.counts.get(base, pyexpr.const(0))
-        scope.counts[base] = pyexpr.binary("+", index, pyexpr.const(1))
+        scope.counts[base] = pyexpr.count_sum(index, pyexpr.const(1))
         if index.known:
             path = f"{scope.container}.{base}_{index.value}"
             self.emit(f"{path} = {module}")
@@ -527,7 +558,7 @@ class _Writer:
         changed = [(t.src, v) for t, v in zip(target.dims, value.dims) if t.src != v.src]
         self.set(tuple(n for n, _ in changed), tuple(v for _, v in changed))
 
-    # -- repeat, if, concat and add ---------------------------------------------------------------
+    # -- repeat, for, if and joins ----------------------------------------------------------------
 
     def repeat(self, item: ir.Repeat, shape: Shape, scope: _Scope) -> Shape:
         count = self.translate(item.count)
@@ -543,8 +574,8 @@ class _Writer:
         saved_counts = dict(scope.counts)
         for base, inc in increments.items():
             start = scope.counts.get(base, pyexpr.const(0))
-            inner.counts[base] = pyexpr.binary("+", pyexpr.binary("*", inc, pyexpr.name(loop_var)), start)
-            scope.counts[base] = pyexpr.binary("+", start, pyexpr.binary("*", inc, count))
+            inner.counts[base] = pyexpr.count_sum(start, pyexpr.binary("*", inc, pyexpr.name(loop_var)))
+            scope.counts[base] = pyexpr.count_sum(start, pyexpr.binary("*", inc, count))
 
         def loop_body():
             end = self.item(item.item, state, inner)
@@ -571,6 +602,97 @@ class _Writer:
         self.lines += lines or ["    " * (self.depth + 1) + "pass"]
         return state
 
+    def loop(self, item: ir.Loop, shape: Shape, scope: _Scope) -> Shape:
+        """``for NAME in LIST ITEM`` as a Python ``for``; its modules are named on in the enclosing scope.
+
+        A name whose count per iteration is the same each time is numbered from the iteration's index
+        (``f"stage_{i}"``); one whose count depends on the value (a repeat of ``st[4]``) from a running count
+        (``n_inverted``), which the loop advances at the end of each iteration."""
+        over = self.translate(item.values)
+        if over.known and not isinstance(over.value, tuple):
+            raise Unsupported(f"for loops over a list, not {over}", item.values.span)
+        if over.known and len(over.value) <= 1:
+            return self.unrolled(item, over.value, shape, scope)
+        var = self.local(item.name, "index", frozenset(self.indices))
+        with self.binding(item.name, pyexpr.item_of(over, var)):
+            increments = {base: inc for base, inc in self.count_names(item.item).items() if not inc.is_(0)}
+        varying = [base for base, inc in increments.items() if var in inc.names]
+        steady = [base for base in increments if base not in varying]
+        index = None
+        if steady:
+            index = var if _from_zero(item.values) else \
+                self.local("i" if not self.indices else "j", "index", frozenset((*self.indices, var)))
+        written = len(self.lines)
+        saved_counts = dict(scope.counts)
+        state = self.assignable(shape, self.needs_dims(item.item))
+        inner = scope.copy()
+        counters: dict[str, str] = {}
+        for base in varying:
+            start = scope.counts.get(base, pyexpr.const(0))
+            counter = start.src if self.locals.get(start.src) == "counter" else self.fresh(f"n_{base}", "counter")
+            if counter != start.src:
+                self.set((counter,), (start,))
+            counters[base] = counter
+            inner.counts[base] = scope.counts[base] = pyexpr.name(counter)
+        length = self.length(item.values, over) if steady else None
+        for base in steady:
+            start = scope.counts.get(base, pyexpr.const(0))
+            inner.counts[base] = pyexpr.count_sum(start, pyexpr.binary("*", increments[base], pyexpr.name(index)))
+            scope.counts[base] = pyexpr.count_sum(start, pyexpr.binary("*", increments[base], length))
+
+        def loop_body():
+            end = self.item(item.item, state, inner)
+            self.assign(state, end, item)
+            for base, counter in counters.items():
+                if inner.counts[base].src != counter:
+                    self.set((counter,), (inner.counts[base],))
+
+        self.indices += [var] if index in (None, var) else [var, index]
+        depth = len(self.indices)
+        pinned = len(self.pinned)
+        try:
+            with self.binding(item.name, pyexpr.item_of(over, var)):
+                lines, _ = self.capture(loop_body)
+        except RankChange:
+            if not over.known:
+                raise
+            # A body that turns an image into a vector: each iteration written out, as a repeat's are.
+            del self.pinned[pinned:]
+            del self.lines[written:]
+            scope.counts = saved_counts
+            return self.unrolled(item, over.value, shape, scope)
+        finally:
+            del self.indices[depth - (1 if index in (None, var) else 2):]
+        head = f"for {var} in {over}:" if index in (None, var) else f"for {index}, {var} in enumerate({over}):"
+        self.emit(head)
+        self.lines += lines or ["    " * (self.depth + 1) + "pass"]
+        return state
+
+    def unrolled(self, item: ir.Loop, over: tuple, shape: Shape, scope: _Scope) -> Shape:
+        """A loop over a list known here, written out once per value."""
+        for value in over:
+            with self.binding(item.name, pyexpr.const(value)):
+                shape = self.item(item.item, shape, scope)
+        return shape
+
+    @contextlib.contextmanager
+    def binding(self, name: str, value: Py):
+        """Within the block, the archdsl name ``name`` is ``value`` (a loop's variable)."""
+        saved = self.env
+        self.env = {**saved, name: value}
+        try:
+            yield
+        finally:
+            self.env = saved
+
+    def length(self, values: ir.Expr, over: Py) -> Py:
+        """The number of items of a loop's list: ``len(xs)`` for ``range(len(xs))``."""
+        if over.known:
+            return pyexpr.const(len(over.value))
+        if _from_zero(values) and isinstance(values.args[0], ir.Func) and values.args[0].name == "len":
+            return self.translate(values.args[0])
+        return pyexpr.call("len", [over])
+
     def count_names(self, item: ir.Item) -> dict[str, Py]:
         """How many nodes of each name an item adds to its scope: the step of a loop's names."""
         if isinstance(item, ir.Call):
@@ -590,14 +712,37 @@ class _Writer:
             return total
         if isinstance(item, ir.Repeat):
             count = self.translate(item.count)
-            if count.known and (isinstance(count.value, bool) or count.value < 0):
+            if count.known and (not isinstance(count.value, int) or isinstance(count.value, bool) or count.value < 0):
                 count = pyexpr.const(0)
             return {base: pyexpr.binary("*", n, count) for base, n in self.count_names(item.item).items()}
+        if isinstance(item, ir.Loop):
+            return self.count_loop_names(item)
         test = self.translate(item.test)
         then, otherwise = self.count_names(item.then), self.count_names(item.otherwise)
         zero = pyexpr.const(0)
         return {base: pyexpr.conditional(test, then.get(base, zero), otherwise.get(base, zero))
                 for base in {**then, **otherwise}}
+
+    def count_loop_names(self, item: ir.Loop) -> dict[str, Py]:
+        """How many nodes of each name a loop adds: its body's counts times its length, or their sum over
+        the values where they depend on the value (``sum(st[4] for st in stages)``)."""
+        over = self.translate(item.values)
+        total: dict[str, Py] = {}
+        if over.known:  # a known list: the counts of each iteration, summed
+            for value in over.value if isinstance(over.value, tuple) else ():
+                with self.binding(item.name, pyexpr.const(value)):
+                    for base, n in self.count_names(item.item).items():
+                        total[base] = pyexpr.count_sum(total.get(base, pyexpr.const(0)), n)
+            return total
+        var = self.local(item.name, "index", frozenset(self.indices))
+        with self.binding(item.name, pyexpr.item_of(over, var)):
+            each = self.count_names(item.item)
+        for base, n in each.items():
+            if var in n.names:
+                total[base] = Py(f"sum({n} for {var} in {over})", pyexpr.ATOM, (n.names - {var}) | over.names)
+            else:
+                total[base] = pyexpr.binary("*", n, self.length(item.values, over))
+        return total
 
     def needs_dims(self, item: ir.Item) -> bool:
         """True when the item reads sizes (a convolution's input channels, say) rather than passing them on."""
@@ -674,23 +819,114 @@ class _Writer:
             prefix = None
             if scope.prefix is not None and scope.counts.get(item.op, pyexpr.const(0)).known:
                 prefix = f"{scope.prefix}{item.op}_{scope.counts.get(item.op, pyexpr.const(0)).value}.b{position}."
-            end = self.items(body, shape, _Scope(container, prefix=prefix), needed=item.op == "concat" or position == 0)
+            end = self.items(body, shape, _Scope(container, prefix=prefix), needed=item.op != "add" or position == 0)
             containers.append(container)
             ends.append(end)
             self.pinned[-1] = self.pinned[-1] | end.names
         del self.pinned[-1 - len(ends):]
-        helper = "Concat" if item.op == "concat" else "Add"
-        self.file.helpers.add(helper)
+        helper, _ = JOIN_CLASSES[item.op]
+        self.file.joins.add(item.op)
         self.place(scope, item.op, f"{helper}({', '.join(containers)})")
         if item.op == "add":
             return ends[0]
         if any(end.rank != ends[0].rank for end in ends):
-            raise Unsupported("the branches of this concat give shapes of different ranks", item.span)
+            raise Unsupported(f"the branches of this {item.op} give shapes of different ranks", item.span)
+        if item.op == "mul":
+            rank = ends[0].rank
+            return Shape(rank, dims=tuple(_broadcast([end.dim(i) for end in ends]) for i in range(rank)))
         channels = ends[0].dim(0)
         for end in ends[1:]:
             channels = pyexpr.binary("+", channels, end.dim(0))
         rest = [ends[0].dim(i) for i in range(1, ends[0].rank)]
         return Shape(ends[0].rank, dims=(channels, *rest))
+
+# Lists nest at most this deep in a parameter (the command line's values nest 8 deep): where the analysis
+# below finds deeper ones (a block that wraps its argument in a list and passes it on), it stops there.
+_MAX_NESTING = 8
+
+
+def _list_depths(program, definition: ir.NetworkDef, bound: dict[str, ir.Value]) -> dict[str, dict[str, int]]:
+    """How deep the lists that each parameter of each block may hold nest, over every call the network can
+    reach with parameters of the kinds it was exported with: 0 where a parameter only ever holds a number.
+
+    With ``block conv_bn(c, k = 1, s = 1) = conv c k=k s=s`` called as ``conv_bn(64, (1, 7))``, k may be a
+    list (1) and s never is (0)."""
+    table: dict[str, dict[str, int]] = {}
+    pending: list[str] = []
+
+    def visit(items: tuple[ir.Item, ...], env: dict[str, int]) -> None:
+        stack = [(item, env) for item in items]
+        while stack:
+            item, scope = stack.pop()
+            if isinstance(item, ir.Call) and item.name in program.blocks:
+                merge(program.blocks[item.name], item, scope)
+            elif isinstance(item, ir.Group):
+                stack += [(inner, scope) for inner in item.items]
+            elif isinstance(item, ir.Repeat):
+                stack.append((item.item, scope))
+            elif isinstance(item, ir.Loop):
+                stack.append((item.item, {**scope, item.name: max(_depth(item.values, scope) - 1, 0)}))
+            elif isinstance(item, ir.Cond):
+                stack += [(item.then, scope), (item.otherwise, scope)]
+            elif isinstance(item, ir.Branch):
+                stack += [(inner, scope) for branch in item.branches for inner in branch]
+
+    def merge(block: ir.BlockDef, call: ir.Call, env: dict[str, int]) -> None:
+        names = [param.name for param in block.params]
+        changed = block.name not in table
+        known = table.setdefault(block.name, dict.fromkeys(names, 0))
+        for position, arg in enumerate(call.args):
+            name = arg.name if arg.name is not None else names[position] if position < len(names) else None
+            depth = _depth(arg.value, env)
+            if name in names and depth > known[name]:
+                known[name] = depth
+                changed = True
+        if changed and block.name not in pending:
+            pending.append(block.name)
+
+    visit(definition.body, {name: pyexpr.nesting(value) for name, value in bound.items()})
+    while pending:
+        block = program.blocks[pending.pop()]
+        env = dict(table[block.name])
+        for param in block.params:  # a default is what a call that leaves the parameter out passes
+            if param.default is not None:
+                env[param.name] = table[block.name][param.name] = \
+                    max(env.get(param.name, 0), _depth(param.default, env))
+        visit(block.body, env)
+    return table
+
+
+def _depth(expr: ir.Expr, env: dict[str, int]) -> int:
+    """How deep the lists that ``expr`` may give nest, its names' as ``env`` says (0: a number)."""
+    if isinstance(expr, ir.Var):
+        return env.get(expr.name, 0)
+    if isinstance(expr, ir.ListExpr):
+        return min(1 + max((_depth(item, env) for item in expr.items), default=0), _MAX_NESTING)
+    if isinstance(expr, ir.Index):
+        return max(_depth(expr.value, env) - 1, 0)
+    if isinstance(expr, ir.CondExpr):
+        return max(_depth(expr.then, env), _depth(expr.otherwise, env))
+    if isinstance(expr, ir.Func):
+        return 1 if expr.name == "range" else 0
+    return 0  # numbers, in.c, arithmetic and comparisons
+
+
+def _broadcast(sizes: list[Py]) -> Py:
+    """One size of a product of branches, as torch broadcasts them: 1 gives way to the others, which
+    archdsl has checked are equal (``max`` where the export cannot tell which is 1)."""
+    others = []
+    for size in sizes:
+        if not size.is_(1) and all(size.src != other.src for other in others):
+            others.append(size)
+    if not others:
+        return pyexpr.const(1)
+    return others[0] if len(others) == 1 else pyexpr.call("max", others, known=max)
+
+
+def _from_zero(values: ir.Expr) -> bool:
+    """Whether a loop's list is ``range(n)``: each value is the iteration's index."""
+    return isinstance(values, ir.Func) and values.name == "range" and len(values.args) == 1
+
 
 def _dim_names(rank: int) -> tuple[str, ...]:
     return _DIM_NAMES.get(rank) or tuple(f"size{i}" for i in range(rank))

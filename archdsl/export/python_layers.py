@@ -83,10 +83,13 @@ def window(size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False, ceil: bool 
 def axis(value: Py, position: int) -> Py:
     """One axis (0: height, 1: width) of a window argument, a whole number or a pair (height, width).
 
-    A value known only when the network is built (a block's parameter) is taken for a whole number."""
+    A value known only when the network is built (a block's parameter) that may be a pair is read
+    through ``pair``, which the generated file defines: ``pair(k)[1]``."""
     if value.known and isinstance(value.value, tuple):
         return pyexpr.const(value.value[position])
-    return value
+    if value.known or value.number:
+        return value
+    return pyexpr.index(pyexpr.call("pair", [value], depth=1), position)
 
 
 def _windowed(size: tuple[Py, Py], k: Py, s: Py, p: Py, d: Py, same: bool = False, ceil: bool | Py = False) -> tuple[Py, Py]:

@@ -2,7 +2,7 @@
 
 Size assignments are written once a class is complete (``Assign``), so that sizes nothing reads are
 left out and the file passes a linter's unused-variable checks; the helpers every file may need
-(``out_size``, ``Concat``, ``Add``) are fixed text.
+(``out_size``, ``pair``, ``make_divisible``, ``Concat``, ``Add``, ``Mul``) are fixed text.
 """
 
 from __future__ import annotations
@@ -81,28 +81,72 @@ def _identifiers(lines) -> set[str]:
 
 
 def wrap_line(line: str, limit: int = 120) -> str:
-    """A statement longer than ``limit`` ending in a call or tuple, broken inside its last brackets
-    as a formatter would: the arguments on one indented line, or one per line when that is too long."""
-    if len(line) <= limit or not line.endswith(")"):
+    """A statement longer than ``limit`` broken as ruff formats it, for the statements the export writes. At
+    its last brackets (a call, a tuple, a ``def``'s parameters): a call's or a ``def``'s contents on one
+    indented line where they fit, else one per line with a trailing comma, as a tuple's always are; each of
+    those broken again where it is still too long, a sum before its ``+`` and ``-``."""
+    if len(line) <= limit:
         return line
-    depth = 0
-    for opening in range(len(line) - 1, -1, -1):
-        depth += {")": 1, "(": -1}.get(line[opening], 0)
-        if depth == 0:
-            break
     indent = line[: len(line) - len(line.lstrip())]
-    inner = line[opening + 1 : -1]
-    if len(indent) + 4 + len(inner) <= limit:
-        return f"{line[: opening + 1]}\n{indent}    {inner}\n{indent})"
-    parts, depth, start = [], 0, 0
-    for position, char in enumerate(inner):
-        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(inner[start:position].strip())
-            start = position + 1
-    parts.append(inner[start:].strip())
+    trailer = line[-1] if line[-1] in ":," else ""
+    core = line[: len(line) - len(trailer)]
+    opening = _opening(core) if core.endswith(")") else None
+    if opening is None:
+        terms = _split_at(core.lstrip(), " + ", " - ")
+        if trailer != "," or len(terms) < 2:
+            return line
+        lines = [terms[0], *(f"{op}{term}" for op, term in zip(_operators(core.lstrip(), terms), terms[1:]))]
+        return "\n".join(f"{indent}{text}" for text in lines) + trailer
+    inner = core[opening + 1 : -1]
+    head, tail = core[: opening + 1], f"{indent}){trailer}"
+    parts = _split_at(inner, ",")
+    is_tuple = opening == 0 or not (core[opening - 1].isidentifier() or core[opening - 1] in ")]")
+    if len(indent) + 4 + len(inner) <= limit and not (is_tuple and len(parts) > 1):
+        return f"{head}\n{indent}    {inner}\n{tail}"
     parts = [part for part in parts if part]  # a one-element tuple's trailing comma
-    return "\n".join([line[: opening + 1], *(f"{indent}    {part}," for part in parts), f"{indent})"])
+    return "\n".join([head, *(wrap_line(f"{indent}    {part},", limit) for part in parts), tail])
+
+
+def _opening(text: str) -> int | None:
+    """The position of the bracket that the last character of ``text``, a ``)``, closes."""
+    depth = 0
+    for position in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "]": 1, "(": -1, "[": -1}.get(text[position], 0) if not _quoted(text, position) else 0
+        if depth == 0:
+            return position
+    return None
+
+
+def _quoted(text: str, position: int) -> bool:
+    """Whether ``text[position]`` lies inside a string (the export's strings hold no quotes of their own)."""
+    return text.count('"', 0, position) % 2 == 1
+
+
+def _split_at(text: str, *separators: str) -> list[str]:
+    """``text`` split at the ``separators`` outside brackets and strings, each piece stripped."""
+    pieces, depth, start, position = [], 0, 0, 0
+    while position < len(text):
+        char = text[position]
+        if not _quoted(text, position):
+            depth += {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}.get(char, 0)
+            found = next((sep for sep in separators if depth == 0 and text.startswith(sep, position)), None)
+            if found is not None:
+                pieces.append(text[start:position].strip())
+                start = position = position + len(found)
+                continue
+        position += 1
+    pieces.append(text[start:].strip())
+    return pieces
+
+
+def _operators(text: str, terms: list[str]) -> list[str]:
+    """The operators (``"+ "`` or ``"- "``) between the ``terms`` of a sum ``text``."""
+    found, position = [], len(terms[0])
+    for term in terms[1:]:
+        at = text.index(term, position)
+        found.append(text[position:at].strip() + " ")
+        position = at + len(term)
+    return found
 
 
 def indent_doc(text: str) -> str:
@@ -120,6 +164,20 @@ OUT_SIZE = '''
 def out_size(size, k, s=1, p=0, d=1):
     """The size along one axis after a window of k, stride s, padding p and dilation d (PyTorch's rule)."""
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
+'''
+
+PAIR = '''
+def pair(value):
+    """A window argument as (height, width): a whole number is the same on both axes."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+'''
+
+MAKE_DIVISIBLE = '''
+def make_divisible(v, d, least=None):
+    """v rounded to a multiple of d, at least least (d by default) and not below 90% of v: torchvision's rule."""
+    least = d if least is None else least
+    rounded = max(least, int(v + d / 2) // d * d)
+    return rounded + d if rounded < 0.9 * v else rounded
 '''
 
 JOIN = '''
@@ -149,3 +207,20 @@ class Add(Join):
             total = total + y
         return total
 '''
+
+MUL = '''
+class Mul(Join):
+    """Multiplies the branches' outputs elementwise, a (C, 1, 1) gate broadcast over (C, H, W)."""
+
+    def forward(self, x):
+        outputs = [branch(x) for branch in self.values()]
+        product = outputs[0]
+        for y in outputs[1:]:
+            product = product * y
+        return product
+'''
+
+# The helper functions, defined in a file whose classes call them (in this order).
+HELPER_FUNCTIONS = {"out_size": OUT_SIZE, "pair": PAIR, "make_divisible": MAKE_DIVISIBLE}
+# Each join's class (on the base class JOIN) and its text.
+JOIN_CLASSES = {"concat": ("Concat", CONCAT), "add": ("Add", ADD), "mul": ("Mul", MUL)}
