@@ -40,6 +40,9 @@ FAMILIES = {
     "mnasnet": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"],
     "mobilenet_v2": ["mobilenet_v2"],
     "mobilenet_v3": ["mobilenet_v3_large", "mobilenet_v3_small"],
+    "regnet": ["regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf",
+               "regnet_x_32gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf",
+               "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf"],
     "resnet": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "resnext101_32x8d",
                "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
     "shufflenet_v2": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
@@ -49,13 +52,13 @@ FAMILIES = {
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
 FAST = {"alexnet", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
-        "mobilenet_v3_small", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
+        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
 # Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
 # rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
 # convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
 COPIED_FAST = FAST - {"vgg11", "inception_v3"}
 COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "squeezenet1_0", "mnasnet1_3",
-               "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0", "efficientnet_v2_s"}
+               "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0", "efficientnet_v2_s", "regnet_x_400mf"}
 # torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
 # builder returns with weights, and the zoo's, have none (23,834,568).
 DOCUMENTED_WITH_AUX = {"inception_v3"}
@@ -218,13 +221,12 @@ def test_macs_within_one_percent_of_torchvision_gflops_at_its_crop_size(torchvis
 def test_params_output_and_macs_equal_torchvision_model(torchvision, name: str) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from torchvision_oracle import BUILDER_ARGS
+    from torchvision_oracle import on_meta
 
     net = archdsl.load(name)
-    with torch.device("meta"):
-        model = torchvision.models.get_model(name, **BUILDER_ARGS.get(name, {})).eval()
-        with FlopCounterMode(display=False) as counter:
-            output = model(torch.zeros(1, *net.input_shape))
+    model = on_meta(name)
+    with torch.device("meta"), FlopCounterMode(display=False) as counter:
+        output = model(torch.zeros(1, *net.input_shape))
     assert net.params == sum(p.numel() for p in model.parameters())
     assert tuple(output.shape[1:]) == net.output_shape == (1000,)
     assert 2 * net.macs == counter.get_total_flops()  # torch counts a multiply-accumulate as two operations

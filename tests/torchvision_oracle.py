@@ -59,6 +59,30 @@ BUILDER_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
                 "inception_v3": {"aux_logits": False, "init_weights": False}}
 
 
+def on_meta(name: str):
+    """torchvision's ``name`` (with ``BUILDER_ARGS``) on the meta device: no memory, no initialisation.
+
+    RegNet's builders compute their widths with tensors, which cannot be read on the meta device; that
+    computation runs on the CPU."""
+    import contextlib
+
+    import torch
+
+    models = import_torchvision().models
+    params = models.regnet.BlockParams
+    computed = params.from_init_params.__func__
+
+    def widths_on_cpu(cls, *args, **kwargs):
+        with torch.device("cpu"):
+            return computed(cls, *args, **kwargs)
+
+    with contextlib.ExitStack() as stack:
+        stack.callback(setattr, params, "from_init_params", params.from_init_params)
+        params.from_init_params = classmethod(widths_on_cpu)
+        with torch.device("meta"):
+            return models.get_model(name, **BUILDER_ARGS.get(name, {})).eval()
+
+
 def model(name: str, seed: int = 0):
     """torchvision's ``name`` (with ``BUILDER_ARGS``) at random weights (its own initialisation, seeded) and
     random batch-norm statistics and factors, in eval mode."""
