@@ -66,8 +66,10 @@ def window(size: Py, k: Py, s: Py, p: Py, d: Py, same: bool = False, ceil: bool 
         # shapes.pooled_size's rule: floor((size + p - 1 + min(p + s - reach, 0)) / s) + 1
         reach = pyexpr.binary("+", pyexpr.binary("*", d, pyexpr.binary("-", k, pyexpr.const(1))), pyexpr.const(1))
         short = pyexpr.call("min", [pyexpr.binary("-", pyexpr.binary("+", p, s), reach), pyexpr.const(0)], known=min)
-        last = pyexpr.binary("+", pyexpr.binary("-", pyexpr.binary("+", size, p), pyexpr.const(1)), short)
-        return pyexpr.binary("+", pyexpr.binary("//", last, s), pyexpr.const(1))
+        offset = pyexpr.binary("+", pyexpr.binary("-", p, pyexpr.const(1)), short)
+        if s.is_(1):
+            return pyexpr.binary("+", size, pyexpr.binary("+", offset, pyexpr.const(1)))
+        return pyexpr.binary("+", pyexpr.binary("//", pyexpr.binary("+", size, offset), s), pyexpr.const(1))
     if s.is_(1) and (same or all(v.known for v in (k, p, d))):
         change = 0 if same else 2 * p.value - d.value * (k.value - 1)
         return pyexpr.binary("+", size, pyexpr.const(change))
