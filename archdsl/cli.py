@@ -121,9 +121,12 @@ def graph_command(spec: Path, out: Path | None, fmt: str | None, param: tuple[st
     _report(path, f"wrote {path}")
 
 
-@app.command("check", short_help="Report errors in specs (or their smallest inputs).")
+@app.command("check", short_help="Report every error in specs (or their smallest inputs).")
 @click.argument("specs", nargs=-1, required=True, type=PATH, metavar="SPEC...")
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]), default="text",
+              show_default=True, help="How to print the errors: text, one JSON object, GitHub workflow annotations, "
+                                      "or SARIF 2.1.0 for code scanning.")
 @import_dir_option
 @click.option("--min-input", is_flag=True,
               help="Print the smallest input each network accepts (from its symbolic shapes, confirmed by concrete "
@@ -131,21 +134,56 @@ def graph_command(spec: Path, out: Path | None, fmt: str | None, param: tuple[st
 @param_option
 @network_option
 @max_params_option
-def check_command(specs: tuple[Path, ...], quiet: bool, allow_import_dir: tuple[Path, ...], min_input: bool,
+def check_command(specs: tuple[Path, ...], quiet: bool, fmt: str, allow_import_dir: tuple[Path, ...], min_input: bool,
                   param: tuple[str, ...], network: str | None, max_params: int | None) -> None:
-    """Report errors in each SPEC (every network, or the --network, at its defaults and the --param values;
-    every block's names); exit 1 if any."""
-    from archdsl.check import check_file, minimum_report
+    """Report every error in each SPEC (every network, or the --network, at its defaults and the --param values;
+    every call of every block); exit 1 if any. A SPEC may be a folder (its .arch files, recursively), '-' for
+    standard input, or a network of the zoo. Each error carries a code: `archdsl explain CODE` tells more."""
+    from archdsl.check import check_file, check_source, minimum_report, spec_files
+    from archdsl.reports import Checked, as_github, as_json, as_sarif
+    from archdsl.source import Source
 
-    params, limits = parse_params(param), limits_of(max_params)
+    if min_input:
+        _minimum_inputs(specs, quiet, allow_import_dir, network, parse_params(param), minimum_report)
+        return
+    checked = []
+    try:
+        params, limits = parse_params(param), limits_of(max_params)
+        for spec in spec_files(specs):
+            if str(spec) == "-":
+                source = Source("<stdin>", click.get_text_stream("stdin").read())
+                report = check_source(source, allow_import_dir, [network] if network else None, params, limits)
+            else:
+                path, name = zoo.locate(spec, network)
+                report = check_file(path, allow_import_dir, name, params, limits)
+            checked.append(Checked(str(spec), report))
+    except ArchError as err:  # the command line, not a spec: nothing is checked
+        print(err.render(with_code=True), file=sys.stderr)
+        sys.exit(1)
+    for c in checked:
+        report = c.report
+        if fmt == "text":
+            for err in report.errors:
+                print(err.render(with_code=True), file=sys.stderr)
+            if not report.errors and not quiet:
+                print(f"{c.name}: ok: {report.summary()}")
+    if fmt == "json":
+        print(as_json(checked))
+    elif fmt == "github":
+        print(as_github(checked), end="")
+    elif fmt == "sarif":
+        print(as_sarif(checked, _version()))
+    if any(c.report.errors for c in checked):
+        sys.exit(1)
+
+
+def _minimum_inputs(specs, quiet, allow_import_dir, network, params, minimum_report) -> None:
+    """check --min-input: each spec's smallest inputs, or its first error."""
     failed = 0
     for spec in specs:
         try:
             path, name = zoo.locate(spec, network)
-            if min_input:
-                message = minimum_report(path, allow_import_dir, name, params)
-            else:
-                message = check_file(path, allow_import_dir, name, params, limits)
+            message = minimum_report(path, allow_import_dir, name, params)
         except ArchError as err:
             failed += 1
             print(err.render(), file=sys.stderr)
@@ -154,6 +192,38 @@ def check_command(specs: tuple[Path, ...], quiet: bool, allow_import_dir: tuple[
             print(message)
     if failed:
         sys.exit(1)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("archdsl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@app.command("explain", short_help="Explain an error code, with a wrong and a fixed example.")
+@click.argument("code", metavar="CODE")
+def explain_command(code: str) -> None:
+    """Print what the error CODE (A101, say, as `archdsl check` prints it) means, a spec that makes the mistake
+    and the same spec fixed (all of them: docs/errors.md)."""
+    from archdsl.codes import explain
+
+    print(explain(code), end="")
+
+
+@app.command("lsp", short_help="Run the language server (for editors), on standard input and output.")
+def lsp_command() -> None:
+    """Run archdsl's Language Server Protocol server over standard input and output: diagnostics, shapes as
+    inlay hints, hover, go to definition, references, completion, signature help, symbols, formatting and
+    rename for .arch files. It needs the 'lsp' extra: pip install 'archdsl[lsp]'. See docs/editors.md."""
+    from archdsl.extras import required
+
+    with required():
+        from archdsl.lsp.server import serve
+
+    serve()
 
 
 @app.command("fmt", short_help="Format specs in the canonical style.")

@@ -52,8 +52,18 @@ class ArchError(Exception):
         self.notes = (*self.notes, (note, span))
         return self
 
-    def render(self) -> str:
-        return render_diagnostic("error", self.message, self.span, self.hint, self.notes, self._file)
+    @property
+    def code(self) -> str:
+        """The stable code of this kind of mistake (``A101``: unknown layer or block); `archdsl explain` tells
+        more. Codes are assigned by one table, ``archdsl/codes.py``."""
+        from archdsl.codes import code_of
+
+        return code_of(self)
+
+    def render(self, with_code: bool = False) -> str:
+        """The diagnostic with its line and caret; ``with_code`` ends its first line with ``[A101]``."""
+        return render_diagnostic("error", self.message, self.span, self.hint, self.notes, self._file,
+                                 self.code if with_code else None)
 
     def __str__(self) -> str:
         return self.render()

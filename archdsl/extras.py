@@ -3,7 +3,7 @@ installed says what to install instead of ending in a ModuleNotFoundError traceb
 
 ``pip install archdsl`` brings what compile, check, graph, fmt, compare and the Python export need;
 training, building modules and the torch-based exports need the ``train`` extra, ONNX the ``export``
-extra (pyproject.toml declares both; docs/install.md explains them).
+extra, the language server the ``lsp`` extra (pyproject.toml declares them; docs/install.md explains them).
 
     $ archdsl train specs/lenet.arch          # where torch is not installed
     archdsl: error: torch is not installed; it comes with archdsl's 'train' extra
@@ -29,6 +29,8 @@ EXTRA_OF = {
     "rich": "train",
     "onnx": "export",
     "onnxscript": "export",
+    "pygls": "lsp",
+    "lsprotocol": "lsp",
 }
 
 

@@ -123,14 +123,17 @@ def render_diagnostic(
     hint: str | None = None,
     notes: tuple[tuple[str, Span | None], ...] = (),
     fallback_file: str | None = None,
+    code: str | None = None,
 ) -> str:
-    """``FILE:LINE:COL: error: MESSAGE``, the line, a caret, then the hint and any notes."""
+    """``FILE:LINE:COL: error: MESSAGE``, the line, a caret, then the hint and any notes; with a ``code``, the
+    first line ends with it: ``... error: MESSAGE [A101]``, as mypy shows its codes."""
+    headline = f"{severity}: {message}" + (f" [{code}]" if code else "")
     if span is not None:
-        parts = [f"{span}: {severity}: {message}", render_excerpt(span)]
+        parts = [f"{span}: {headline}", render_excerpt(span)]
     elif fallback_file:
-        parts = [f"{fallback_file}: {severity}: {message}"]
+        parts = [f"{fallback_file}: {headline}"]
     else:
-        parts = [f"archdsl: {severity}: {message}"]
+        parts = [f"archdsl: {headline}"]
     if hint:
         parts.append(f"  hint: {hint}")
     for note, where in notes:

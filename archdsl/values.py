@@ -61,6 +61,14 @@ FUNCTIONS = {
 }
 
 
+def unknown_function(name: str, span: Span | None) -> ResolveError:
+    """The error for a call of a function that expressions do not have."""
+    close = difflib.get_close_matches(name, FUNCTIONS, n=1, cutoff=0.6)
+    return ResolveError(f"unknown function '{name}'", span,
+                        hint=f"did you mean '{close[0]}'? {FUNCTIONS[close[0]]}" if close
+                        else "expressions may call " + ", ".join(f"{f}(...)" for f in FUNCTIONS))
+
+
 def kind(value: Value) -> str:
     """What a value is, in words: ``boolean``, ``whole number``, ``decimal``, ``symbolic size``."""
     if isinstance(value, bool):
@@ -185,10 +193,7 @@ def function(name: str, args: list[Value], span: Span) -> Value:
     same at every input size), the rounding functions, ``log``, ``pow``, ``len``, ``sum``, ``range``,
     ``make_divisible``."""
     if name not in FUNCTIONS:
-        close = difflib.get_close_matches(name, FUNCTIONS, n=1, cutoff=0.6)
-        raise ResolveError(f"unknown function '{name}'", span,
-                           hint=f"did you mean '{close[0]}'? {FUNCTIONS[close[0]]}" if close
-                           else "expressions may call " + ", ".join(f"{f}(...)" for f in FUNCTIONS))
+        raise unknown_function(name, span)
     if name in ("len", "sum") or (name in ("min", "max") and len(args) == 1 and isinstance(args[0], tuple)):
         _arity(name, args, 1, 1, span)
         items = _list(args[0], name, span)

@@ -310,10 +310,10 @@ def test_the_largest_values_still_compile_and_print():
 def test_a_parameter_given_twice_is_an_error(tmp_path):
     spec = tmp_path / "p.arch"
     spec.write_text("network n(classes = 3) : [1, 8, 8] = flatten; linear classes\n")
-    for command in ("check", "compile"):
+    for command, code in (("check", " [A707]"), ("compile", "")):  # check prints the error codes
         result = cli(command, spec, "-p", "classes=10", "-p", "classes=11")
         assert result.exit_code == 1
-        assert result.stderr == ("archdsl: error: --param sets 'classes' twice: classes=10, then classes=11\n"
+        assert result.stderr == (f"archdsl: error: --param sets 'classes' twice: classes=10, then classes=11{code}\n"
                                  "  hint: give each parameter once\n")
 
 

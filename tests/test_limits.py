@@ -322,10 +322,16 @@ def test_an_import_cycle_prints_the_whole_chain_with_canonical_paths(tmp_path, m
     result = CliRunner().invoke(app, ["check", "a.arch"])
     assert result.exit_code == 1
     assert result.stderr == (
-        "sub/c.arch:1:1: error: import cycle: a.arch -> sub/b.arch -> sub/c.arch -> a.arch\n"
+        "sub/c.arch:1:1: error: import cycle: a.arch -> sub/b.arch -> sub/c.arch -> a.arch [A502]\n"
         '    1 | import "../a.arch"\n'
         "      | ^^^^^^^^^^^^^^^^^^\n"
         "  hint: move the shared blocks into a file that both import\n"
+        "sub/b.arch:1:1: note: imported here\n"
+        '    1 | import "../sub/./c.arch"\n'
+        "      | ^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "a.arch:1:1: note: imported here\n"
+        '    1 | import "sub/b.arch"\n'
+        "      | ^^^^^^^^^^^^^^^^^^^\n"
     )
 
 

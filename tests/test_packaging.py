@@ -113,7 +113,7 @@ def test_missing_extra_maps_every_package_of_an_extra_and_nothing_else() -> None
         raise ModuleNotFoundError("No module named 'sympy'", name="sympy")
     # Each package an extra maps to is one that extra declares (Pillow is imported as PIL).
     extras = PROJECT["optional-dependencies"]
-    declared = {extra: {_distribution(req) for req in extras[extra]} for extra in ("train", "export")}
+    declared = {extra: {_distribution(req) for req in extras[extra]} for extra in set(EXTRA_OF.values())}
     for module, extra in EXTRA_OF.items():
         assert {"PIL": "pillow"}.get(module, module) in declared[extra], (module, extra)
 
@@ -133,11 +133,12 @@ def test_the_core_is_small_and_the_extras_name_the_rest() -> None:
     assert {_distribution(req) for req in extras["train"]} == {"torch", "numpy", "safetensors", "matplotlib",
                                                                "rich", "pillow"}
     assert {_distribution(req) for req in extras["export"]} == {"onnx", "onnxscript"}
+    assert {_distribution(req) for req in extras["lsp"]} == {"pygls", "lsprotocol"}
     torch = next(req for req in extras["train"] if _distribution(req) == "torch")
     assert "==" not in torch and ">=" in torch, torch  # a floor, never a pin: the user picks the build
     # The test extra names the others instead of repeating their packages.
-    assert "archdsl[train,export]" in extras["test"]
-    brought = {_distribution(req) for req in extras["train"] + extras["export"]}
+    assert "archdsl[train,export,lsp]" in extras["test"]
+    brought = {_distribution(req) for req in extras["train"] + extras["export"] + extras["lsp"]}
     repeated = {_distribution(req) for req in extras["test"]} & brought
     assert not repeated, repeated
 
