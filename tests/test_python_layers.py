@@ -30,7 +30,7 @@ def imported(source: str, folder: Path):
     path = folder / f"{name}.py"
     path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location(name, path)
-    module = spec.loader.load_module() if spec.loader is None else importlib.util.module_from_spec(spec)
+    module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
@@ -115,6 +115,6 @@ def test_windows_per_axis_and_ceil_mode_size_the_generated_classes(tmp_path: Pat
     for h, w in [(12, 12), (13, 17), (9, 24), (15, 10)]:
         net = archdsl.loads(SIZED, input_shape=(3, h, w), ceil=ceil)
         generated = module.G(ceil=ceil, H=h, W=w)
-        stage = [node for node in net.ir.body if node.name == "stage_0"][0]
+        stage = next(node for node in net.ir.body if node.name == "stage_0")
         assert tuple(generated.stage_0.out_shape) == stage.out_shape
         reproduces(net, generated)
