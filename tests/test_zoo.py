@@ -31,6 +31,7 @@ TESTS = Path(__file__).resolve().parent
 # Every builder of the zoo by family spec: torchvision's names.
 FAMILIES = {
     "alexnet": ["alexnet"],
+    "convnext": ["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"],
     "densenet": ["densenet121", "densenet161", "densenet169", "densenet201"],
     "efficientnet": ["efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
                      "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s", "efficientnet_v2_m",
@@ -51,12 +52,12 @@ FAMILIES = {
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
-FAST = {"alexnet", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
+FAST = {"alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
         "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
 # Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
 # rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
 # convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
-COPIED_FAST = FAST - {"vgg11", "inception_v3"}
+COPIED_FAST = FAST - {"vgg11", "inception_v3", "convnext_tiny"}  # ConvNeXt: through a key map, below
 COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "squeezenet1_0", "mnasnet1_3",
                "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0", "efficientnet_v2_s", "regnet_x_400mf"}
 # torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
@@ -265,3 +266,27 @@ def test_a_built_module_compiles_with_torch_compile() -> None:
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(torch.compile(module)(x), module(x), atol=ATOL)
+
+
+@pytest.mark.parametrize("name", each(FAMILIES["convnext"], {"convnext_tiny"}))
+def test_convnext_is_torchvisions_function_through_a_key_map(torchvision, name: str) -> None:
+    # ConvNeXt's tensors pair by order with two documented differences (torchvision_oracle.tensors_by_use): a
+    # block's layer_scale comes after its layers, and its Linear weights [out, in] are 1x1 convolutions'
+    # [out, in, 1, 1], the same numbers. Linear and a 1x1 convolution sum in different orders, hence allclose.
+    import torch
+    from torchvision_oracle import model, tensors_by_use
+
+    reference = model(name)
+    net = archdsl.load(name)
+    ours = net.build().eval()
+    theirs = tensors_by_use(reference)
+    mine = list(ours.state_dict().items())
+    assert len(mine) == len(theirs)
+    state = {}
+    for (key, target), (their_key, tensor) in zip(mine, theirs):
+        assert tuple(target.shape) == (*tensor.shape, *[1] * (target.dim() - tensor.dim())), (key, their_key)
+        state[key] = tensor.reshape(target.shape)
+    ours.load_state_dict(state, strict=True)
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x), atol=ATOL)

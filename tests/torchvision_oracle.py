@@ -92,6 +92,9 @@ def model(name: str, seed: int = 0):
     torch.manual_seed(seed)
     built = models.get_model(name, **BUILDER_ARGS.get(name, {}))
     with torch.no_grad():
+        for key, tensor in built.named_parameters():
+            if key.endswith("layer_scale"):  # ConvNeXt's start at 1e-6, which would hide its blocks
+                tensor.uniform_(0.1, 1.0)
         for module in built.modules():
             if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 module.running_mean.normal_(0, 0.1)
@@ -100,3 +103,23 @@ def model(name: str, seed: int = 0):
                     module.weight.normal_(1, 0.1)
                     module.bias.normal_(0, 0.1)
     return built.eval()
+
+
+def tensors_by_use(reference) -> list[tuple[str, object]]:
+    """The state of torchvision's model in post-order: a module's own tensors after those of its children.
+
+    That is the order in which a spec holds them where a module's own tensor acts on its children's output:
+    ConvNeXt's blocks hold ``layer_scale`` themselves and multiply their layers' result by it, which the zoo's
+    spec writes as a ``scale`` layer after those layers. Elsewhere in torchvision's classifiers a module holds
+    either tensors or children, and this is the state_dict's order."""
+
+    def walk(module, prefix: str):
+        for name, child in module.named_children():
+            yield from walk(child, f"{prefix}{name}.")
+        own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        for name, tensor in own:
+            if name not in module._non_persistent_buffers_set:
+                yield f"{prefix}{name}", tensor
+
+    return list(walk(reference, ""))
+
