@@ -124,18 +124,28 @@ def test_smallest_satisfying_is_the_boundary(a, m, b, at_least):
 
 @st.composite
 def networks(draw):
-    """A random image network over [C, H, W]: windows, same-padded convs in add/concat branches, a head."""
+    """A random image network over [C, H, W]: windows (per axis too, and pools in ceil mode), same-padded convs
+    in add/concat branches, a head."""
     items = []
     channels = draw(st.integers(1, 4))
     for _ in range(draw(st.integers(1, 6))):
-        choice = draw(st.sampled_from(["conv", "maxpool", "avgpool", "concat", "add", "bn", "relu"]))
+        choice = draw(st.sampled_from(["conv", "convaxb", "maxpool", "avgpool", "concat", "add", "bn", "relu"]))
         if choice == "conv":
-            k, s, p, d = draw(windows)
+            (k, s, p, d), (kw, sw, pw, dw) = draw(windows), draw(windows)
             channels = draw(st.integers(1, 8))
-            items.append(f"conv {channels} k={k} s={s} p={p} d={d}")
+            if draw(st.booleans()):
+                items.append(f"conv {channels} k={k} s={s} p={p} d={d}")
+            else:
+                items.append(f"conv {channels} k=({k}, {kw}) s=({s}, {sw}) p=({p}, {pw}) d=({d}, {dw})")
+        elif choice == "convaxb":
+            channels = draw(st.integers(1, 8))
+            items.append(f"{draw(st.sampled_from(['conv1x7', 'conv7x1', 'conv3x5']))} {channels} s={draw(st.integers(1, 3))}")
         elif choice in ("maxpool", "avgpool"):
-            k = draw(st.integers(1, 4))
-            items.append(f"{choice} k={k} s={draw(st.integers(1, 3))} p={draw(st.integers(0, k // 2))}")
+            k, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+            s, p, pw = draw(st.integers(1, 3)), draw(st.integers(0, k // 2)), draw(st.integers(0, kw // 2))
+            ceil = draw(st.booleans())
+            window = f"k={k} s={s} p={p}" if draw(st.booleans()) else f"k=({k}, {kw}) s={s} p=({p}, {pw})"
+            items.append(f"{choice} {window} ceil={'true' if ceil else 'false'}")
         elif choice == "concat":
             a, b = draw(st.integers(1, 5)), draw(st.integers(1, 5))
             items.append(f"concat [ conv3x3 {a} | conv1x1 {b} | maxpool k=3 s=1 p=1 ]")
