@@ -68,6 +68,11 @@ class ArchError(Exception):
     def __str__(self) -> str:
         return self.render()
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show instead of a traceback: the diagnostic with its caret, not archdsl's
+        frames."""
+        return self.render().splitlines()
+
 
 def first_line(err: Exception) -> str:
     """The first line of a foreign exception's message (or its type's name), for a one-line diagnostic."""
