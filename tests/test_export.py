@@ -252,7 +252,8 @@ def small(name: str) -> archdsl.CompiledNetwork:
 
 # Between them: sigmoid, linear, average and max pooling with padding, global pooling, concat, add, BN
 # (each export costs seconds: the other specs add no construct).
-@pytest.mark.parametrize("name", ["lenet", "googlenet", "resnet18", "densenet"])
+@pytest.mark.parametrize("name", ["lenet", pytest.param("googlenet", marks=pytest.mark.slow), "resnet18",
+                                  pytest.param("densenet", marks=pytest.mark.slow)])
 def test_onnx_runs_in_onnxruntime_to_the_same_outputs(name: str, tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")

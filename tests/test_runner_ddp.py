@@ -30,6 +30,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo is tested on POSIX")
 def test_two_gloo_processes_train_like_one(tmp_path):
     single = train.start(FakeNetwork(width=4), OPTIONS.replace(out=str(tmp_path / "single")), stream=io.StringIO())
@@ -69,6 +70,7 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     assert abs(distributed.test_acc - single.final.test_acc) <= 0.002
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo is tested on POSIX")
 def test_a_torchrun_job_into_a_folder_another_process_holds_is_refused(tmp_path):
     """Rank 0 alone takes the run folder's lock and alone writes; when the lock is another's, rank 0 is

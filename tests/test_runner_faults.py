@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_runner_support import DATA_ROOT, FakeNetwork
 
 from archdsl.runner import checkpoint
@@ -132,6 +133,7 @@ def metrics_without_timings(folder: Path) -> list[dict[str, str]]:
                 for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_at_most_the_epoch_in_progress(tmp_path):
     kills = int(os.environ.get("ARCHDSL_FAULT_KILLS", "8"))
     rng = random.Random(20261122)

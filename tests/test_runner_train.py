@@ -50,6 +50,7 @@ def finished(tmp_path_factory) -> train.RunResult:
     return train.start(FakeNetwork(width=8), SMALL.replace(epochs=2, out=str(out)), stream=io.StringIO())
 
 
+@pytest.mark.slow
 def test_a_small_relu_cnn_spec_reaches_85_percent_in_one_epoch(tmp_path):
     (tmp_path / "cnn.arch").write_text(CNN_SPEC)
     net = archdsl.load(tmp_path / "cnn.arch")
@@ -101,6 +102,7 @@ def test_eval_reports_the_last_epochs_test_metrics(finished):
     assert result.test_loss == pytest.approx(finished.final.test_loss, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
     reference = train.start(FakeNetwork(width=8), SMALL.replace(out=str(tmp_path / "reference")),
                             stream=io.StringIO())
