@@ -4,11 +4,13 @@ The oracle is torchvision (tests/torchvision_oracle.py), where the kind comes fr
 ``ln`` is ConvNeXt's LayerNorm2d, ``droppath`` torchvision.ops.StochasticDepth (in eval mode and, with a
 fixed seed, in training), ``shuffle`` ShuffleNetV2's channel_shuffle, ``scale`` ConvNeXt's layer_scale (a
 whole ConvNeXt block, torchvision's CNBlock, is compared with its spec). The rest are torch modules. Then
-one network holding every new kind and option goes through torch.fx, TorchScript, channels-last tensors
-and ONNX (onnxruntime) to the same outputs.
+one network holding every new kind and option goes through torch.fx, TorchScript, channels-last modules and
+tensors, ONNX (onnxruntime) and (marked slow) torch.compile to the same outputs.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -210,9 +212,18 @@ def test_every_new_kind_traces_scripts_and_takes_channels_last() -> None:
         scripted = torch.jit.script(module)
         torch.manual_seed(5)
         assert torch.equal(scripted(x), expected), f"TorchScript, training={training}"
-        channels_last = x.contiguous(memory_format=torch.channels_last)
+        channels_last = copy.deepcopy(module).to(memory_format=torch.channels_last)
         torch.manual_seed(5)
-        assert torch.allclose(module(channels_last), expected, atol=1e-5), f"channels_last, training={training}"
+        y = channels_last(x.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(y, expected, atol=1e-5), f"channels_last, training={training}"
+
+
+@pytest.mark.slow
+def test_every_new_kind_compiles_with_torch_compile() -> None:
+    module = built(EVERY_NEW).eval()
+    x = images(2, 8, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(torch.compile(module)(x), module(x), atol=1e-5)
 
 
 def test_every_new_kind_exports_to_torchscript_and_onnx(tmp_path) -> None:
