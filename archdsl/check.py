@@ -68,8 +68,9 @@ class Report:
 
 
 def check_source(source: Source, import_dirs: Sequence[Path] | None = None, networks: Sequence[str] | None = None,
-                 params: dict | None = None, limits: Limits | None = None) -> Report:
-    """Every error of ``source``: each network (or those named) at ``params`` and its defaults for the rest.
+                 params: dict | None = None, limits: Limits | None = None, input_shape: ir.Shape | None = None) -> Report:
+    """Every error of ``source``: each network (or those named) at ``params`` and its defaults for the rest (and at
+    ``input_shape`` instead of the declared one).
 
     >>> [e.code for e in check_source(Source("x.arch", "network n : [1, 8, 8] = rleu; conv3x3 8 2")).errors]
     ['A101', 'A202']
@@ -83,7 +84,7 @@ def check_source(source: Source, import_dirs: Sequence[Path] | None = None, netw
         if params and not names:
             _add(report.errors, UsageError(f"{source.path} defines no network for --param to set", file=source.path))
         for name in names:
-            _check_network(report, program, name, params or {}, limits)
+            _check_network(report, program, name, params or {}, limits, input_shape)
         report.errors.sort(key=lambda err: _place(program, err))
         return report
 
@@ -117,7 +118,8 @@ def spec_files(specs: Sequence[str | Path]) -> list[str | Path]:
     return found
 
 
-def _check_network(report: Report, program: Program, name: str, params: dict, limits: Limits | None) -> None:
+def _check_network(report: Report, program: Program, name: str, params: dict, limits: Limits | None,
+                   input_shape: ir.Shape | None) -> None:
     try:
         definition = choose_network(program, name)
     except ArchError as err:
@@ -131,7 +133,7 @@ def _check_network(report: Report, program: Program, name: str, params: dict, li
         report.networks[name] = f"not instantiated: {', '.join(broken)} does not parse"
     else:
         try:
-            report.networks[name] = resolve_network(program, name, params, limits=limits, instances=report.instances)
+            report.networks[name] = resolve_network(program, name, params, input_shape, limits, report.instances)
         except ArchError as err:
             _add(report.errors, err)
 
