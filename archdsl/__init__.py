@@ -17,6 +17,13 @@ from archdsl.resolve import Limits
 __all__ = ["ArchError", "CompiledNetwork", "Limits", "load", "loads"]
 
 
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext archdsl`` in IPython or Jupyter: the ``%%arch`` cell magic (archdsl/notebook.py)."""
+    from archdsl.notebook import load_ipython_extension
+
+    load_ipython_extension(ipython)
+
+
 def __getattr__(name: str):
     # Looked up when asked for: importlib.metadata would cost every `archdsl check` its import time.
     if name == "__version__":

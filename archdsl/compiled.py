@@ -12,12 +12,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archdsl import ir, zoo
 from archdsl.errors import UsageError
 from archdsl.program import Program, is_file, load_program, paused_gc, read_source
 from archdsl.resolve import Limits, resolve_network
 from archdsl.source import Source
+
+if TYPE_CHECKING:
+    from archdsl.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,12 @@ class CompiledNetwork:
         """Every layer node in execution order."""
         return ir.layers(self.ir.body)
 
-    def summary(self, depth: int | None = None) -> str:
-        """A plain-text table: one row per layer (or per block, down to ``depth``), with totals."""
-        from archdsl.summary import render_text
+    def summary(self, depth: int | None = None) -> Summary:
+        """The table of layers (or of blocks, down to ``depth``) with totals: it prints as ``archdsl compile``
+        does (``str()`` gives that text) and displays as an HTML table in Jupyter."""
+        from archdsl.summary import Summary
 
-        return render_text(self.ir, depth)
+        return Summary.of(self.ir, depth)
 
     def text(self) -> str:
         """The IR's stable text form, one node per line."""
@@ -97,11 +102,18 @@ class CompiledNetwork:
 
         return draw(self.ir, depth, direction, fold_activations)
 
-    def _repr_svg_(self) -> str:
-        """Jupyter shows a compiled network as its diagram (this needs Graphviz's dot)."""
-        from archdsl.graphviz_backend import render
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        """Jupyter's display: the summary at depth 1 (table, totals, legend) beside the depth-1 diagram, or the
+        summary alone where Graphviz's dot is missing; as plain text, the summary."""
+        from archdsl.graphviz_backend import inline_svg
 
-        return render(self.graph(), "svg").decode("utf-8")
+        summary = self.summary(depth=1)
+        html = summary._repr_html_()
+        svg = inline_svg(self.graph(depth=1))
+        if svg is not None:
+            html = (f'<div style="display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start">\n'
+                    f"<div>{html}</div>\n<div>{svg}</div>\n</div>")
+        return {"text/plain": str(summary).rstrip("\n"), "text/html": html}
 
     def require_concrete(self, task: str) -> None:
         """Refuse ``task`` (a sentence's subject: "training") when the input has symbolic sizes (1xHxW)."""

@@ -328,3 +328,13 @@ def render(graph, fmt: str) -> bytes:
     except graphviz.CalledProcessError as err:
         detail = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         raise BackendError("Graphviz's dot failed" + (f": {detail[-1]}" if detail else "")) from None
+
+
+def inline_svg(graph) -> str | None:
+    """The diagram as an ``<svg>`` element to place in HTML (without the XML prolog), or None where Graphviz's
+    dot is missing or fails: a notebook's display then shows what it has, without a traceback."""
+    try:
+        svg = render(graph, "svg").decode("utf-8")
+    except BackendError:
+        return None
+    return svg[svg.index("<svg"):]

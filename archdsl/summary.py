@@ -1,4 +1,4 @@
-"""The per-layer summary of a resolved network: rows, totals, and their text and JSON forms.
+"""The per-layer summary of a resolved network: rows, totals, and their text, HTML and JSON forms.
 
 Rows go down to ``depth`` levels of blocks and branches (all the way when None); a block or branch
 at the limit is one row with its call, output shape and the sums of what it holds.
@@ -6,6 +6,7 @@ at the limit is one row with its call, output shape and the sums of what it hold
 
 from __future__ import annotations
 
+import html
 import math
 import textwrap
 from dataclasses import dataclass
@@ -134,26 +135,88 @@ def format_table(header: list[str], body: list[list[str]], right: set[int]) -> s
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(cells) for cells in body)])
 
 
+HEADER = ["layer", "kind", "output", "params", "MACs"]
+NUMERIC = {2, 3, 4}  # the columns right-aligned
+
+
+def title(network: ir.Network) -> str:
+    return f"{network.name}({ir.format_args(network.params_bound)}) : {ir.format_shape(network.input_shape)}"
+
+
+def cells(network: ir.Network, depth: int | None = None) -> list[tuple[Row, list[str]]]:
+    """Each row of the table with its cells: a block or branch that is expanded gets a row of its own, without
+    sums."""
+    return [(row, [row.path, row.what, ir.format_shape(row.out_shape),
+                   "" if row.header else f"{row.params:,}", "" if row.header else f"{row.macs:,}"])
+            for row in rows(network, depth, headers=True)]
+
+
 def table(network: ir.Network, depth: int | None = None) -> str:
-    """The per-layer table: a block or branch that is expanded gets a row of its own, without sums."""
-    title = f"{network.name}({ir.format_args(network.params_bound)}) : {ir.format_shape(network.input_shape)}"
-    body = [
-        [row.path, row.what, ir.format_shape(row.out_shape),
-         "" if row.header else f"{row.params:,}", "" if row.header else f"{row.macs:,}"]
-        for row in rows(network, depth, headers=True)
-    ]
-    return title + "\n\n" + format_table(["layer", "kind", "output", "params", "MACs"], body, right={2, 3, 4})
+    """The per-layer table, columns padded as ``archdsl compile`` prints them."""
+    body = [row_cells for _, row_cells in cells(network, depth)]
+    return title(network) + "\n\n" + format_table(HEADER, body, right=NUMERIC)
+
+
+def totals_lines(network: ir.Network) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The network's output, parameters and MACs; its memory for parameters and one sample's activations."""
+    return (
+        (f"output {ir.format_shape(network.output_shape)}", f"params {network.params:,}", f"MACs {network.macs:,}"),
+        (f"parameter memory {_bytes(network.params * BYTES_PER_VALUE)}",
+         f"activation memory {_bytes(activation_values(network) * BYTES_PER_VALUE)} per sample"),
+    )
 
 
 def totals(network: ir.Network) -> str:
-    return (
-        f"output {ir.format_shape(network.output_shape)}   params {network.params:,}   MACs {network.macs:,}\n"
-        f"parameter memory {_bytes(network.params * BYTES_PER_VALUE)}   "
-        f"activation memory {_bytes(activation_values(network) * BYTES_PER_VALUE)} per sample\n"
-        + textwrap.fill(LEGEND, width=100)
-    )
+    lines = ("   ".join(parts) for parts in totals_lines(network))
+    return "\n".join(lines) + "\n" + textwrap.fill(LEGEND, width=100)
 
 
 def render_text(network: ir.Network, depth: int | None = None) -> str:
     """The table and the totals, as ``archdsl compile`` prints them."""
     return f"{table(network, depth)}\n\n{totals(network)}\n"
+
+
+def render_html(network: ir.Network, depth: int | None = None) -> str:
+    """The table, the totals and the legend as one HTML fragment, for Jupyter: the same cells as the text, an
+    expanded block's row in bold, numbers right-aligned."""
+    def cell(tag: str, index: int, text: str) -> str:
+        align = "right" if index in NUMERIC else "left"
+        return f'<{tag} style="text-align: {align}">{html.escape(text)}</{tag}>'
+
+    def line(row: Row, row_cells: list[str]) -> str:
+        start = '<tr style="font-weight: bold">' if row.header else "<tr>"
+        return start + "".join(cell("td", i, text) for i, text in enumerate(row_cells)) + "</tr>"
+
+    head = "".join(cell("th", i, name) for i, name in enumerate(HEADER))
+    body = "\n".join(line(row, row_cells) for row, row_cells in cells(network, depth))
+    sums = "<br>".join(" &middot; ".join(map(html.escape, parts)) for parts in totals_lines(network))
+    return (f'<div class="archdsl-summary">\n<table>\n<caption style="text-align: left">'
+            f"<b>{html.escape(title(network))}</b></caption>\n<thead><tr>{head}</tr></thead>\n"
+            f"<tbody>\n{body}\n</tbody>\n</table>\n<p>{sums}</p>\n"
+            f'<p style="font-size: smaller">{html.escape(LEGEND)}</p>\n</div>')
+
+
+@dataclass(frozen=True, repr=False)
+class Summary:
+    """The per-layer table of a network, what ``net.summary(depth)`` returns: it prints (and reads, in a REPL) as
+    ``archdsl compile`` prints it, and displays as an HTML table in Jupyter.
+
+    >>> print(archdsl.load("specs/lenet.arch").summary())    # the table, the totals, the legend
+    """
+
+    network: ir.Network
+    depth: int | None
+    text: str  # render_text's, made at once: a summary that cannot be printed fails where it is asked for
+
+    @classmethod
+    def of(cls, network: ir.Network, depth: int | None = None) -> Summary:
+        return cls(network, depth, render_text(network, depth))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return render_html(self.network, self.depth)

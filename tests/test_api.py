@@ -35,11 +35,15 @@ def test_loads_takes_text_and_parameters() -> None:
 
 
 def test_summary_lists_layers_and_totals() -> None:
-    text = archdsl.load(SPECS / "lenet.arch").summary()
+    """The summary prints as archdsl compile does (str() and repr() are that text; in Jupyter it is an HTML
+    table, tests/test_notebook.py)."""
+    summary = archdsl.load(SPECS / "lenet.arch").summary()
+    text = str(summary)
+    assert repr(summary) == text
     assert "conv_0" in text and "linear_2" in text
     assert "params 61,706" in text and "MACs 416,520" in text
     assert "torchvision" in text  # the legend says which convention the MACs follow
-    collapsed = archdsl.load(SPECS / "resnet18.arch").summary(depth=1)
+    collapsed = str(archdsl.load(SPECS / "resnet18.arch").summary(depth=1))
     assert "stage_0 " in collapsed and "stage_0.residual_0" not in collapsed
 
 

@@ -23,7 +23,7 @@ import archdsl
 from archdsl import ir
 from archdsl.cli import app
 from archdsl.errors import BackendError, UsageError
-from archdsl.graphviz_backend import FAMILY_COLOURS, render, save
+from archdsl.graphviz_backend import FAMILY_COLOURS, inline_svg, render, save
 from archdsl.layers import REGISTRY
 from archdsl.resolve import Limits
 
@@ -409,12 +409,19 @@ def test_default_output_is_the_network_name(tmp_path, monkeypatch):
 
 
 @needs_dot
-def test_jupyter_repr_is_the_svg(specs):
+def test_inline_svg_is_the_diagram_to_place_in_html(specs):
+    """What a notebook shows beside the summary (tests/test_notebook.py): the <svg> element, without the XML
+    prolog and doctype that cannot stand inside HTML."""
     net = specs["lenet"]
     assert isinstance(net.graph(), graphviz.Digraph)
-    svg = net._repr_svg_()
-    assert svg.startswith("<?xml") and "<svg" in svg
+    svg = inline_svg(net.graph())
+    assert svg.startswith("<svg") and svg.endswith("</svg>\n")
     assert picture(svg.encode()).nodes.keys() == draw_svg(net).nodes.keys()
+
+
+def test_inline_svg_without_dot_is_none(specs, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    assert inline_svg(specs["lenet"].graph()) is None
 
 
 def test_draw_takes_the_ir_without_torch():
