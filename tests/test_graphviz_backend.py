@@ -222,7 +222,8 @@ def test_depth_two_opens_stages_and_closes_residual_blocks(specs):
 EVERY_KIND = """
 network every : [3, 16, 16] =
     conv 8 k=3 p=1; bn; relu; lrn; maxpool2; avgpool k=2 s=1; adaptiveavgpool 4;
-    sigmoid; tanh; gelu; leakyrelu slope=0.2; id; conv1x7 8 s=2; ln; gn 2; shuffle 4; scale; droppath 0.1;
+    sigmoid; tanh; gelu; leakyrelu slope=0.2; id; conv1x7 8 s=2; ln; gn 2; shuffle 4; concat [ chunk 2 0 | slice 4 8 ];
+    scale; droppath 0.1;
     relu6; silu; hardswish; hardsigmoid; elu; selu; mish; maxpool 3 s=2 ceil=true; adaptivemaxpool 2;
     flatten; dropout 0.1; linear 10; softmax
 """
@@ -237,7 +238,8 @@ def test_every_registered_kind_has_a_colour_and_a_label():
     labels = [pic.nodes[layer.path][0][0] for layer in net.layers() if layer.kind != "id"]
     assert labels == [
         "conv 3×3, 8", "BN", "ReLU", "LRN 5", "maxpool 2×2, /2", "avgpool 2×2", "adaptive avgpool 4×4",
-        "Sigmoid", "Tanh", "GELU", "LeakyReLU 0.2", "conv 1×7, 8, /2", "LN", "GN 2", "shuffle 4", "scale 1e-06",
+        "Sigmoid", "Tanh", "GELU", "LeakyReLU 0.2", "conv 1×7, 8, /2", "LN", "GN 2", "shuffle 4", "chunk 0 of 2",
+        "channels 4:8", "scale 1e-06",
         "droppath 0.1", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid", "ELU", "SELU", "Mish", "maxpool 3×3, /2, ceil",
         "adaptive maxpool 2×2", "flatten", "dropout 0.1", "linear 10", "Softmax",
     ]
