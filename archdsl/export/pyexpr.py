@@ -93,7 +93,7 @@ def attribute(path: str, root: str) -> Py:
 def index(base: Py, position: int | Py) -> Py:
     """``base[position]``: an item of a shape tuple or of a list, from the end when negative."""
     position = position if isinstance(position, Py) else const(position)
-    folded = _fold(values.index, base, position)
+    folded = _fold(lambda items, at: values.index(items, at, None), base, position)
     if folded is not None:
         return folded
     depth = base.depth - 1 if base.depth else None
@@ -213,6 +213,11 @@ def function(name: str, args: list[Py]) -> Py:
     folded = _fold(lambda *items: values.function(name, list(items), None), *args)
     if folded is not None and name != "range":
         return folded
+    if name == "log" and len(args) == 2 and args[1].known and args[1].value in (2, 10):
+        # CPython's math.log(x, 2) is math.log(x) / math.log(2) to the last bit; ruff would have math.log2(x),
+        # which rounds otherwise.
+        base = Py(f"math.log({args[1].src})", ATOM, value=math.log(args[1].value), depth=0)
+        return binary("/", function("log", args[:1]), base)
     python = f"math.{name}" if name in ("floor", "ceil", "log") else name
     names = frozenset().union(*(a.names for a in args)) if args else frozenset()
     src = f"{python}({', '.join(a.src for a in args)})"
@@ -222,8 +227,16 @@ def function(name: str, args: list[Py]) -> Py:
 
 
 def listed(expr: Py) -> Py:
-    """``expr`` as a tuple where Python would keep it a ``range`` (which compares unequal to a tuple)."""
-    return Py(f"tuple({expr.src})", ATOM, expr.names, expr.value, depth=1) if expr.lazy else expr
+    """``expr`` as a tuple where it may be a list that is not one, to compare as archdsl compares lists: a
+    ``range(...)``, or a parameter given a Python list (``[4, 6] == (4, 6)`` is False)."""
+    if expr.known and not expr.lazy or expr.number or _is_display(expr):
+        return expr
+    return Py(f"tuple({expr.src})", ATOM, expr.names, expr.value, depth=expr.depth)
+
+
+def _is_display(expr: Py) -> bool:
+    """Whether ``expr`` is written as a tuple, ``(a, b)``."""
+    return expr.prec == ATOM and expr.src.startswith("(") and expr.src.endswith(")")
 
 
 def conditional(test: Py, then: Py, otherwise: Py) -> Py:
@@ -238,7 +251,7 @@ def conditional(test: Py, then: Py, otherwise: Py) -> Py:
 
 def tuple_of(items: list[Py]) -> Py:
     if all(item.known for item in items):
-        return Py(_tuple_src(items), ATOM, value=tuple(item.value for item in items))
+        return const(tuple(item.value for item in items))
     names = frozenset().union(*(item.names for item in items)) if items else frozenset()
     deepest = _deepest(items)
     return Py(_tuple_src(items), ATOM, names, depth=None if deepest is None else deepest + 1)
