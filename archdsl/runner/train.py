@@ -90,15 +90,18 @@ class EvalResult:
 
 
 def start(net: Network, options: TrainOptions, *, spec: SpecArgs | None = None,
-          stream: TextIO | None = None) -> RunResult:
-    """Train ``net`` from scratch into a new run folder (``options.out``, or runs/NAME-TIME)."""
+          stream: TextIO | None = None, report: Reporter | None = None) -> RunResult:
+    """Train ``net`` from scratch into a new run folder (``options.out``, or runs/NAME-TIME).
+
+    ``report`` receives the run's progress instead of ``stream``'s bar or lines (a notebook's display,
+    archdsl/notebook.py)."""
     spec = spec if spec is not None else SpecArgs(path=net.source_path)
-    return _train(net, _absolute(options), spec, None, stream)
+    return _train(net, _absolute(options), spec, None, stream, report)
 
 
 def resume(net: Network, run_dir: Path, *, epochs: int | None = None, device: str | None = None,
            data_dir: str | None = None, threads: int | None = None, allow_divergence: bool | None = None,
-           stream: TextIO | None = None) -> RunResult:
+           stream: TextIO | None = None, report: Reporter | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its last finished epoch, with the options it was started with.
 
     Only ``epochs`` (to train further), ``device``, ``data_dir``, ``threads`` and ``allow_divergence`` may change.
@@ -108,7 +111,7 @@ def resume(net: Network, run_dir: Path, *, epochs: int | None = None, device: st
                "allow_divergence": allow_divergence}
     _check_recorded_data(info, changes)
     options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
-    return _train(net, _absolute(options), info.spec, info, stream)
+    return _train(net, _absolute(options), info.spec, info, stream, report)
 
 
 def read_run(run_dir: Path) -> RunInfo:
@@ -169,18 +172,18 @@ def _check_recorded_data(info: RunInfo, given: dict[str, Any]) -> None:
 
 
 def _train(net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
-           stream: TextIO | None) -> RunResult:
+           stream: TextIO | None, report: Reporter | None) -> RunResult:
     net.require_concrete("training")
     context = distributed.setup(options.device)
     try:
-        return _Trainer(net, options, spec, info, context, stream).run()
+        return _Trainer(net, options, spec, info, context, stream, report).run()
     finally:
         distributed.teardown(context)
 
 
 class _Trainer:
     def __init__(self, net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
-                 context: Context, stream: TextIO | None) -> None:
+                 context: Context, stream: TextIO | None, report: Reporter | None) -> None:
         if options.batch_size % context.world_size:
             raise UsageError(f"--batch-size {options.batch_size} does not divide among "
                              f"{context.world_size} processes", hint="--batch-size is the global batch")
@@ -193,6 +196,7 @@ class _Trainer:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         self.stream = stream
+        self.report = report
 
     def run(self) -> RunResult:
         context, run_dir = self.context, self.run_dir
@@ -251,7 +255,7 @@ class _Trainer:
         history = list(resumed.history) if resumed else []
         step, first_epoch = (resumed.step, resumed.epoch + 1) if resumed else (0, 1)
 
-        report = reporter(options.epochs, main=context.is_main, stream=self.stream)
+        report = self.report or reporter(options.epochs, main=context.is_main, stream=self.stream)
         report.message(header)
         if resumed is not None:
             report.message(f"resuming {run_dir} after epoch {first_epoch - 1}")
