@@ -16,7 +16,7 @@ from lsprotocol import types as lsp
 from archdsl import values
 from archdsl.layers import _SUGAR_NAMES, REGISTRY, REQUIRED, lookup
 from archdsl.lsp.analysis import Analysis
-from archdsl.lsp.features import Context, _params, _value
+from archdsl.lsp.features import Context, _params, _value, where
 from archdsl.lsp.places import own_definitions
 
 KEYWORDS = ("block", "network", "import", "default", "repeat", "for", "in", "if", "then", "else", "concat", "add",
@@ -41,16 +41,18 @@ def completion(context: Context, position: lsp.Position) -> lsp.CompletionList:
     layer = _layer_before(before)
     if layer is not None:
         kind, preset = layer
+        written = set(re.findall(r"([A-Za-z_]\w*)=", before))
         items += [lsp.CompletionItem(label=f"{spec.name}=", kind=lsp.CompletionItemKind.Field,
-                                     detail=f"{spec.name}={_value(spec.default)}" if spec.default is not REQUIRED
-                                     else spec.name, documentation=spec.doc, sort_text=f"0{index:02d}")
-                  for index, spec in enumerate(kind.args) if spec.name not in preset]
+                                     detail=f"{spec.name}={_value(spec.default)}", documentation=spec.doc,
+                                     sort_text=f"0{index:02d}")
+                  for index, spec in enumerate(kind.args)
+                  if spec.name not in preset and spec.name not in written and spec.default is not REQUIRED]
     items += [_layer_item(name) for name in (*REGISTRY, *_aliases(), *_SUGAR_NAMES)]
     program = analysis.program
     for block in (program.blocks.values() if program is not None else ()):
         items.append(lsp.CompletionItem(label=block.name, kind=lsp.CompletionItemKind.Function,
                                         detail=f"block {block.name}{_params(block)}", sort_text=f"1{block.name}",
-                                        documentation=f"defined at {block.span}"))
+                                        documentation=f"defined at {where(block.span)}"))
     for name, what in _names_in_scope(analysis, offset):
         items.append(lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Variable, detail=what,
                                         sort_text=f"0{name}"))
@@ -131,7 +133,7 @@ def signature_help(context: Context, position: lsp.Position) -> lsp.SignatureHel
         current = arguments[-1].strip()
         keyword = re.match(r"([A-Za-z_]\w*)\s*=", current)
         active = names.index(keyword.group(1)) if keyword and keyword.group(1) in names else len(arguments) - 1
-        signature = lsp.SignatureInformation(label=label, parameters=parameters, documentation=f"defined at {block.span}")
+        signature = lsp.SignatureInformation(label=label, parameters=parameters, documentation=f"defined at {where(block.span)}")
         return lsp.SignatureHelp(signatures=[signature], active_signature=0, active_parameter=min(active, len(names)))
     if name in values.FUNCTIONS:
         signature = lsp.SignatureInformation(label=values.FUNCTIONS[name].split(":")[0],

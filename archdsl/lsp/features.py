@@ -79,7 +79,7 @@ def _diagnostic(context: Context, err: ArchError) -> lsp.Diagnostic:
         if err.span is not None:
             related.insert(0, lsp.DiagnosticRelatedInformation(location=context.location(err.span),
                                                                message=f"{err.message} (here)"))
-            message = f"{err.span}: {err.message}"
+            message = f"{Path(err.span.file).name}:{err.span.line}:{err.span.column}: {err.message}"
         if here is None:
             here = _import_of(context, err.span) or context.analysis.choice.span or source.span(1, 1, 1, 1)
     if err.hint:
@@ -209,12 +209,17 @@ def _hover_text(analysis: Analysis, found: Found) -> str | None:
     return None
 
 
+def where(span: Span) -> str:
+    """``lib.arch:1:7``: a place by its file's name, as an editor's reader knows it."""
+    return f"{Path(span.file).name}:{span.line}:{span.column}"
+
+
 def _params(definition) -> str:
     return f"({', '.join(p.name for p in definition.params)})" if definition.params else ""
 
 
 def _block_hover(block: ir.BlockDef, nodes: list[ir.Resolved]) -> str:
-    text = f"```\nblock {block.name}{_params(block)}\n```\n\ndefined at {block.span}"
+    text = f"```\nblock {block.name}{_params(block)}\n```\n\ndefined at {where(block.span)}"
     if nodes:
         rows = [f"- `{n.call}`: {ir.format_shape(n.in_shape, '×')} → {ir.format_shape(n.out_shape, '×')}, "
                 f"{n.params:,} params, {n.macs:,} MACs" for n in nodes[:8]]
@@ -397,7 +402,7 @@ def _programs(analysis: Analysis, others):
 def _same_block(program, block: ir.BlockDef) -> bool:
     """Whether ``program``'s block of that name is the same definition (the same file and place)."""
     mine = program.blocks.get(block.name)
-    return mine is not None and mine.span.file == block.span.file and mine.span.line == block.span.line \
+    return mine is not None and (mine.span.line, mine.span.column) == (block.span.line, block.span.column) \
         and real_path(mine.span.source.path) == real_path(block.span.source.path)
 
 
