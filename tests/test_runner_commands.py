@@ -80,8 +80,9 @@ def test_train_resume_and_eval(cli, spec, tmp_path):
     result = cli("train", spec, "--resume", run, "--epochs", "2")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[:2] == [
-        f"cnn on fashion-mnist (1,000 training and 1,000 test images): cpu, 1 thread (the run's, from run.json); "
-        f"run folder {run}", f"resuming {run} after epoch 1"]
+        (f"cnn on fashion-mnist (1,000 training and 1,000 test images): cpu, 1 thread (the run's, from run.json); "
+         f"run folder {run}"),
+        f"resuming {run} after epoch 1"]
     assert (run / "metrics.csv").read_text().count("\n") == 3
 
     result = cli("eval", spec, "--checkpoint", run)
@@ -101,8 +102,8 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
                   f"and --input values, or with none to take the run's own")
     cases = [
         (["train", spec, "--resume", run, "--lr", "0.1"],
-         "archdsl: error: --resume continues a run with the options it was started with; drop --lr\n"
-         "  hint: only --epochs, --device, --data-dir, --threads and --allow-divergence may change when resuming\n"),
+         ("archdsl: error: --resume continues a run with the options it was started with; drop --lr\n"
+          "  hint: only --epochs, --device, --data-dir, --threads and --allow-divergence may change when resuming\n")),
         (["train", spec, "--resume", run, "-p", "width=4", "--epochs", "2"],
          f"{other_spec}; or start a new run with --out\n"),
         (["eval", spec, "--checkpoint", run, "-p", "width=4"], f"{other_spec}\n"),
@@ -163,13 +164,13 @@ def test_a_diverging_run_stops_with_one_error_and_can_go_on(cli, tmp_path):
     assert result.exit_code == 1
     assert result.output.splitlines()[1:] == [
         "archdsl: error: the training loss became NaN in epoch 1 (by step 50): the run diverged and stopped",
-        f"  hint: no epoch of {run} finished; a lower --lr (or --warmup, --clip-grad) usually helps, in a new run; "
-        f"to train on regardless: archdsl train {spec} --resume {run} --allow-divergence"]
+        (f"  hint: no epoch of {run} finished; a lower --lr (or --warmup, --clip-grad) usually helps, in a new run; "
+         f"to train on regardless: archdsl train {spec} --resume {run} --allow-divergence")]
     assert sorted(p.name for p in run.iterdir()) == [".archdsl-run", "run.json", "spec.arch"]
 
     result = cli("train", spec, "--resume", run, "--allow-divergence")
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
-    assert warnings == ["warning: the training loss of epoch 1 is nan: the run has diverged, and trains on as "
-                        "--allow-divergence asks (its weights stay NaN once they are)"]
+    assert warnings == [("warning: the training loss of epoch 1 is nan: the run has diverged, and trains on as "
+                         "--allow-divergence asks (its weights stay NaN once they are)")]
     assert [row.split(",")[1] for row in (run / "metrics.csv").read_text().splitlines()[1:]] == ["nan", "nan"]

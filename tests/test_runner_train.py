@@ -503,5 +503,5 @@ def test_an_exploding_loss_is_warned_about_once(tmp_path):
     loss = result.history[0].train_loss
     assert loss > 23.0
     warnings = [line for line in stream.getvalue().splitlines() if line.startswith("warning: ")]
-    assert warnings == [f"warning: the training loss of epoch 1 is {loss:,.6g}, more than 10 times a uniform "
-                        "guess's (2.30): the run may be diverging; a lower --lr may help"]
+    assert warnings == [(f"warning: the training loss of epoch 1 is {loss:,.6g}, more than 10 times a uniform "
+                         "guess's (2.30): the run may be diverging; a lower --lr may help")]

@@ -78,7 +78,8 @@ def run_options(command):
               help="NHWC memory layout. Default: on (faster for convolutions on the CPU as on CUDA).")
 @click.option("--compile", is_flag=True, default=None, help="torch.compile the model.")
 @click.option("--seed", type=int, metavar="N",
-              help="Seed of the weights and the data order; a CPU run repeats exactly. Default: 0.")
+              help="Seed of the weights and the data order; a CPU run repeats exactly at the same --threads. "
+                   "Default: 0.")
 @click.option("--init", type=click.Choice(INITS), help="Weight initialisation. Default: default.")
 @click.option("--limit", type=int, metavar="N", help="Use only the first N examples of each split (quick trials).")
 @click.option("--allow-divergence", is_flag=True, default=None,
