@@ -444,7 +444,7 @@ def _unique(spans: list[Span]) -> list[Span]:
 def symbols(context: Context) -> list[lsp.DocumentSymbol]:
     """The blocks and networks of the document, whether or not they parse, each with its extent."""
     analysis = context.analysis
-    parsed = {d.name: d for d in own_definitions(analysis)}
+    parsed = {(isinstance(d, ir.NetworkDef), d.name): d for d in own_definitions(analysis)}
     out = []
     for part in analysis.definitions:
         if part.keyword not in ("block", "network") or not part.name:
@@ -452,7 +452,7 @@ def symbols(context: Context) -> list[lsp.DocumentSymbol]:
         start, end = analysis.position(part.start), analysis.position(part.end)
         name_start = analysis.source.text.index(part.name, part.start + len(part.keyword))
         name_line, name_column = analysis.position(name_start)
-        node = parsed.get(part.name)
+        node = parsed.get((part.keyword == "network", part.name))
         detail = _params(node) if node is not None else ""
         if part.keyword == "network" and node is not None:
             detail += " : [" + ", ".join(_expression_text(analysis, e) for e in node.input) + "]"
