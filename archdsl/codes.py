@@ -197,6 +197,9 @@ CODES: tuple[Code, ...] = (
          "chunk N I and a group count split the channels into equal parts, which they must divide; slice A B "
          "takes any run of channels.",
          Example(_net("conv3x3 25; chunk 2 0", "[3, 8, 8]")), Example(_net("conv3x3 24; chunk 2 0", "[3, 8, 8]"))),
+    Code("A212", "window that is not one number or two", ResolveError, r".* must be a whole number or a list of two",
+         "A window, stride, padding or dilation is one whole number or a list of two, (height, width).",
+         Example(_net("conv 8 k=[1, 3, 3]", "[1, 8, 8]")), Example(_net("conv 8 k=[1, 3] p=[0, 1]", "[1, 8, 8]"))),
     Code("A221", "block parameter not given", ResolveError, r"block \S+ needs its parameter '",
          "A block is called without a value for a parameter that has no default.",
          Example("block vgg(n, c) = repeat n conv3x3 c\n" + _net("vgg(2)", "[1, 8, 8]")),
