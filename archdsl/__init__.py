@@ -18,7 +18,7 @@ __all__ = ["ArchError", "CompiledNetwork", "Limits", "load", "loads"]
 
 
 def load_ipython_extension(ipython) -> None:
-    """``%load_ext archdsl`` in IPython or Jupyter: the ``%%arch`` cell magic (archdsl/notebook.py)."""
+    """``%load_ext archdsl`` in IPython or Jupyter: the ``%%arch`` cell magic (archdsl/notebook/magic.py)."""
     from archdsl.notebook import load_ipython_extension
 
     load_ipython_extension(ipython)

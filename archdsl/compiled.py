@@ -106,13 +106,11 @@ class CompiledNetwork:
         """Jupyter's display: the summary at depth 1 (table, totals, legend) beside the depth-1 diagram, or the
         summary alone where Graphviz's dot is missing; as plain text, the summary."""
         from archdsl.graphviz_backend import inline_svg
+        from archdsl.summary import beside
 
         summary = self.summary(depth=1)
-        html = summary._repr_html_()
         svg = inline_svg(self.graph(depth=1))
-        if svg is not None:
-            html = (f'<div style="display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start">\n'
-                    f"<div>{html}</div>\n<div>{svg}</div>\n</div>")
+        html = summary._repr_html_() if svg is None else beside(summary._repr_html_(), svg)
         return {"text/plain": str(summary).rstrip("\n"), "text/html": html}
 
     def require_concrete(self, task: str) -> None:

@@ -196,6 +196,13 @@ def render_html(network: ir.Network, depth: int | None = None) -> str:
             f'<p style="font-size: smaller">{html.escape(LEGEND)}</p>\n</div>')
 
 
+def beside(*parts: str) -> str:
+    """HTML fragments side by side, wrapping onto the next line where the page is narrow: how a notebook shows a
+    table beside its picture (a network's summary and diagram, a run's metrics and curves)."""
+    cells = "\n".join(f"<div>{part}</div>" for part in parts)
+    return f'<div style="display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start">\n{cells}\n</div>'
+
+
 @dataclass(frozen=True, repr=False)
 class Summary:
     """The per-layer table of a network, what ``net.summary(depth)`` returns: it prints (and reads, in a REPL) as

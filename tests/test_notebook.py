@@ -1,12 +1,17 @@
-"""archdsl in Jupyter, run for real: a notebook executed by nbclient in an ipykernel, and the MIME bundles of its
+"""archdsl in Jupyter, run for real: notebooks executed by nbclient in an ipykernel, and the MIME bundles of their
 cells asserted. A network displays as its depth-1 summary (table, totals, legend) beside its depth-1 diagram, and
 as the table alone where Graphviz's dot is missing; ``net.summary()`` prints as ``archdsl compile`` and displays
-as HTML; an ArchError shows its diagnostic, not a traceback; ``%load_ext archdsl`` brings the ``%%arch`` magic."""
+as HTML; an ArchError shows its diagnostic, not a traceback; ``%load_ext archdsl`` brings the ``%%arch`` magic;
+``archdsl.notebook.train`` updates a progress bar and the learning curves in place, and its result displays as
+the metrics beside the curves."""
 
 from __future__ import annotations
 
+import csv
+import re
 import subprocess
 import sys
+from collections import defaultdict
 from html.parser import HTMLParser
 
 import pytest
@@ -50,16 +55,37 @@ CELLS = {
 }
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory) -> dict[str, list[dict]]:
-    """Each cell's outputs, from one run of the notebook in a kernel started in the repository's root."""
+class RecordingClient(NotebookClient):
+    """Also records every display message of each cell as it comes, updates included: an executed notebook keeps
+    only each display's last state."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.displays: dict[int, list[tuple[str, str, dict]]] = defaultdict(list)
+
+    def process_message(self, msg, cell, cell_index):
+        if msg["msg_type"] in ("display_data", "update_display_data"):
+            display_id = (msg["content"].get("transient") or {}).get("display_id")
+            self.displays[cell_index].append((msg["msg_type"], display_id, msg["content"]["data"]))
+        return super().process_message(msg, cell, cell_index)
+
+
+def execute(cells: dict[str, str]) -> tuple[dict[str, list[dict]], dict[str, list]]:
+    """Run the cells in a kernel started in the repository's root: each cell's outputs and display messages."""
     notebook = nbformat.v4.new_notebook()
-    for source in CELLS.values():
+    for source in cells.values():
         tags = ["raises-exception"] if source.startswith(RAISES) else []
         notebook.cells.append(nbformat.v4.new_code_cell(source.removeprefix(RAISES), metadata={"tags": tags}))
-    NotebookClient(notebook, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(REPO)}}).execute()
+    client = RecordingClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(REPO)}})
+    client.execute()
     nbformat.validate(notebook)
-    return {name: cell.outputs for name, cell in zip(CELLS, notebook.cells)}
+    return ({name: cell.outputs for name, cell in zip(cells, notebook.cells)},
+            {name: client.displays[index] for index, name in enumerate(cells)})
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, list[dict]]:
+    return execute(CELLS)[0]
 
 
 class Tables(HTMLParser):
@@ -179,3 +205,96 @@ def test_a_mistake_in_an_arch_cell_is_its_diagnostic(outputs):
     assert (error["output_type"], error["ename"]) == ("error", "ResolveError")
     assert error["traceback"][0].startswith("<cell>:2:21: error: relu takes ")
     assert error["traceback"][1:3] == ["    2 |     conv3x3 4; relu 3", "      |                     ^"]
+
+
+DATA_ROOT = REPO.parent / "shared" / "datasets"
+CNN = "network cnn : [1, 28, 28] -> [10] = conv3x3 8; relu; maxpool2; flatten; linear 10"
+LINE = re.compile(r"epoch (\d)/2  train_loss \d\.\d{4}  train_acc \d\.\d{4}  test_loss \d\.\d{4}  test_acc \d\.\d{4}  "
+                  r"[\d,]+ ex/s  \d+\.\d s  lr 0\.1")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A two-epoch run on 640 Fashion-MNIST images from a notebook: the outputs, the display messages and the run
+    folder."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    if not (DATA_ROOT / "fashion-mnist").is_dir():
+        pytest.skip(f"needs the Fashion-MNIST files in {DATA_ROOT / 'fashion-mnist'}")
+    out = tmp_path_factory.mktemp("notebook") / "run"
+    cells = {
+        "train": (f"import archdsl\nfrom archdsl.notebook import train\ncnn = archdsl.loads({CNN!r})\n"
+                  f"result = train(cnn, epochs=2, batch_size=64, lr=0.1, data_dir={str(DATA_ROOT)!r}, limit=640, "
+                  f"threads=1, out={str(out)!r})"),
+        "result": "result",
+        "lines": "print('\\n'.join(row.line(2) for row in result.history))",
+    }
+    outputs, displays = execute(cells)
+    return outputs, displays, out
+
+
+def test_training_shows_a_live_bar_and_curves_redrawn_each_epoch(trained):
+    outputs, displays, out = trained
+    messages = displays["train"]
+    bar_id, curves_id = messages[0][1], messages[next(i for i, m in enumerate(messages) if m[1] != messages[0][1])][1]
+    # The bar's updates within an epoch come every half second, as many as the machine's speed makes: the rest
+    # of the sequence is exact.
+    running = re.compile(r"epoch \d/2  step \d+/10  loss \d\.\d{4}  acc \d\.\d{4}  [\d,]+ ex/s")
+    steady, curves = [], []
+    for kind, display_id, data in messages:
+        if display_id == bar_id and running.fullmatch(data["text/plain"]):
+            continue
+        steady.append((kind, "bar" if display_id == bar_id else "curves", data["text/plain"]))
+        if display_id == curves_id:
+            curves.append(data["image/svg+xml"])
+    epochs = outputs["lines"][0]["text"].splitlines()
+    assert steady == [
+        ("display_data", "bar", "epoch 1/2"),
+        ("update_display_data", "bar", "epoch 1/2  step 0/10"),
+        ("update_display_data", "bar", epochs[0]),
+        ("display_data", "curves", "learning curves of cnn on fashion-mnist, 1 epoch"),
+        ("update_display_data", "bar", "epoch 2/2  step 0/10"),
+        ("update_display_data", "bar", epochs[1]),
+        ("update_display_data", "curves", "learning curves of cnn on fashion-mnist, 2 epochs"),
+    ]
+    assert [LINE.fullmatch(line).group(1) for line in epochs] == ["1", "2"]
+    assert '<progress value="1.0000" max="1"' in messages[-2][2]["text/html"]  # the bar's last state: full
+    # The runner's figure (8 x 3.2 inches), drawn again with the second epoch's points.
+    assert all(svg.startswith("<svg") and 'width="576pt" height="230.4pt"' in svg for svg in curves)
+    assert curves[0] != curves[1]
+    # The notebook keeps the last state of each display, and what the run printed.
+    bar, last_curves = (output for output in outputs["train"] if output["output_type"] == "display_data")
+    assert (bar["data"]["text/plain"], last_curves["data"]["image/svg+xml"]) == (epochs[1], curves[1])
+    printed = "".join(output["text"] for output in outputs["train"] if output["output_type"] == "stream")
+    assert printed.splitlines()[0].startswith("cnn on fashion-mnist (640 training and 640 test images): cpu, 1 thread")
+    assert printed.splitlines()[-1].endswith(f"run folder {out}")
+
+
+def test_the_training_result_displays_its_metrics_beside_its_curves(trained):
+    outputs, _, out = trained
+    (result,) = outputs["result"]
+    assert set(result["data"]) == {"text/plain", "text/html"}
+    with open(out / "metrics.csv", newline="") as metrics:
+        rows = list(csv.DictReader(metrics))
+    expected = [[row["epoch"], f"{float(row['train_loss']):.4f}", f"{float(row['train_acc']):.4f}",
+                 f"{float(row['test_loss']):.4f}", f"{float(row['test_acc']):.4f}",
+                 f"{float(row['examples_per_s']):,.0f}", f"{float(row['seconds']):.1f}", f"{float(row['lr']):.4g}"]
+                for row in rows]
+    html = Tables(result["data"]["text/html"])
+    assert html.rows == [["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "ex/s", "seconds", "lr"],
+                         *expected]
+    assert "<svg" in result["data"]["text/html"]
+    text = result["data"]["text/plain"].splitlines()
+    assert text[0] == f"cnn on fashion-mnist; run folder {out}"
+    assert [line.split() for line in text[4:]] == expected
+
+
+def test_training_without_the_train_extra_names_it():
+    from test_packaging import without_extras
+
+    done = without_extras("-c", "import archdsl.notebook; archdsl.notebook.load_ipython_extension\n"
+                                "from archdsl.notebook import train")
+    assert done.returncode == 1
+    message, hint = done.stderr.splitlines()[-2:]
+    assert re.fullmatch(r"archdsl\.errors\.UsageError: archdsl: error: \w+ is not installed; it comes with "
+                        r"archdsl's 'train' extra", message), message
+    assert hint.startswith("  hint: pip install 'archdsl[train]'")

@@ -1,4 +1,4 @@
-"""archdsl in Jupyter: ``%load_ext archdsl`` registers the ``%%arch`` cell magic, whose cell is a spec::
+"""The ``%%arch`` cell magic, which ``%load_ext archdsl`` registers; its cell is a spec::
 
     %%arch -p classes=10 --graph
     block vgg(n, c) = repeat n <conv3x3 c; relu>; maxpool2
@@ -6,7 +6,7 @@
         vgg(1, 16); vgg(2, 32); flatten; linear classes
 
 checks it, displays the network (the depth-1 summary beside its diagram) and binds it to a variable of the
-network's name (``smallvgg``) or the one named on the magic's line. IPython is imported by Jupyter, never here.
+network's name (``smallvgg``) or the one named on the magic's line.
 """
 
 from __future__ import annotations
@@ -46,7 +46,3 @@ def arch(line: str, cell: str) -> None:
     if args.graph:
         display(SVG(render(net.graph(depth=args.depth), "svg")))
 
-
-def load_ipython_extension(ipython) -> None:
-    """``%load_ext archdsl``."""
-    ipython.register_magic_function(arch, magic_kind="cell", magic_name="arch")
