@@ -21,7 +21,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 
 from archdsl import ir
 from archdsl.errors import ArchError, LimitError, ParseError
-from archdsl.parser import _ToIR, _count_tokens, _lark, _parse_error, assemble, parse
+from archdsl.parser import _count_tokens, _lark, _parse_error, _ToIR, assemble, parse
 from archdsl.source import Source
 
 KEYWORDS = ("import", "default", "block", "network")

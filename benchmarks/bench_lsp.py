@@ -17,7 +17,6 @@ from pathlib import Path
 
 from lsprotocol import types as t
 from pygls.lsp.client import LanguageClient
-
 from timing import ARCHDSL, command_time
 
 REPO = Path(__file__).resolve().parents[1]

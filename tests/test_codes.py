@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 
 import archdsl
 from archdsl.cli import app
 from archdsl.codes import BY_CODE, CODES, Example, code_of, explain, markdown
 from archdsl.errors import ArchError, ParseError, ResolveError
-from conftest import CASES, REPO
 
 CHECKED = [c for c in CODES if c.wrong.command != "graph"]
 

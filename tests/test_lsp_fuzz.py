@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import random
 import sys
-from pathlib import Path
 
 import pytest
 import pytest_lsp
+from conftest import REPO, SPECS
 from hypothesis import HealthCheck, given, settings
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
-
-from conftest import REPO, SPECS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

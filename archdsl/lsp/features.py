@@ -12,7 +12,6 @@ from pathlib import Path
 from lsprotocol import types as lsp
 
 from archdsl import ir
-from archdsl.codes import BY_CODE
 from archdsl.errors import ArchError
 from archdsl.lsp.analysis import Analysis
 from archdsl.lsp.places import Found, Positions, binding, everything, found_at, import_at, own_definitions
