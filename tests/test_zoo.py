@@ -15,6 +15,7 @@ Building torchvision's models stays small in the fast tests: one model per famil
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,19 @@ def test_the_family_specs_are_formatted(family: str) -> None:
     assert format_source(source) == source.text, f"archdsl fmt --write archdsl/zoo/{family}.arch"
 
 
+def test_the_worked_example_of_the_docs_is_se_resnet_50() -> None:
+    # docs/zoo.md copies the ResNet family and adds squeeze-and-excitation: its two snippets, applied to the
+    # zoo's spec, give SE-ResNet-50 with timm's seresnet50's parameter count, as the page says.
+    page = (REPO / "docs" / "zoo.md").read_text()
+    block, bottleneck = (re.search(f"<!-- se-example: {what} -->\n```\n(.*?)```", page, re.DOTALL).group(1)
+                         for what in ("block", "bottleneck"))
+    spec = (zoo.ZOO / "resnet.arch").read_text()
+    original = re.search(r"^block bottleneck\(.*?\n    relu\n", spec, re.DOTALL | re.MULTILINE).group(0)
+    net = archdsl.loads(spec.replace(original, block + "\n" + bottleneck), network="resnet50")
+    assert (net.params, net.macs) == (28_088_024, 4_091_699_200)
+    assert "28,088,024 parameters" in page and "4,091,699,200 MACs" in page
+
+
 # The command line.
 
 def test_every_command_that_takes_a_spec_takes_a_name(tmp_path: Path) -> None:
@@ -199,6 +213,14 @@ def torchvision():
     if not torchvision_oracle.available():
         pytest.skip(f"torchvision is not installed: {torchvision_oracle.INSTALL_HINT}")
     return torchvision_oracle.import_torchvision()
+
+
+@pytest.mark.slow
+def test_the_tables_of_the_docs_are_current(torchvision) -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    import zoo_table
+
+    assert zoo_table.page(zoo_table.PAGE.read_text()) == zoo_table.PAGE.read_text(), "python scripts/zoo_table.py"
 
 
 def test_the_zoo_names_only_torchvision_builders(torchvision) -> None:
