@@ -1,8 +1,8 @@
 """A network as a standalone PyTorch source file: one ``nn.Module`` class per block, no archdsl import.
 
 The classes are written from the syntax tree, so they keep the spec's structure: a block's
-parameters are its class's constructor arguments, ``repeat`` is a ``for`` loop and ``if`` an
-``if``. From ``block vgg(n, c) = repeat n <conv3x3 c; relu>; maxpool2`` comes::
+parameters are its class's constructor arguments, ``repeat`` and ``for`` are ``for`` loops and ``if``
+an ``if``. From ``block vgg(n, c) = repeat n <conv3x3 c; relu>; maxpool2`` comes::
 
     class Vgg(nn.Sequential):
         def __init__(self, n, c, *, in_shape):
