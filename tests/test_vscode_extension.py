@@ -212,3 +212,45 @@ def test_the_client_starts_archdsl_lsp_from_the_chosen_python():
     assert home == str(Path.home() / "venv/bin/python")
     assert server_command(None, "linux") == {"command": "python3", "args": lsp}
     assert server_command("", "win32") == {"command": "python", "args": lsp}
+
+
+def test_the_command_the_client_builds_starts_the_language_server():
+    """What the client runs for this environment's interpreter answers LSP's initialize over stdio, as VS Code's
+    client sends it, and exits on shutdown and exit."""
+    pytest.importorskip("pygls", reason="the language server needs the lsp extra")
+    server = server_command(sys.executable, sys.platform)
+    process = subprocess.Popen([server["command"], *server["args"]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               cwd=REPO)
+
+    def send(message: dict) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        process.stdin.write(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        process.stdin.flush()
+
+    def reply(to: int) -> dict:
+        """The answer to request ``to``, past any notification the server sends meanwhile."""
+        while True:
+            length = 0
+            while (line := process.stdout.readline().strip()):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            message = json.loads(process.stdout.read(length))
+            if message.get("id") == to:
+                return message
+
+    try:
+        send({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": REPO.as_uri(),
+                                                           "capabilities": {}}})
+        answer = reply(1)
+        assert answer["result"]["serverInfo"]["name"].startswith("archdsl")
+        assert {"hoverProvider", "definitionProvider", "inlayHintProvider"} <= answer["result"]["capabilities"].keys()
+        send({"method": "initialized", "params": {}})
+        send({"id": 2, "method": "shutdown"})
+        assert reply(2) == {"jsonrpc": "2.0", "id": 2, "result": None}
+        send({"method": "exit"})
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.stdin.close()
+        process.stdout.close()

@@ -47,7 +47,8 @@ async function start(context) {
   } catch (err) {
     vscode.window.showErrorMessage(
       `archdsl: could not start '${command} ${args.join(" ")}' (${err.message || err}). ` +
-        "Install archdsl in that environment, or choose another in the setting archdsl.interpreter.",
+        "Install archdsl there (pip install 'archdsl[lsp]'), or choose another environment in the setting " +
+        "archdsl.interpreter.",
     );
   }
 }
