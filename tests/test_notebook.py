@@ -52,6 +52,7 @@ CELLS = {
     "magic graph": f"%%arch small --depth 2 --graph\n{TINY}",
     "bound by name": "small.params",
     "magic error": RAISES + "%%arch\nnetwork bad : [1, 8, 8] =\n    conv3x3 4; relu 3",
+    "magic depth 0": RAISES + f"%%arch --depth 0\n{TINY}",
 }
 
 
@@ -205,6 +206,9 @@ def test_a_mistake_in_an_arch_cell_is_its_diagnostic(outputs):
     assert (error["output_type"], error["ename"]) == ("error", "ResolveError")
     assert error["traceback"][0].startswith("<cell>:2:21: error: relu takes ")
     assert error["traceback"][1:3] == ["    2 |     conv3x3 4; relu 3", "      |                     ^"]
+    (error,) = outputs["magic depth 0"]
+    assert (error["ename"], error["traceback"]) == ("UsageError", [
+        "archdsl: error: --depth must be at least 1, not 0", "  hint: leave it out for the network's display"])
 
 
 DATA_ROOT = REPO.parent / "shared" / "datasets"

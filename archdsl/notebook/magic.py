@@ -26,7 +26,7 @@ CELL = "<cell>"  # the spec's name in diagnostics; its imports are relative to t
           help="Show the summary (and with --graph the diagram) N levels of blocks deep.")
 @argument("--graph", action="store_true", help="Also draw the network's diagram, as archdsl graph does.")
 def arch(line: str, cell: str) -> None:
-    """Compile the cell as a spec, display the network and bind it to a variable (``%%arch? `` for the options).
+    """Compile the cell as a spec, display the network and bind it to a variable.
 
     Without ``--depth`` the display is the network's own (the summary at depth 1 beside its diagram); with it,
     the summary at that depth. ``--graph`` then draws the whole network (``--depth``: down to N levels).
@@ -36,9 +36,12 @@ def arch(line: str, cell: str) -> None:
 
     from archdsl.arguments import parse_params, parse_shape
     from archdsl.compiled import loads
+    from archdsl.errors import UsageError
     from archdsl.graphviz_backend import render
 
     args = parse_argstring(arch, line)
+    if args.depth is not None and args.depth < 1:
+        raise UsageError(f"--depth must be at least 1, not {args.depth}", hint="leave it out for the network's display")
     net = loads(cell, network=args.network, input_shape=parse_shape(args.input), path=CELL,
                 **parse_params(args.param))
     get_ipython().user_ns[args.name or net.name] = net
