@@ -50,6 +50,9 @@ NAMES = sorted(p.stem for p in SPECS.glob("*.arch"))
 SETTINGS = {
     "vgg11": {"ratio": 8}, "vgg16": {"ratio": 8}, "vgg19": {"ratio": 8},
     "lenet": {"classes": 7}, "resnet18": {"in_channels": 3}, "densenet": {"growth": 8},
+    # Loops over list parameters: other lists, shorter and narrower.
+    "anynet": {"depths": [1, 2], "channels": [8, 16], "groups": [4, 8], "bot_mul": [1, 0.5]},
+    "resnext": {"depths": [1, 1], "channels": [16, 32]},
 }  # fmt: skip
 
 ONNX_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # onnxruntime's kernels sum in another order than torch's
