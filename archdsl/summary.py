@@ -193,7 +193,7 @@ def render_html(network: ir.Network, depth: int | None = None) -> str:
     return (f'<div class="archdsl-summary">\n<table>\n<caption style="text-align: left">'
             f"<b>{html.escape(title(network))}</b></caption>\n<thead><tr>{head}</tr></thead>\n"
             f"<tbody>\n{body}\n</tbody>\n</table>\n<p>{sums}</p>\n"
-            f'<p style="font-size: smaller">{html.escape(LEGEND)}</p>\n</div>')
+            f'<p style="font-size: smaller; max-width: 50em">{html.escape(LEGEND)}</p>\n</div>')
 
 
 def beside(*parts: str) -> str:
