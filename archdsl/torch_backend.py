@@ -24,24 +24,26 @@ class _Join(nn.ModuleDict):
     def __init__(self, branches: list[nn.Module]) -> None:
         super().__init__(OrderedDict((f"b{i}", branch) for i, branch in enumerate(branches)))
 
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each branch run on the same input, in order."""
+        results: list[torch.Tensor] = []
+        for branch in self.values():
+            results.append(branch(x))
+        return results
+
 
 class Concat(_Join):
     """Runs each branch on the same input and concatenates the results on channels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs: list[torch.Tensor] = []
-        for branch in self.values():
-            outputs.append(branch(x))
-        return torch.cat(outputs, 1)
+        return torch.cat(self.outputs(x), 1)
 
 
 class Add(_Join):
     """Runs each branch on the same input and sums the results (a residual connection)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs: list[torch.Tensor] = []
-        for branch in self.values():
-            outputs.append(branch(x))
+        outputs = self.outputs(x)
         total = outputs[0]
         for y in outputs[1:]:
             total = total + y
@@ -53,9 +55,7 @@ class Mul(_Join):
     branch over C×H×W (a gate: squeeze-and-excitation)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs: list[torch.Tensor] = []
-        for branch in self.values():
-            outputs.append(branch(x))
+        outputs = self.outputs(x)
         product = outputs[0]
         for y in outputs[1:]:
             product = product * y

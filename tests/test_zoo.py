@@ -203,18 +203,6 @@ def test_zoo_lists_every_builder_with_its_costs(tmp_path: Path) -> None:
 
 # Against torchvision.
 
-@pytest.fixture(scope="session")
-def torchvision():
-    """torchvision with its set-up for a CPU-only torch (tests/torchvision_oracle.py), or a skip naming the
-    package to install."""
-    pytest.importorskip("torch")
-    import torchvision_oracle
-
-    if not torchvision_oracle.available():
-        pytest.skip(f"torchvision is not installed: {torchvision_oracle.INSTALL_HINT}")
-    return torchvision_oracle.import_torchvision()
-
-
 @pytest.mark.slow
 def test_the_tables_of_the_docs_are_current(torchvision) -> None:
     sys.path.insert(0, str(REPO / "scripts"))
