@@ -79,4 +79,4 @@ class ChannelSlice(nn.Module):
         self.end = end
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.start:self.end]
+        return x[:, self.start : self.end]

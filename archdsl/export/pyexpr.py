@@ -63,7 +63,9 @@ class Py:
         return self.src
 
 
-def const(value: bool | float) -> Py:
+def const(value: bool | float | str) -> Py:
+    if isinstance(value, str):  # the export's own settings (approximate="tanh"), quoted as ruff quotes them
+        return Py(f'"{value}"', ATOM, value=value, depth=0)
     src = repr(value) if not isinstance(value, float) or math.isfinite(value) else f'float("{value}")'
     return Py(src, UNARY if src.startswith("-") else ATOM, value=value, depth=nesting(value))
 
