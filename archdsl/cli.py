@@ -151,7 +151,7 @@ def check_command(specs: tuple[Path, ...], quiet: bool, fmt: str, allow_import_d
         params, limits = parse_params(param), limits_of(max_params)
         for spec in spec_files(specs):
             if str(spec) == "-":
-                source = Source("<stdin>", click.get_text_stream("stdin").read())
+                source = Source("<stdin>", sys.stdin.read())
                 report = check_source(source, allow_import_dir, [network] if network else None, params, limits)
             else:
                 path, name = zoo.locate(spec, network)
