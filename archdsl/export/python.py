@@ -47,6 +47,7 @@ from archdsl.export.pyexpr import Py
 from archdsl.export.python_layers import EMITTERS, HELPERS, RankChange, Shape, Unsupported, helper_sources
 from archdsl.export.python_text import HELPER_FUNCTIONS, JOIN, JOIN_CLASSES, Assign, finish, indent_doc, wrap_line
 from archdsl.layers import SAME, LayerKind, lookup
+from archdsl.program import Program
 from archdsl.resolve import choose_network, match_layer_args, unstated_layer_args
 from archdsl.source import printable_path
 from archdsl.values import FUNCTIONS
@@ -845,7 +846,7 @@ class _Writer:
 _MAX_NESTING = 8
 
 
-def _list_depths(program, definition: ir.NetworkDef, bound: dict[str, ir.Value]) -> dict[str, dict[str, int]]:
+def _list_depths(program: Program, definition: ir.NetworkDef, bound: dict[str, ir.Value]) -> dict[str, dict[str, int]]:
     """How deep the lists that each parameter of each block may hold nest, over every call the network can
     reach with parameters of the kinds it was exported with: 0 where a parameter only ever holds a number.
 
