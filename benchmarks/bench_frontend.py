@@ -7,9 +7,12 @@
 2. the static summary against torchinfo's ``summary`` (the peer), in-process (torchinfo on the meta
    device) and as whole commands (``archdsl compile`` against a script that imports torch and prints
    torchinfo's summary);
-3. forward+backward step time of the built module against the hand-written reference (tests/references.py).
+3. the same for the zoo (issue 12): ``archdsl compile NAME`` and its summary against torchinfo's of
+   torchvision's model, built on the meta device (``--only zoo``);
+4. forward+backward step time of the built module against the hand-written reference (tests/references.py).
 
-torchinfo is a benchmark-only dependency (``pip install torchinfo``); without it those rows say so.
+torchinfo and torchvision are test-only dependencies (the test extra; ``pip install torchvision==0.28.0
+--no-deps``); without them those rows say so.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from archdsl import parser, summary
 
 SPECS = ["lenet", "alexnet", "vgg11", "vgg16", "vgg19", "nin", "googlenet", "resnet18", "densenet"]
 PEER_SPECS = ["vgg16", "googlenet", "resnet18", "densenet"]
+ZOO_NAMES = ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny", "regnet_y_400mf"]
 
 
 def generated_spec(layers: int) -> str:
@@ -85,15 +89,10 @@ def symbolic(repeat: int) -> list[str]:
     return rows
 
 
-def torchinfo_in_process(name: str, repeat: int) -> float | None:
-    try:
-        import torch
-        from torchinfo import summary as torchinfo_summary
-    except ImportError:
-        return None
-    from references import REFERENCES
-
-    factory, shape = REFERENCES[name]
+def torchinfo_in_process(factory, shape: tuple[int, ...], repeat: int) -> float:
+    """A model from ``factory`` on the meta device to torchinfo's summary text."""
+    import torch
+    from torchinfo import summary as torchinfo_summary
 
     def run() -> None:
         with torch.device("meta"):
@@ -104,26 +103,33 @@ def torchinfo_in_process(name: str, repeat: int) -> float | None:
     return median_seconds(run, repeat)
 
 
-def archdsl_in_process(name: str, repeat: int) -> tuple[float, float]:
-    """Spec to summary text: with the spec and its imports parsed again each time, and with them cached."""
-    path = ROOT / "specs" / f"{name}.arch"
+def archdsl_in_process(spec: str | Path, repeat: int) -> tuple[float, float]:
+    """A spec (a file, or a zoo name) to summary text: with the spec and its imports parsed again each time,
+    and with them cached."""
 
     def run() -> None:
-        net = archdsl.load(path)
+        net = archdsl.load(spec)
         text = summary.render_text(net.ir)
         assert "params" in text
 
     return median_seconds(cold(run), repeat), median_seconds(run, repeat)
 
 
+# The peer as a whole command: torch, the model's definition and torchinfo imported, the model built on the meta
+# device, its summary printed. `reference NAME` is a hand-written model of tests/references.py; `zoo NAME CxHxW`
+# torchvision's (set up by tests/torchvision_oracle.py, as the tests import it).
 TORCHINFO_SCRIPT = """
 import sys, torch
 from torchinfo import summary
 sys.path.insert(0, {tests!r})
-from references import REFERENCES
-factory, shape = REFERENCES[sys.argv[1]]
-with torch.device("meta"):
-    model = factory()
+if sys.argv[1] == "zoo":
+    from torchvision_oracle import on_meta
+    model, shape = on_meta(sys.argv[2]), tuple(int(size) for size in sys.argv[3].split("x"))
+else:
+    from references import REFERENCES
+    factory, shape = REFERENCES[sys.argv[2]]
+    with torch.device("meta"):
+        model = factory()
 summary(model, input_size=(1, *shape), device="meta", depth=10)
 """
 
@@ -137,32 +143,68 @@ def write_bytecode() -> None:
     import compileall
 
     compileall.compile_dir(ROOT / "archdsl", quiet=1)
-    compileall.compile_file(ROOT / "tests" / "references.py", quiet=1)
+    for helper in ("references.py", "torchvision_oracle.py"):
+        compileall.compile_file(ROOT / "tests" / helper, quiet=1)
 
 
-def peers(repeat: int) -> list[str]:
-    try:
-        import torchinfo  # noqa: F401
-    except ImportError:
-        return ["torchinfo is not installed (`pip install torchinfo`): peer comparison not measured."]
-    rows = [
-        ("| spec | archdsl in-process, parsing (ms) | archdsl in-process, parse cached (ms) | torchinfo in-process, meta (ms) "
-        "| ratio, parsing | ratio, parse cached | `archdsl compile` (ms) | torch + torchinfo script (ms) | ratio |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+PEER_HEADER = [
+    ("| {what} | archdsl in-process, parsing (ms) | archdsl in-process, parse cached (ms) | torchinfo in-process, meta "
+     "(ms) | ratio, parsing | ratio, parse cached | `archdsl compile` (ms) | torch + {peer} + torchinfo script (ms) "
+     "| ratio |"),
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+]
+
+
+def peer_rows(cases, repeat: int) -> list[str]:
+    """A row per case (name, spec, factory, input shape, the script's arguments): archdsl's summary of the spec
+    against torchinfo's of the factory's model, in process and as whole commands."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "torchinfo_summary.py"
         script.write_text(TORCHINFO_SCRIPT.format(tests=str(ROOT / "tests")))
-        for name in PEER_SPECS:
-            ours, ours_cached = archdsl_in_process(name, repeat)
-            theirs = torchinfo_in_process(name, repeat)
-            ours_cmd = command_time([ARCHDSL, "compile", str(ROOT / "specs" / f"{name}.arch")], max(3, repeat // 4))
-            theirs_cmd = command_time([sys.executable, str(script), name], max(3, repeat // 4))
+        for name, spec, factory, shape, script_args in cases:
+            ours, ours_cached = archdsl_in_process(spec, repeat)
+            theirs = torchinfo_in_process(factory, shape, repeat)
+            ours_cmd = command_time([ARCHDSL, "compile", str(spec)], max(3, repeat // 4))
+            theirs_cmd = command_time([sys.executable, str(script), *script_args], max(3, repeat // 4))
             rows.append(
                 f"| {name} | {ours * 1e3:.2f} | {ours_cached * 1e3:.2f} | {theirs * 1e3:.1f} | {theirs / ours:.1f}× | "
                 f"{theirs / ours_cached:.1f}× | {ours_cmd * 1e3:.0f} | {theirs_cmd * 1e3:.0f} | {theirs_cmd / ours_cmd:.1f}× |"
             )
     return rows
+
+
+def peers(repeat: int) -> list[str]:
+    """The book's specs against their hand-written models (tests/references.py)."""
+    try:
+        import torchinfo  # noqa: F401
+    except ImportError:
+        return ["torchinfo is not installed (`pip install torchinfo`): peer comparison not measured."]
+    from references import REFERENCES
+
+    cases = [(name, ROOT / "specs" / f"{name}.arch", REFERENCES[name][0], REFERENCES[name][1], ["reference", name])
+             for name in PEER_SPECS]
+    header = [PEER_HEADER[0].format(what="spec", peer="model"), PEER_HEADER[1]]
+    return header + peer_rows(cases, repeat)
+
+
+def zoo(repeat: int) -> list[str]:
+    """The zoo's networks by name against torchvision's models (issue 12)."""
+    try:
+        import torchinfo  # noqa: F401
+        import torchvision_oracle
+    except ImportError:
+        return ["torchinfo is not installed (`pip install torchinfo`): zoo comparison not measured."]
+    if not torchvision_oracle.available():
+        return [f"torchvision is not installed ({torchvision_oracle.INSTALL_HINT}): zoo comparison not measured."]
+    torchvision_oracle.import_torchvision()
+    cases = []
+    for name in ZOO_NAMES:
+        shape = archdsl.load(name).input_shape
+        size = "x".join(map(str, shape))
+        cases.append((name, name, lambda name=name: torchvision_oracle.on_meta(name), shape, ["zoo", name, size]))
+    header = [PEER_HEADER[0].format(what="network", peer="torchvision"), PEER_HEADER[1]]
+    return header + peer_rows(cases, repeat)
 
 
 STARTUP_STEPS = [
@@ -225,7 +267,8 @@ def step_times(repeat: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--only", choices=["frontend", "symbolic", "peers", "startup", "steps"], help="run one part")
+    parser.add_argument("--only", choices=["frontend", "symbolic", "peers", "zoo", "startup", "steps"],
+                        help="run one part")
     args = parser.parse_args()
     repeat = 5 if args.quick else 21
     out = io.StringIO()
@@ -237,11 +280,14 @@ def main() -> None:
     if args.only in (None, "symbolic"):
         print("### Symbolic against concrete shape inference\n", file=out)
         print("\n".join(symbolic(repeat)) + "\n", file=out)
-    if args.only in (None, "peers", "startup"):
+    if args.only in (None, "peers", "zoo", "startup"):
         write_bytecode()
     if args.only in (None, "peers"):
         print("### Static summary against torchinfo\n", file=out)
         print("\n".join(peers(repeat)) + "\n", file=out)
+    if args.only in (None, "zoo"):
+        print("### The zoo: summary against torchinfo on torchvision's models\n", file=out)
+        print("\n".join(zoo(repeat)) + "\n", file=out)
     if args.only in (None, "peers", "startup"):
         print("### Start-up of a whole command\n", file=out)
         print("\n".join(startup(repeat)) + "\n", file=out)
