@@ -379,10 +379,13 @@ def layers_command() -> None:
 
 
 def _register_runner() -> None:
-    """``train`` and ``eval`` live with the runner (archdsl/runner/commands.py); they import torch only when run."""
+    """``train`` and ``eval`` live with the runner (archdsl/runner/commands.py), ``sweep`` beside them
+    (archdsl/runner/sweep/command.py); they import torch only when run."""
     from archdsl.runner import commands
+    from archdsl.runner.sweep import command as sweep
 
     commands.register(app)
+    sweep.register(app)
 
 
 _register_runner()
