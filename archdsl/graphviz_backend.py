@@ -46,6 +46,8 @@ FAMILY_COLOURS = {
     "regularisation": "#f4cccc",
     "identity": "#ffffff",
     "scale": "#d0e0e3",
+    "embedding": "#d9f2e6",
+    "attention": "#f9d9e8",
 }
 BLOCK_COLOUR = "#dde4ee"
 FONT = "Helvetica"

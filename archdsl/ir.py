@@ -23,16 +23,92 @@ double the front end's time and its start-up (schemas are built on first use, ``
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Self, Union
 
+from pydantic import WrapSerializer
 from typing_extensions import TypeAliasType
 
 from archdsl.frozen import Frozen
 from archdsl.source import Span
 from archdsl.symbolic import Dim, Sym
 
-# A size is an int, or a Sym where the network's input names its spatial sizes ([1, H, W]).
-Shape = tuple[Dim, ...]
+
+class Tokens(tuple):
+    """A sequence of tokens: ``Tokens((197, 768))`` is L = 197 tokens of D = 768 features, and
+    ``Tokens((56, 56, 96))`` is 56·56 tokens of 96 features that lie on a 56×56 grid (Swin's), held as the
+    tensor holds them, channels last (N×H×W×D).
+
+    Images (C, H, W) and vectors (N,) are plain tuples, so a rule tells the layouts apart by type, never by
+    guessing from the rank: a Tokens equals only another Tokens of the same sizes, never the image or tuple
+    with the same numbers.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, sizes=()) -> Self:
+        return super().__new__(cls, sizes)
+
+    @property
+    def features(self) -> Dim:
+        """D, the size of each token."""
+        return self[-1]
+
+    @property
+    def grid(self) -> tuple[Dim, Dim] | None:
+        """The H×W the tokens lie on, or None for a plain sequence."""
+        return (self[0], self[1]) if len(self) == 3 else None
+
+    @property
+    def length(self) -> Dim:
+        """L, the number of tokens (H·W on a grid)."""
+        return self[0] * self[1] if len(self) == 3 else self[0]
+
+    def with_features(self, features: Dim) -> Tokens:
+        """The same tokens (and grid) with ``features`` each: what a per-token ``linear`` gives."""
+        return Tokens((*self[:-1], features))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Tokens) and tuple.__eq__(self, other)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((Tokens, tuple(self)))
+
+    def __repr__(self) -> str:
+        return f"Tokens({tuple(self)!r})"
+
+    def __reduce__(self):
+        return (Tokens, (tuple(self),))
+
+
+def declared_shape(sizes: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """A shape written as a list of sizes (a network's input or output, ``--input``): two sizes are L×D tokens,
+    one a vector, three a C×H×W image (and a Tokens stays as it is)."""
+    if isinstance(sizes, Tokens):
+        return sizes
+    return Tokens(sizes) if len(sizes) == 2 else tuple(sizes)
+
+
+def shape_json(shape: tuple[Dim, ...]) -> list | dict:
+    """A shape in JSON: an image or vector as its list of sizes, tokens as ``{"tokens": 197, "features": 768}``
+    (with ``"grid": [56, 56]`` where they lie on one); a symbolic size is its formula, a string."""
+    sizes = [dim if isinstance(dim, int) else str(dim) for dim in shape]
+    if not isinstance(shape, Tokens):
+        return sizes
+    length = shape.length
+    described = {"tokens": length if isinstance(length, int) else str(length), "features": sizes[-1]}
+    return {**described, "grid": sizes[:2]} if shape.grid is not None else described
+
+
+def _serialise_shape(shape, handler):
+    return shape_json(shape) if isinstance(shape, Tokens) else handler(shape)
+
+
+# A size is an int, or a Sym where the network's input names its spatial sizes ([1, H, W]). A shape is a plain
+# tuple for images and vectors, a Tokens for token sequences.
+Shape = Annotated[tuple[Dim, ...], WrapSerializer(_serialise_shape)]
 # A value of an expression: a list (``[3, 4, 6, 3]``, a window ``(1, 7)``) is a tuple of values.
 Value = TypeAliasType("Value", Union[bool, int, float, tuple["Value", ...]])
 
@@ -337,6 +413,9 @@ def format_dim(dim: Dim) -> str:
 
 
 def format_shape(shape: Shape, sep: str = "x") -> str:
+    """``64x56x56`` (an image), ``197x768`` (tokens), ``(56x56)x96`` (tokens on a 56×56 grid)."""
+    if isinstance(shape, Tokens) and shape.grid is not None:
+        return f"({sep.join(format_dim(d) for d in shape.grid)}){sep}{format_dim(shape.features)}"
     return sep.join(format_dim(d) for d in shape)
 
 

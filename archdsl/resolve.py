@@ -22,7 +22,7 @@ from archdsl.counting import Bounds, check_expansion
 from archdsl.errors import ArchError, LimitError, ResolveError, ShapeError, UsageError
 from archdsl.layers import REQUIRED, ArgSpec, Default, LayerKind, Pair, lookup, suggest
 from archdsl.program import Program
-from archdsl.shapes import LayerError, join, mismatch_hint, show
+from archdsl.shapes import LayerError, described, join, mismatch_hint, show
 from archdsl.source import Span
 from archdsl.symbolic import Sym
 
@@ -191,9 +191,17 @@ class _Resolver:
         if not scope.in_shape:  # a network's parameters and input shape are bound before any input exists
             raise ResolveError(f"in.{expr.dim} has no value here: nothing flows in yet",
                                expr.span, hint="in.c, in.h and in.w are the sizes entering a body or a block")
-        if index >= len(scope.in_shape):
-            raise ShapeError(f"in.{expr.dim} is undefined: the input here is the vector {show(scope.in_shape)}", expr.span)
-        return scope.in_shape[index]
+        shape = scope.in_shape
+        if isinstance(shape, ir.Tokens):
+            if expr.dim == "c":
+                return shape.features
+            if shape.grid is None:
+                raise ShapeError(f"in.{expr.dim} is undefined: the input here is {described(shape)}, which lie on no "
+                                 "H×W grid", expr.span, hint="in.c is the features of each token")
+            return shape.grid[index - 1]
+        if index >= len(shape):
+            raise ShapeError(f"in.{expr.dim} is undefined: the input here is the vector {show(shape)}", expr.span)
+        return shape[index]
 
     # -- sequences ----------------------------------------------------------------------------------
 
@@ -292,7 +300,7 @@ class _Resolver:
         out_shape, problem = join(item.op, shapes)
         if problem:
             notes = tuple(
-                (f"branch {i + 1} gives {show(s)}", body[0].span) for i, (s, body) in enumerate(zip(shapes, item.branches))
+                (f"branch {i + 1} gives {described(s)}", body[0].span) for i, (s, body) in enumerate(zip(shapes, item.branches))
             )
             raise ShapeError(problem, item.span, hint=mismatch_hint(item.op, shapes), notes=notes)
         _check_sizes(item.op, out_shape, item.span)
@@ -330,13 +338,16 @@ class _Resolver:
             else:
                 message = f"{call.name}: {err.message}"
             if err.arg is None and "input" not in message:
-                message += f" (input {show(shape)})"
-            if self.declared is not None and self.layers == 0 and len(shape) == 2 and "C×H×W" in err.message:
-                # The network's own input, two sizes where an image has three: the declaration is the culprit.
+                message += f" (input {described(shape)})"
+            if (self.declared is not None and self.layers == 0 and isinstance(shape, ir.Tokens)
+                    and "C×H×W" in err.message):
+                # The network's own input, two sizes where an image has three: the declaration is the likelier
+                # culprit than tokens meant as such.
                 name, span = self.declared
-                raise ShapeError(f"network {name} takes {show(shape)}, but its first layer, {call.name}, takes a "
+                raise ShapeError(f"network {name} takes {described(shape)}, but its first layer, {call.name}, takes a "
                                  f"C×H×W image", span, hint=f"declare the channels: [1, {', '.join(map(str, shape))}] "
-                                 "for a grey image, [3, ...] for colour", notes=((message, where),)) from None
+                                 "for a grey image, [3, ...] for colour (two sizes declare L×D tokens)",
+                                 notes=((message, where),)) from None
             raise ShapeError(message, where, hint=err.hint) from None
         _check_sizes(call.name, out_shape, call.span)
         params = kind.params(args, shape)
@@ -694,9 +705,10 @@ def resolve_network(
     if input_shape is None:
         # Names the parameters do not bind are symbolic sizes: [1, H, W].
         scope.env = {**_free_names(definition.input, env), **env}
-        input_shape = tuple(_shape_dim(evaluator, e, scope, "input") for e in definition.input)
+        input_shape = ir.declared_shape(tuple(_shape_dim(evaluator, e, scope, "input") for e in definition.input))
         scope.env = env
     else:
+        input_shape = ir.declared_shape(input_shape)
         for size in input_shape:
             if isinstance(size, bool) or not isinstance(size, (int, Sym)) or (isinstance(size, int) and size <= 0):
                 raise UsageError(f"input sizes must be positive whole numbers or size names, not {values.show(size)}")
@@ -722,13 +734,15 @@ def resolve_network(
         nodes, out_shape = resolver.items(definition.body, scope, input_shape, 0)
     _check_params(definition, resolver.params, limits)
     if definition.output is not None:
-        expected = tuple(_shape_dim(evaluator, e, scope, "output") for e in definition.output)
+        expected = ir.declared_shape(tuple(_shape_dim(evaluator, e, scope, "output") for e in definition.output))
         if expected != out_shape:
             hint = None
-            if len(out_shape) == 3 and len(expected) == 1:
+            if isinstance(out_shape, ir.Tokens) and len(expected) == 1:
+                hint = "end the network with 'token 0' (a class token) or 'tokenmean', then 'linear N'"
+            elif len(out_shape) == 3 and len(expected) == 1:
                 hint = "end the network with 'gap; flatten' or 'flatten; linear N'"
             raise ShapeError(
-                f"network {definition.name} outputs {show(out_shape)}, but its declaration says [{', '.join(map(ir.format_dim, expected))}]",
+                f"network {definition.name} outputs {described(out_shape)}, but its declaration says [{', '.join(map(ir.format_dim, expected))}]",
                 definition.output_span, hint=hint,
             )
     return ir.Network.make(
@@ -763,7 +777,7 @@ def input_of(program: Program, network: str | None = None, params: dict[str, ir.
     scope = _Scope({}, (), "")
     env = _bind_network_params(resolver, definition, dict(params or {}), scope)
     scope.env = {**_free_names(definition.input, env), **env}
-    return tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input)
+    return ir.declared_shape(tuple(_shape_dim(resolver, e, scope, "input") for e in definition.input))
 
 
 def choose_network(program: Program, network: str | None) -> ir.NetworkDef:

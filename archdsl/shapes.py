@@ -1,13 +1,15 @@
 """Static shape arithmetic: the rules that convolution, pooling and the joins share.
 
-Shapes leave the batch out: ``(C, H, W)`` for images, ``(N,)`` for vectors. Every rule here works on
-plain integers; nothing is allocated or run. A rule that cannot apply raises ``LayerError`` with a
-message a person can act on; ``resolve`` attaches the place.
+Shapes leave the batch out: ``(C, H, W)`` for images, ``(N,)`` for vectors, ``Tokens((L, D))`` for a sequence
+of L tokens of D features and ``Tokens((H, W, D))`` for tokens on an H×W grid (``ir.Tokens``). Rules ask
+``layout`` what a shape holds, never its rank. Every rule here works on plain integers; nothing is allocated or
+run. A rule that cannot apply raises ``LayerError`` with a message a person can act on; ``resolve`` attaches the
+place.
 """
 
 from __future__ import annotations
 
-from archdsl.ir import Shape, format_shape
+from archdsl.ir import Shape, Tokens, format_shape
 
 
 class LayerError(Exception):
@@ -28,12 +30,60 @@ def show(shape: Shape) -> str:
     return format_shape(shape, "×")
 
 
+def layout(shape: Shape) -> str:
+    """What a shape holds: ``"image"`` (C×H×W), ``"vector"`` or ``"tokens"`` (L×D, on a grid or not)."""
+    if isinstance(shape, Tokens):
+        return "tokens"
+    return "image" if len(shape) == 3 else "vector"
+
+
+def described(shape: Shape) -> str:
+    """A shape as a message names it: ``64×56×56``, ``10``, ``197×768 tokens``, ``(56×56)×96 tokens``."""
+    return f"{show(shape)} tokens" if isinstance(shape, Tokens) else show(shape)
+
+
+def channels(shape: Shape):
+    """What per-channel layers act on: an image's C, a vector's N, the D features of each token."""
+    return shape.features if isinstance(shape, Tokens) else shape[0]
+
+
+def to_image_hint(kind: str, shape: Shape) -> str | None:
+    """What makes ``shape`` the image that ``kind`` needs: a layer before flatten, untokens for tokens."""
+    if isinstance(shape, Tokens):
+        if shape.grid is not None:
+            return f"'untokens' turns the tokens back into a {show((shape.features, *shape.grid))} image"
+        return "'untokens H W' turns L = H·W tokens back into a D×H×W image"
+    return f"{kind} must come before 'flatten'" if layout(shape) == "vector" else None
+
+
 def require_rank(shape: Shape, rank: int, kind: str, what: str) -> Shape:
-    if len(shape) != rank:
-        hint = None
-        if rank == 3 and len(shape) == 1:
-            hint = f"{kind} must come before 'flatten'"
-        raise LayerError(f"{kind} takes {what}, but its input is {show(shape)}", hint=hint)
+    """``shape`` when it is an image (``rank`` 3) or a vector (1), else the error saying what ``kind`` takes."""
+    if layout(shape) != ("image" if rank == 3 else "vector"):
+        hint = to_image_hint(kind, shape) if rank == 3 else None
+        raise LayerError(f"{kind} takes {what}, but its input is {described(shape)}", hint=hint)
+    return shape
+
+
+def require_image_or_vector(shape: Shape, kind: str) -> Shape:
+    """``shape`` when it is an image or a vector (what channel-wise layers such as ``bn`` take), else the error."""
+    if isinstance(shape, Tokens):
+        raise LayerError(f"{kind} takes a vector or a C×H×W image, not {described(shape)}", hint=to_image_hint(kind, shape))
+    return shape
+
+
+def require_tokens(shape: Shape, kind: str, grid: bool = False) -> Tokens:
+    """``shape`` when it is tokens (on a grid, with ``grid``), else the error naming the layer that converts."""
+    if not isinstance(shape, Tokens):
+        if layout(shape) == "image":
+            hint = f"'tokens' turns a C×H×W image into H·W tokens of C features; put it before {kind}"
+        else:
+            hint = f"{kind} must come before what makes the vector ('flatten', 'token I' or 'tokenmean')"
+        what = "tokens on an H×W grid" if grid else "tokens L×D"
+        raise LayerError(f"{kind} takes {what}, but its input is {described(shape)}", hint=hint)
+    if grid and shape.grid is None:
+        raise LayerError(f"{kind} takes tokens on an H×W grid, but its input is {described(shape)}, which lie on none",
+                         hint="tokens made from an image by 'tokens' lie on its H×W grid, until a class token "
+                              "('clstoken') makes them a plain sequence")
     return shape
 
 
@@ -85,14 +135,18 @@ def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
             broadcast = _broadcast(result, shape)
             if broadcast is None:
                 return first, (f"mul needs shapes that broadcast (equal sizes, or 1 on one side), but branch 1 gives "
-                               f"{show(first)} and branch {index} gives {show(shape)}")
+                               f"{described(first)} and branch {index} gives {described(shape)}")
             result = broadcast
         return result, None
     if op == "add":
         for index, shape in enumerate(shapes[1:], start=2):
             if shape != first:
-                return first, f"add needs equal shapes, but branch 1 gives {show(first)} and branch {index} gives {show(shape)}"
+                return first, (f"add needs equal shapes, but branch 1 gives {described(first)} and branch {index} gives "
+                               f"{described(shape)}")
         return first, None
+    for index, shape in enumerate(shapes, start=1):
+        if isinstance(shape, Tokens):
+            return first, f"concat joins images or vectors on their channels, but branch {index} gives {described(shape)}"
     for index, shape in enumerate(shapes[1:], start=2):
         if len(shape) != len(first):
             return first, f"concat joins on channels, but branch 1 gives {show(first)} and branch {index} gives {show(shape)}"
@@ -107,7 +161,7 @@ def join(op: str, shapes: list[Shape]) -> tuple[Shape, str | None]:
 def _broadcast(left: Shape, right: Shape) -> Shape | None:
     """The shape of ``left * right`` in torch, for tensors of one rank (C×1×1 times C×H×W is C×H×W), or
     None when they do not broadcast."""
-    if len(left) != len(right):
+    if len(left) != len(right) or isinstance(left, Tokens) != isinstance(right, Tokens):
         return None
     out = []
     for a, b in zip(left, right):
@@ -117,12 +171,14 @@ def _broadcast(left: Shape, right: Shape) -> Shape | None:
             out.append(b)
         else:
             return None
-    return tuple(out)
+    return Tokens(out) if isinstance(left, Tokens) else tuple(out)
 
 
 def mismatch_hint(op: str, shapes: list[Shape]) -> str:
     """What to change so that branches join: the padding that closes a constant gap, or the stride."""
     first = shapes[0]
+    if any(isinstance(shape, Tokens) for shape in shapes):
+        return _tokens_mismatch_hint(op, shapes)
     if op == "mul":
         for index, shape in enumerate(shapes[1:], start=2):
             if len(shape) == len(first) and shape and shape[0] != first[0]:
@@ -152,6 +208,20 @@ def mismatch_hint(op: str, shapes: list[Shape]) -> str:
             return f"their sizes differ for some inputs ({where}): give the branches the same kernel, stride and padding"
         return "the branches downsample differently: give them the same stride"
     return "make the branches' shapes equal"
+
+
+def _tokens_mismatch_hint(op: str, shapes: list[Shape]) -> str:
+    """What to change where tokens meet at a join: tokens join with add (or mul), each branch tokens alike."""
+    if op == "concat":
+        return "tokens join with add [ ... | id ] (a residual); concat joins images and vectors"
+    if not all(isinstance(shape, Tokens) for shape in shapes):
+        return "every branch must give tokens, or every branch an image or a vector"
+    first = shapes[0]
+    for index, shape in enumerate(shapes[1:], start=2):
+        if shape.features != first.features:
+            return (f"give the branches the same features (branch 1 has {first.features}, branch {index} has "
+                    f"{shape.features}): a residual branch ends in linear in.c")
+    return "give the branches the same number of tokens, on the same grid"
 
 
 def _where_they_differ(first: Shape, other: Shape) -> str:

@@ -21,6 +21,18 @@ MACS_LEGEND = (
     "bias, normalisation, pooling and activations are left out)."
 )
 LEGEND = MACS_LEGEND + " Memory: fp32; activations are the outputs of every layer in one sample's forward pass."
+ATTENTION_LEGEND = (
+    "Attention: its query, key, value and output projections and its two matrix products (QKᵀ and the weighted sum "
+    "of the values), as torchvision counts its transformers' GFLOPS; softmax and position biases are left out."
+)
+
+
+def legend(network: ir.Network) -> str:
+    """The summary's legend, with what attention's MACs count where the network has attention."""
+    from archdsl.layers import REGISTRY
+
+    attends = any(REGISTRY[layer.kind].family == "attention" for layer in ir.layers(network.body))
+    return f"{LEGEND} {ATTENTION_LEGEND}" if attends else LEGEND
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,9 @@ def json_dim(dim: ir.Dim):
     return dim if isinstance(dim, int) else str(dim)
 
 
-def json_shape(shape: ir.Shape) -> list:
-    return [json_dim(d) for d in shape]
+def json_shape(shape: ir.Shape) -> list | dict:
+    """A list of sizes for an image or a vector, ``{"tokens": 197, "features": 768}`` for tokens (``ir.shape_json``)."""
+    return ir.shape_json(shape)
 
 
 def describe(node: ir.Resolved) -> str:
@@ -108,7 +121,7 @@ def as_json(network: ir.Network, depth: int | None = None) -> dict:
         "param_bytes": json_dim(network.params * BYTES_PER_VALUE),
         "activation_bytes": json_dim(activation_values(network) * BYTES_PER_VALUE),
         "layers": [row.as_json() for row in rows(network, depth)],
-        "legend": LEGEND,
+        "legend": legend(network),
     }
 
 
@@ -168,7 +181,7 @@ def totals_lines(network: ir.Network) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 def totals(network: ir.Network) -> str:
     lines = ("   ".join(parts) for parts in totals_lines(network))
-    return "\n".join(lines) + "\n" + textwrap.fill(LEGEND, width=100)
+    return "\n".join(lines) + "\n" + textwrap.fill(legend(network), width=100)
 
 
 def render_text(network: ir.Network, depth: int | None = None) -> str:
@@ -193,7 +206,7 @@ def render_html(network: ir.Network, depth: int | None = None) -> str:
     return (f'<div class="archdsl-summary">\n<table>\n<caption style="text-align: left">'
             f"<b>{html.escape(title(network))}</b></caption>\n<thead><tr>{head}</tr></thead>\n"
             f"<tbody>\n{body}\n</tbody>\n</table>\n<p>{sums}</p>\n"
-            f'<p style="font-size: smaller; max-width: 50em">{html.escape(LEGEND)}</p>\n</div>')
+            f'<p style="font-size: smaller; max-width: 50em">{html.escape(legend(network))}</p>\n</div>')
 
 
 def beside(*parts: str) -> str:

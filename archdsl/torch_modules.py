@@ -1,5 +1,7 @@
 """The modules archdsl builds where torch has none that fits: LayerNorm over the channels of an image,
-a learned factor per channel, stochastic depth and the channel shuffle.
+a learned factor per channel, stochastic depth, the channel shuffle and selection, and the token layers (image to
+tokens and back, one token or their mean, a class token, a position embedding, self-attention over the tokens,
+Swin's shifted-window attention and patch merging).
 
 Each is written as torchvision writes it, so that its weights copy over and its outputs match
 bit for bit, and so that ``torch.fx.symbolic_trace``, ``torch.jit.script``, the ONNX export and
@@ -80,3 +82,179 @@ class ChannelSlice(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, self.start : self.end]
+
+
+class ToTokens(nn.Module):
+    """An N×C×H×W image as N×H×W×C tokens on its grid (``tokens``): channels last, the position's C values one
+    token. A view; the layers after it read each token's last axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class ToImage(nn.Module):
+    """Tokens, N×L×D with L = H·W or N×H×W×D, as the N×D×H×W image they tile row by row (``untokens H W``)."""
+
+    def __init__(self, height: int, width: int, features: int) -> None:
+        super().__init__()
+        self.height = height
+        self.width = width
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, self.height, self.width, self.features).permute(0, 3, 1, 2)
+
+
+class TakeToken(nn.Module):
+    """Token ``index`` of N×L×D tokens (of N×H×W×D, counted row by row), N×D: ViT's ``x[:, 0]``, the class token."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1, -2)[:, self.index]
+
+
+class TokenMean(nn.Module):
+    """The mean of the tokens, N×D (on a grid, global average pooling)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1, -2).mean(1)
+
+
+class ClassToken(nn.Module):
+    """A learned token of ``features`` values, starting at zero, put before the tokens (torchvision's ViT
+    ``class_token``); tokens on a grid become a plain sequence, read row by row."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1, -2)
+        return torch.cat([self.token.expand(x.shape[0], -1, -1), x], dim=1)
+
+
+class PositionEmbedding(nn.Module):
+    """A learned embedding of each position added to the tokens (torchvision's ViT ``pos_embedding``): ``shape`` is
+    the tokens' (L, D), or (H, W, D) on a grid, and the values start normal with standard deviation ``std``."""
+
+    def __init__(self, shape: tuple[int, ...], std: float = 0.02) -> None:
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(1, *shape).normal_(std=std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.embedding
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """Multi-head self-attention over the tokens: ``nn.MultiheadAttention`` with ``batch_first`` and the tokens
+    as query, key and value, as torchvision's ViT calls it (its parameters, their names and its computation, with
+    ``F.scaled_dot_product_attention`` inside). Tokens on a grid attend as one sequence and keep their grid."""
+
+    def __init__(self, features: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__(features, heads, dropout=dropout, bias=bias, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        tokens = x.flatten(1, -2).transpose(0, 1)
+        out, _ = nn.functional.multi_head_attention_forward(
+            tokens, tokens, tokens, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
+            self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
+            training=self.training, need_weights=False)
+        return out.transpose(0, 1).reshape(x.shape)
+
+
+class WindowAttention(nn.Module):
+    """Swin's shifted-window attention (torchvision's ``ShiftedWindowAttention``) over N×H×W×C tokens on a grid that
+    the windows tile: multi-head attention within each window of ``window`` (height, width) tokens with a learned
+    relative position bias, the grid first rolled back by ``shift`` and masked where a window joins parts that the
+    roll brought together. Where one window covers an axis, that axis is not shifted (torchvision's rule)."""
+
+    def __init__(self, features: int, heads: int, window: int | tuple[int, int], shift: int | tuple[int, int],
+                 grid: tuple[int, int], dropout: float = 0.0) -> None:
+        super().__init__()
+        window = (window, window) if isinstance(window, int) else tuple(window)
+        shift = (shift, shift) if isinstance(shift, int) else tuple(shift)
+        self.heads = heads
+        self.window = window
+        self.grid = grid
+        self.shift = [0 if window[i] >= grid[i] else shift[i] for i in range(2)]
+        self.dropout = dropout
+        self.qkv = nn.Linear(features, 3 * features)
+        self.proj = nn.Linear(features, features)
+        self.relative_position_bias_table = nn.Parameter(
+            nn.init.trunc_normal_(torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), heads), std=0.02))
+        # The index of each pair of a window's positions into the table, by their offset (torchvision's).
+        coords = torch.stack(torch.meshgrid(torch.arange(window[0]), torch.arange(window[1]), indexing="ij")).flatten(1)
+        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+        relative[:, :, 0] += window[0] - 1
+        relative[:, :, 1] += window[1] - 1
+        relative[:, :, 0] *= 2 * window[1] - 1
+        self.register_buffer("relative_position_index", relative.sum(-1).flatten())
+        self.register_buffer("mask", self._mask(), persistent=False)
+
+    def _mask(self) -> torch.Tensor:
+        """0 between positions of a window that were neighbours before the roll, −100 between the others:
+        (windows, window size, window size)."""
+        (height, width), (wh, ww), (sh, sw) = self.grid, self.window, self.shift
+        regions = torch.zeros(height, width)
+        if sh + sw == 0:
+            return regions.new_zeros(1, wh * ww, wh * ww)
+        count = 0
+        # torchvision's slices, negative ends and all: an axis without a shift is one region along it.
+        for h in ((0, -wh), (-wh, -sh), (-sh, None)):
+            for w in ((0, -ww), (-ww, -sw), (-sw, None)):
+                regions[h[0]:h[1], w[0]:w[1]] = count
+                count += 1
+        regions = regions.view(height // wh, wh, width // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
+        differ = regions.unsqueeze(1) - regions.unsqueeze(2)
+        return differ.masked_fill(differ != 0, -100.0).masked_fill(differ == 0, 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (height, width), (wh, ww) = self.grid, self.window
+        channels = x.shape[-1]
+        windows, size = (height // wh) * (width // ww), wh * ww
+        shifted = self.shift[0] + self.shift[1] > 0
+        if shifted:
+            x = torch.roll(x, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
+        x = x.reshape(-1, height // wh, wh, width // ww, ww, channels).permute(0, 1, 3, 2, 4, 5).reshape(-1, size, channels)
+        # The projections' weights are read as torchvision reads them (F.linear), not by calling the submodules.
+        qkv = nn.functional.linear(x, self.qkv.weight, self.qkv.bias)
+        qkv = qkv.reshape(-1, size, 3, self.heads, channels // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = q * (channels // self.heads) ** -0.5
+        attention = q.matmul(k.transpose(-2, -1))
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        attention = attention + bias.view(size, size, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        if shifted:
+            attention = attention.view(-1, windows, self.heads, size, size) + self.mask.unsqueeze(1).unsqueeze(0)
+            attention = attention.view(-1, self.heads, size, size)
+        attention = nn.functional.softmax(attention, dim=-1)
+        attention = nn.functional.dropout(attention, p=self.dropout, training=self.training)
+        x = attention.matmul(v).transpose(1, 2).reshape(-1, size, channels)
+        x = nn.functional.linear(x, self.proj.weight, self.proj.bias)
+        x = x.view(-1, height // wh, width // ww, wh, ww, channels).permute(0, 1, 3, 2, 4, 5)
+        x = x.reshape(-1, height, width, channels)
+        if shifted:
+            x = torch.roll(x, shifts=(self.shift[0], self.shift[1]), dims=(1, 2))
+        return x
+
+
+class PatchMerge(nn.Module):
+    """Swin's 2×2 space-to-depth of N×H×W×C tokens on a grid (the first step of torchvision's PatchMerging): each
+    2×2 patch's four tokens side by side, N×H/2×W/2×4C, a grid of odd size padded with zeros first."""
+
+    def __init__(self, pad_height: int, pad_width: int) -> None:
+        super().__init__()
+        self.pad_height = pad_height
+        self.pad_width = pad_width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_height or self.pad_width:
+            x = nn.functional.pad(x, (0, 0, 0, self.pad_width, 0, self.pad_height))
+        x0 = x[..., 0::2, 0::2, :]
+        x1 = x[..., 1::2, 0::2, :]
+        x2 = x[..., 0::2, 1::2, :]
+        x3 = x[..., 1::2, 1::2, :]
+        return torch.cat([x0, x1, x2, x3], -1)

@@ -620,8 +620,29 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def leaf_macs(module: nn.Module, out: torch.Tensor) -> int:
-    """Multiply-accumulates of one sample through a conv or linear weight, from the module itself."""
+def is_attention(module: nn.Module) -> bool:
+    """Attention modules, whose projections are read as weights (F.linear) rather than run as submodules: their
+    MACs are counted as a whole."""
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__ == "WindowAttention"
+
+
+def attention_macs(module: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of one sample through an attention module, as torch's own FlopCounterMode counts its
+    matrix products (projections, QKᵀ and the weighted sum of the values; a MAC is two of its operations)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # The counter knows the products of scaled_dot_product_attention's math kernel, not the CPU's fused one.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        module(x[:1])
+    return counter.get_total_flops() // 2
+
+
+def leaf_macs(module: nn.Module, out: torch.Tensor, x: torch.Tensor | None = None) -> int:
+    """Multiply-accumulates of one sample through a conv or linear weight, or an attention module given its
+    input ``x``, from the module itself."""
+    if is_attention(module):
+        return attention_macs(module, x)
     per_sample = out[0].numel()
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
@@ -642,7 +663,7 @@ def measure(module: nn.Module, x: torch.Tensor) -> dict[str, Seen]:
 
         def hook(m, args, out, name=name):
             shapes[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
-            leaf[name] = leaf_macs(m, out) if not list(m.children()) else 0
+            leaf[name] = leaf_macs(m, out, args[0]) if is_attention(m) or not list(m.children()) else 0
 
         hooks.append(sub.register_forward_hook(hook))
     try:
@@ -668,7 +689,7 @@ def join_branches(nodes) -> set[str]:
 
 def total_macs(module: nn.Module, x: torch.Tensor) -> int:
     """MACs of one sample through every conv and linear weight of ``module``."""
-    leaves = {name for name, m in module.named_modules() if name and not list(m.children())}
+    leaves = {name for name, m in module.named_modules() if name and (is_attention(m) or not list(m.children()))}
     return sum(seen.macs for name, seen in measure(module, x).items() if name in leaves)
 
 

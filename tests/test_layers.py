@@ -18,14 +18,18 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 import archdsl
+from archdsl.ir import Tokens, declared_shape
 from archdsl.layers import REGISTRY, REQUIRED, ArgSpec, LayerKind, lookup, suggest
 from archdsl.shapes import LayerError, pooled_size, spatial
 from archdsl.symbolic import Sym
 
 KINDS = sorted(REGISTRY)
 
-# Values for required arguments, chosen so that each kind takes a 4×9×9 image or a 12-vector.
-REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2, "p": 0.25, "groups": 2, "parts": 2, "index": 1, "start": 1, "end": 3}
+# Values for required arguments, chosen so that each kind takes a 4×9×9 image, a 12-vector, 16×8 tokens or 4×4×8
+# tokens on a grid.
+REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2, "p": 0.25, "groups": 2, "parts": 2, "index": 1, "start": 1, "end": 3,
+                   "heads": 2, "window": 2, "length": 16}
+INPUTS = ((4, 9, 9), (12,), Tokens((16, 8)), Tokens((4, 4, 8)))
 
 
 def sample_args(kind: LayerKind, spelling: str | None = None) -> dict:
@@ -47,13 +51,13 @@ def sample_args(kind: LayerKind, spelling: str | None = None) -> dict:
 
 
 def valid_input(kind: LayerKind, args: dict) -> tuple[int, ...]:
-    for shape in ((4, 9, 9), (12,)):
+    for shape in INPUTS:
         try:
             kind.infer(args, shape)
         except LayerError:
             continue
         return shape
-    raise AssertionError(f"{kind.key} takes neither an image nor a vector")
+    raise AssertionError(f"{kind.key} takes neither an image, a vector nor tokens")
 
 
 @pytest.mark.parametrize("key", KINDS)
@@ -81,8 +85,23 @@ def test_torch_module_agrees_with_the_static_rules(key: str) -> None:
     assert count_params(module) == kind.params(args, shape)
     x = torch.randn(2, *shape)
     y = module.eval()(x)
-    assert tuple(y.shape[1:]) == out_shape
-    assert leaf_macs(module, y) == kind.macs(args, shape, out_shape)
+    assert declared_shape(tuple(y.shape[1:])) == out_shape or isinstance(out_shape, Tokens)
+    assert tuple(y.shape[1:]) == tuple(out_shape)
+    assert leaf_macs(module, y, x) == kind.macs(args, shape, out_shape)
+
+
+@pytest.mark.parametrize("key", KINDS)
+def test_every_kind_says_which_layouts_it_takes(key: str) -> None:
+    # Each kind takes some of image, vector and tokens; where it refuses one, the message names the input as
+    # what it is ("197×768 tokens"), and the hint the layer that converts, where there is one.
+    kind = REGISTRY[key]
+    args = sample_args(kind)
+    for shape in INPUTS:
+        try:
+            kind.infer(args, shape)
+        except LayerError as err:
+            if isinstance(shape, Tokens) and err.arg is None:
+                assert "tokens" in err.message, (key, err.message)
 
 
 SUGAR = ["conv1x1", "conv3x3", "conv5x5", "conv7x7", "conv11x11", "maxpool2", "maxpool3", "avgpool2", "avgpool5", "gap", "fc"]

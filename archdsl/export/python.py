@@ -44,7 +44,7 @@ from archdsl.compiled import CompiledNetwork
 from archdsl.export import pyexpr
 from archdsl.export.inputs import InputSpec
 from archdsl.export.pyexpr import Py
-from archdsl.export.python_layers import EMITTERS, HELPERS, RankChange, Shape, Unsupported, helper_sources
+from archdsl.export.python_layers import EMITTERS, HELPERS, Layout, RankChange, Shape, Unsupported, helper_sources
 from archdsl.export.python_text import HELPER_FUNCTIONS, JOIN, JOIN_CLASSES, Assign, finish, indent_doc, wrap_line
 from archdsl.layers import SAME, LayerKind, lookup
 from archdsl.program import Program
@@ -60,7 +60,8 @@ _RESERVED = {
     *HELPERS,  # archdsl's own modules (LayerNorm2d, ...), defined in the file where used
 }  # fmt: skip
 
-_DIM_NAMES = {1: ("features",), 3: ("channels", "height", "width")}
+_DIM_NAMES = {Layout(1): ("features",), Layout(3): ("channels", "height", "width"),
+              Layout(2, tokens=True): ("tokens", "features"), Layout(3, tokens=True): ("height", "width", "features")}
 
 
 def python_source(net: CompiledNetwork, weights_file: str | None = None, inputs: InputSpec | None = None) -> str:
@@ -111,14 +112,15 @@ class _Scope:
 class _ClassInfo:
     name: str
     params: dict[str, str]  # archdsl parameter -> Python argument
-    out_rank: int
+    out_layout: Layout
 
 
 # -- the file -------------------------------------------------------------------------------------
 
 
 class _File:
-    """The file being written: a class per block and input rank, as calls reach them, and the network last."""
+    """The file being written: a class per block and input layout (rank, and whether tokens), as calls reach
+    them, and the network last."""
 
     def __init__(self, net: CompiledNetwork, weights_file: str | None = None, inputs: InputSpec | None = None) -> None:
         self.net = net
@@ -144,19 +146,20 @@ class _File:
         """For each block the network reaches, how deep the lists its parameters may hold nest (0: numbers only)."""
         return _list_depths(self.program, self.definition, self.net.param_values)
 
-    def block_class(self, block: ir.BlockDef, rank: int, call: ir.Call) -> _ClassInfo:
-        key = (block.name, rank)
+    def block_class(self, block: ir.BlockDef, layout: Layout, call: ir.Call) -> _ClassInfo:
+        key = (block.name, layout)
         if key in self.classes:
             return self.classes[key]
         if key in self.in_progress:
             raise Unsupported(f"block '{block.name}' calls itself", call.name_span)
         self.in_progress.add(key)
-        # A block used on images and on vectors gets a class per rank: the first keeps the plain name.
+        # A block used on images and on vectors (or tokens) gets a class per layout: the first keeps the plain name.
         other_ranks = [k for k in (*self.classes, *self.in_progress) if k[0] == block.name and k != key]
-        name = _class_name(f"{block.name}_{rank}d", "", self.class_names) if other_ranks else self.base_names[block.name]
-        writer = _Writer(self, block.params, in_rank=rank, depths=self.depths.get(block.name, {}))
+        suffix = f"tokens{layout.rank}d" if layout.tokens else f"{layout.rank}d"
+        name = _class_name(f"{block.name}_{suffix}", "", self.class_names) if other_ranks else self.base_names[block.name]
+        writer = _Writer(self, block.params, in_layout=layout, depths=self.depths.get(block.name, {}))
         end = writer.body(block.body)
-        info = _ClassInfo(name, writer.param_names, end.rank)
+        info = _ClassInfo(name, writer.param_names, end.layout)
         self.sources.append(writer.render_class(name, _docstring(block), end))
         self.classes[key] = info
         self.in_progress.discard(key)
@@ -164,9 +167,10 @@ class _File:
 
     def render(self) -> str:
         depths = {name: pyexpr.nesting(value) for name, value in self.net.param_values.items()}
-        writer = _Writer(self, self.definition.params, len(self.net.input_shape), self.sizes, depths)
+        tokens = isinstance(self.net.input_shape, ir.Tokens)
+        writer = _Writer(self, self.definition.params, Layout(len(self.net.input_shape), tokens), self.sizes, depths)
         dims = self._input_dims(writer)
-        end = writer.body(self.definition.body, Shape(len(dims), dims=tuple(dims)), in_dims=dims)
+        end = writer.body(self.definition.body, Shape(len(dims), dims=tuple(dims), tokens=tokens), in_dims=dims)
         if self.normalizes:
             writer.lines.insert(0, "        " + self.inputs.constructor())  # the network's first module
         network = writer.render_class(self.network_class, self._network_doc(), end, defaults=self.net.param_values)
@@ -259,11 +263,11 @@ class _File:
 class _Writer:
     """Writes the constructor of one class: its statements, its locals, the shape as it goes."""
 
-    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_rank: int, sizes: tuple[str, ...] = (),
+    def __init__(self, file: _File, params: tuple[ir.Param, ...], in_layout: Layout, sizes: tuple[str, ...] = (),
                  depths: dict[str, int] | None = None) -> None:
         self.file = file
         self.params = params
-        self.in_rank = in_rank
+        self.in_layout = in_layout
         taken = _RESERVED | file.class_names
         self.param_names: dict[str, str] = {}
         for name in (*(param.name for param in params), *sizes):
@@ -280,7 +284,7 @@ class _Writer:
         self.indices: list[str] = []  # the loop variables in scope
         self.lines: list[str] = []
         self.depth = 2
-        self.in_dims: list[Py] = [pyexpr.index(pyexpr.name("in_shape", 1), i) for i in range(in_rank)]
+        self.in_dims: list[Py] = [pyexpr.index(pyexpr.name("in_shape", 1), i) for i in range(in_layout.rank)]
 
     # -- output -----------------------------------------------------------------------------------
 
@@ -385,6 +389,9 @@ class _Writer:
             raise Unsupported(f"unknown name '{expr.name}'", expr.span)
         if isinstance(expr, ir.InputDim):
             position = {"c": 0, "h": 1, "w": 2}.get(expr.dim)
+            if self.in_layout.tokens:  # tokens: in.c is each token's features, in.h and in.w their grid's
+                position = {"c": len(self.in_dims) - 1, "h": 0, "w": 1}.get(expr.dim) if len(self.in_dims) == 3 \
+                    else {"c": 1}.get(expr.dim)
             if position is None or position >= len(self.in_dims):
                 raise Unsupported(f"in.{expr.dim} is undefined here", expr.span)
             return self.in_dims[position]
@@ -417,7 +424,8 @@ class _Writer:
         """Write a class body; blocks start from ``in_shape``, the network from its input sizes."""
         if in_dims is not None:
             self.in_dims = in_dims
-        shape = start if start is not None else Shape(self.in_rank, whole=pyexpr.name("in_shape", 1))
+        shape = start if start is not None else \
+            Shape(self.in_layout.rank, whole=pyexpr.name("in_shape", 1), tokens=self.in_layout.tokens)
         return self.items(items, shape, _Scope("self", prefix="" if in_dims is not None else None))
 
     def items(self, items: tuple[ir.Item, ...], shape: Shape, scope: _Scope, needed: bool = True) -> Shape:
@@ -482,7 +490,7 @@ class _Writer:
         return values
 
     def block_call(self, call: ir.Call, block: ir.BlockDef, shape: Shape, scope: _Scope) -> Shape:
-        info = self.file.block_class(block, shape.rank, call)
+        info = self.file.block_class(block, shape.layout, call)
         args, known = [], shape.expr().known
         for arg in call.args:
             value = self.translate(arg.value)
@@ -501,9 +509,10 @@ class _Writer:
             # the resolved graph's shape holds whatever the network's own parameters are.
             node = self.file.nodes.get(f"{scope.prefix}{block.name}_{index.value}")
             if isinstance(node, ir.Block):
-                return Shape(len(node.out_shape), dims=tuple(pyexpr.const(d) for d in node.out_shape))
+                return Shape(len(node.out_shape), dims=tuple(pyexpr.const(d) for d in node.out_shape),
+                             tokens=isinstance(node.out_shape, ir.Tokens))
         root = holder.split(".")[0]
-        return Shape(info.out_rank, whole=pyexpr.attribute(f"{holder}.out_shape", root))
+        return Shape(info.out_layout.rank, whole=pyexpr.attribute(f"{holder}.out_shape", root), tokens=info.out_layout.tokens)
 
     # -- shapes -----------------------------------------------------------------------------------
 
@@ -511,9 +520,9 @@ class _Writer:
         """The shape with one expression per size, unpacking a tuple into locals where needed."""
         if shape.dims is not None:
             return shape
-        names = tuple(self.local(n, "shape") for n in _dim_names(shape.rank))
+        names = tuple(self.local(n, "shape") for n in _dim_names(shape.layout))
         self.set(names, whole=shape.whole)
-        return Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+        return shape.of(dims=tuple(pyexpr.name(n) for n in names))
 
     def set(self, targets: tuple[str, ...], values: tuple[Py, ...] = (), whole: Py | None = None) -> None:
         """Assign sizes to locals; written once the class is complete, leaving out what nothing reads."""
@@ -526,7 +535,7 @@ class _Writer:
             shape = self.unpack(shape)
             targets, values = [], []
             names = []
-            for preferred, dim in zip(_dim_names(shape.rank), shape.dims):
+            for preferred, dim in zip(_dim_names(shape.layout), shape.dims):
                 if self.locals.get(dim.src) == "shape" and not any(dim.src in p for p in self.pinned) \
                         and dim.src not in names:
                     names.append(dim.src)
@@ -536,17 +545,17 @@ class _Writer:
                 targets.append(target)
                 values.append(dim)
             self.set(tuple(targets), tuple(values))
-            return Shape(shape.rank, dims=tuple(pyexpr.name(n) for n in names))
+            return shape.of(dims=tuple(pyexpr.name(n) for n in names))
         if shape.whole is not None and self.locals.get(shape.whole.src) == "shape" \
                 and not any(shape.whole.src in p for p in self.pinned):
             return shape
         target = self.local("shape", "shape", shape.names)
         self.set((target,), (shape.expr(),))
-        return Shape(shape.rank, whole=pyexpr.name(target))
+        return shape.of(whole=pyexpr.name(target))
 
     def assign(self, target: Shape, value: Shape, where: ir.Node) -> None:
         """Statements that make the locals of ``target`` hold ``value``."""
-        if value.rank != target.rank:
+        if value.layout != target.layout:
             raise RankChange("the rank of the shape changes here (an image becomes a vector, say) "
                               "in a way that depends on parameters", where.span)
         if target.whole is not None:
@@ -786,18 +795,18 @@ class _Writer:
         """The shape after an ``if``: shared expressions stay, the rest go through locals set in both arms."""
         if then.expr().src == otherwise.expr().src:
             return then
-        if then.rank != otherwise.rank:
+        if then.layout != otherwise.layout:
             raise Unsupported("the two arms of this if give shapes of different ranks", item.span)
         if then.dims is None and otherwise.dims is None:
-            return Shape(then.rank, whole=pyexpr.name(self.reusable([otherwise.whole, then.whole], "shape", set())))
+            return then.of(whole=pyexpr.name(self.reusable([otherwise.whole, then.whole], "shape", set())))
         dims: list[Py] = []
-        for preferred, position in zip(_dim_names(then.rank), range(then.rank)):
+        for preferred, position in zip(_dim_names(then.layout), range(then.rank)):
             a, b = then.dim(position), otherwise.dim(position)
             if then.dims is not None and otherwise.dims is not None and a.src == b.src:
                 dims.append(a)
             else:
                 dims.append(pyexpr.name(self.reusable([b, a], preferred, {d.src for d in dims})))
-        return Shape(then.rank, dims=tuple(dims))
+        return then.of(dims=tuple(dims))
 
     def reusable(self, options: list[Py], preferred: str, taken: set[str]) -> str:
         """A shape local to hold a merged size: one the arms already use when it is free, else a new one."""
@@ -830,11 +839,11 @@ class _Writer:
         self.place(scope, item.op, f"{helper}({', '.join(containers)})")
         if item.op == "add":
             return ends[0]
-        if any(end.rank != ends[0].rank for end in ends):
+        if any(end.layout != ends[0].layout for end in ends):
             raise Unsupported(f"the branches of this {item.op} give shapes of different ranks", item.span)
         if item.op == "mul":
             rank = ends[0].rank
-            return Shape(rank, dims=tuple(_broadcast([end.dim(i) for end in ends]) for i in range(rank)))
+            return ends[0].of(dims=tuple(_broadcast([end.dim(i) for end in ends]) for i in range(rank)))
         channels = ends[0].dim(0)
         for end in ends[1:]:
             channels = pyexpr.binary("+", channels, end.dim(0))
@@ -929,8 +938,8 @@ def _from_zero(values: ir.Expr) -> bool:
     return isinstance(values, ir.Func) and values.name == "range" and len(values.args) == 1
 
 
-def _dim_names(rank: int) -> tuple[str, ...]:
-    return _DIM_NAMES.get(rank) or tuple(f"size{i}" for i in range(rank))
+def _dim_names(layout: Layout) -> tuple[str, ...]:
+    return _DIM_NAMES.get(layout) or tuple(f"size{i}" for i in range(layout.rank))
 
 
 def _coerce(type_: type, value: Py) -> Py:

@@ -4,8 +4,8 @@ One emitter per kind of the registry (a test checks that none is missing). Sizes
 expressions, folded where they are known: ``conv3x3 c`` on ``channels × height × width`` is
 ``nn.Conv2d(channels, c, 3, padding=1)`` and gives ``c × height × width``.
 
-Kinds that torch has no module for (``ln`` on an image, ``scale``, ``droppath``, ``shuffle``) are built
-from ``archdsl/torch_modules.py``; ``helper_sources`` gives the classes a generated file uses, which the
+Kinds that torch has no module for (``ln`` on an image, ``scale``, ``droppath``, ``shuffle``, the token layers
+and attention) are built from ``archdsl/torch_modules.py``; ``helper_sources`` gives the classes a generated file uses, which the
 file then defines itself, so that it never imports archdsl.
 """
 
@@ -14,8 +14,9 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from archdsl import ir
 from archdsl.errors import BackendError
@@ -33,13 +34,31 @@ class RankChange(Unsupported):
     """A loop body whose output rank is not its input's."""
 
 
+class Layout(NamedTuple):
+    """What a shape holds, as the generated classes are keyed: its rank, and whether it is tokens (L×D, or H×W×D
+    on a grid: ``ir.Tokens``) rather than an image or a vector."""
+
+    rank: int
+    tokens: bool = False
+
+
 @dataclass(frozen=True)
 class Shape:
-    """The shape at a point of a constructor: its sizes as expressions, or one expression for the tuple."""
+    """The shape at a point of a constructor: its sizes as expressions, or one expression for the tuple;
+    ``tokens`` for token sequences (L×D, or H×W×D on a grid)."""
 
     rank: int
     dims: tuple[Py, ...] | None = None
     whole: Py | None = None
+    tokens: bool = False
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.rank, self.tokens)
+
+    def of(self, dims: tuple[Py, ...] | None = None, whole: Py | None = None) -> Shape:
+        """The same layout with other sizes."""
+        return replace(self, dims=dims, whole=whole)
 
     def expr(self) -> Py:
         return self.whole if self.whole is not None else pyexpr.tuple_of(list(self.dims))
@@ -126,8 +145,14 @@ def _constructor(cls: str, positional: list[Py], keywords: list[tuple[str, Py, o
 
 
 def _rank(shape: Shape, ranks: tuple[int, ...], call: ir.Call) -> None:
-    if shape.rank not in ranks:
+    """An image (rank 3) or a vector (rank 1) as ``ranks`` allow: never tokens."""
+    if shape.rank not in ranks or shape.tokens:
         raise Unsupported(f"{call.name} cannot take a rank-{shape.rank} input here", call.span)
+
+
+def _tokens(shape: Shape, call: ir.Call, grid: bool = False) -> None:
+    if not shape.tokens or (grid and shape.rank != 3):
+        raise Unsupported(f"{call.name} takes tokens{' on a grid' if grid else ''} here", call.span)
 
 
 def _conv(kind, args, shape, call):
@@ -177,9 +202,10 @@ def _adaptive(kind, args, shape, call):
 
 
 def _linear(kind, args, shape, call):
-    _rank(shape, (1,), call)
-    module = _nn("Linear", [shape.dims[0], args["out"]], [("bias", args["bias"], True)])
-    return module, Shape(1, dims=(args["out"],))
+    if not shape.tokens:
+        _rank(shape, (1,), call)
+    module = _nn("Linear", [shape.dims[-1], args["out"]], [("bias", args["bias"], True)])
+    return module, shape.of(dims=(*shape.dims[:-1], args["out"]))
 
 
 def _flatten(kind, args, shape, call):
@@ -197,10 +223,11 @@ def _bn(kind, args, shape, call):
 
 
 def _ln(kind, args, shape, call):
-    _rank(shape, (1, 3), call)
-    cls = "LayerNorm2d" if shape.rank == 3 else "nn.LayerNorm"
+    if not shape.tokens:
+        _rank(shape, (1, 3), call)
+    cls = "LayerNorm2d" if shape.rank == 3 and not shape.tokens else "nn.LayerNorm"
     keywords = [("eps", args["eps"], 1e-5), ("elementwise_affine", args["affine"], True)]
-    return _constructor(cls, [shape.dims[0]], keywords), shape
+    return _constructor(cls, [shape.dims[-1] if shape.tokens else shape.dims[0]], keywords), shape
 
 
 def _gn(kind, args, shape, call):
@@ -216,6 +243,9 @@ def _lrn(kind, args, shape, call):
 
 
 def _scale(kind, args, shape, call):
+    if shape.tokens:
+        factors = pyexpr.tuple_of([shape.dims[-1]])
+        return _constructor("Scale", [factors], [("init", args["init"], 1e-6)]), shape
     _rank(shape, (1, 3), call)
     one = pyexpr.const(1)
     factors = pyexpr.tuple_of([shape.dims[0], one, one] if shape.rank == 3 else [shape.dims[0]])
@@ -239,6 +269,75 @@ def _slice(kind, args, shape, call):
     _rank(shape, (1, 3), call)
     size = pyexpr.binary("-", args["end"], args["start"])
     return _constructor("ChannelSlice", [args["start"], args["end"]]), Shape(shape.rank, dims=(size, *shape.dims[1:]))
+
+
+def _softmax(kind, args, shape, call):
+    return f"nn.Softmax(dim={-1 if shape.tokens else 1})", shape
+
+
+def _to_tokens(kind, args, shape, call):
+    _rank(shape, (3,), call)
+    c, h, w = shape.dims
+    return "ToTokens()", Shape(3, dims=(h, w, c), tokens=True)
+
+
+def _to_image(kind, args, shape, call):
+    _tokens(shape, call)
+    h, w = args["h"], args["w"]
+    if h is None:
+        h, w = shape.dims[0], shape.dims[1]
+    features = shape.dims[-1]
+    return _constructor("ToImage", [h, w, features]), Shape(3, dims=(features, h, w))
+
+
+def _length(shape: Shape) -> Py:
+    """The number of tokens: L, or H·W on a grid."""
+    return shape.dims[0] if shape.rank == 2 else pyexpr.binary("*", shape.dims[0], shape.dims[1])
+
+
+def _take_token(kind, args, shape, call):
+    _tokens(shape, call)
+    return _constructor("TakeToken", [args["index"]]), Shape(1, dims=(shape.dims[-1],))
+
+
+def _token_mean(kind, args, shape, call):
+    _tokens(shape, call)
+    return "TokenMean()", Shape(1, dims=(shape.dims[-1],))
+
+
+def _class_token(kind, args, shape, call):
+    _tokens(shape, call)
+    length = pyexpr.binary("+", _length(shape), pyexpr.const(1))
+    return _constructor("ClassToken", [shape.dims[-1]]), Shape(2, dims=(length, shape.dims[-1]), tokens=True)
+
+
+def _position_embedding(kind, args, shape, call):
+    _tokens(shape, call)
+    return _constructor("PositionEmbedding", [pyexpr.tuple_of(list(shape.dims))], [("std", args["std"], 0.02)]), shape
+
+
+def _patch_merge(kind, args, shape, call):
+    _tokens(shape, call, grid=True)
+    h, w, c = shape.dims
+    two, one = pyexpr.const(2), pyexpr.const(1)
+    pads = [pyexpr.binary("%", size, two) for size in (h, w)]
+    halves = tuple(pyexpr.binary("//", pyexpr.binary("+", size, one), two) for size in (h, w))
+    return _constructor("PatchMerge", pads), Shape(3, dims=(*halves, pyexpr.binary("*", pyexpr.const(4), c)), tokens=True)
+
+
+def _attention(kind, args, shape, call):
+    _tokens(shape, call)
+    module = _constructor("SelfAttention", [shape.dims[-1], args["heads"]],
+                          [("dropout", args["dropout"], 0.0), ("bias", args["bias"], True)])
+    return module, shape
+
+
+def _window_attention(kind, args, shape, call):
+    _tokens(shape, call, grid=True)
+    h, w, c = shape.dims
+    module = _constructor("WindowAttention", [c, args["heads"], args["window"], args["shift"], pyexpr.tuple_of([h, w])],
+                          [("dropout", args["dropout"], 0.0)])
+    return module, shape
 
 
 def _plain(cls: str | None = None) -> _Emitter:
@@ -266,7 +365,7 @@ EMITTERS: dict[str, _Emitter] = {
     "tanh": _plain(),
     "gelu": _Emitter(_gelu, needs_dims=False),
     "leakyrelu": _passing(lambda kind, args: _nn("LeakyReLU", [], [("negative_slope", args["slope"], 0.01)])),
-    "softmax": _passing(lambda kind, args: "nn.Softmax(dim=1)"),
+    "softmax": _Emitter(_softmax, needs_dims=False),
     "relu6": _plain(),
     "silu": _plain(),
     "hardswish": _plain(),
@@ -282,6 +381,15 @@ EMITTERS: dict[str, _Emitter] = {
     "chunk": _Emitter(_chunk),
     "slice": _Emitter(_slice),
     "scale": _Emitter(_scale),
+    "tokens": _Emitter(_to_tokens),
+    "untokens": _Emitter(_to_image),
+    "token": _Emitter(_take_token),
+    "tokenmean": _Emitter(_token_mean),
+    "clstoken": _Emitter(_class_token),
+    "posembed": _Emitter(_position_embedding),
+    "patchmerge": _Emitter(_patch_merge),
+    "attention": _Emitter(_attention),
+    "windowattention": _Emitter(_window_attention),
 }
 
 

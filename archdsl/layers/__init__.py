@@ -16,12 +16,18 @@ class there::
     identity.py        id
     activation.py      relu, sigmoid, tanh, gelu, leakyrelu, softmax, relu6, silu, hardswish, ...
     norm.py            bn, lrn, ln, gn
-    channels.py        shuffle
+    channels.py        shuffle, chunk, slice
     scale.py           scale
+    tokens.py          tokens, untokens, token, tokenmean, clstoken, posembed, patchmerge
+    attention.py       attention, windowattention
 
 Names are looked up with ``lookup``: the key, an alias (``fc`` for ``linear``), or sugar
 (``conv3x3``, ``conv1x7``, ``maxpool2``, ``gap``) that presets some arguments. MACs follow torchvision's
-convention: multiply-accumulates of convolution and linear weights only.
+convention: multiply-accumulates of convolution and linear weights, and of attention's projections and its two
+matrix products (QKᵀ and the weighted sum of the values).
+
+A shape is an image (C×H×W), a vector or tokens (``ir.Tokens``: L×D, or on an H×W grid); a kind takes the
+layouts its rule accepts and says which it needs otherwise (``shapes.require_rank``, ``require_tokens``).
 """
 
 from __future__ import annotations
@@ -243,7 +249,8 @@ def archdsl_modules():
 
 # The families register their kinds on import, in this order: the registry's, and so the order of
 # `archdsl layers` and of compare's family rows.
-FAMILY_MODULES = ("conv", "pooling", "linear", "regularisation", "identity", "activation", "norm", "channels", "scale")
+FAMILY_MODULES = ("conv", "pooling", "linear", "regularisation", "identity", "activation", "norm", "channels", "scale",
+                  "tokens", "attention")
 for _module in FAMILY_MODULES:
     importlib.import_module(f"archdsl.layers.{_module}")
 

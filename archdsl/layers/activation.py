@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from archdsl.ir import Tokens
 from archdsl.layers import ArgSpec, LayerKind, register, torch_nn
 
 
@@ -73,10 +74,10 @@ class LeakyReLU(Activation):
 class Softmax(Activation):
     key = "softmax"
     torch_class = "Softmax"
-    doc = "softmax over channels (or features)"
+    doc = "softmax over channels (or features, of a vector or of each token)"
 
     def build(self, args, in_shape):
-        return torch_nn().Softmax(dim=1)
+        return torch_nn().Softmax(dim=-1 if isinstance(in_shape, Tokens) else 1)
 
 
 @register

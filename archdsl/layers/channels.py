@@ -5,7 +5,7 @@ selection makes the branch's input: ShuffleNetV2's unit is ``concat [ chunk 2 0 
 from __future__ import annotations
 
 from archdsl.layers import ArgSpec, LayerKind, archdsl_modules, divides_hint, non_negative, positive, register
-from archdsl.shapes import LayerError, require_rank
+from archdsl.shapes import LayerError, require_image_or_vector, require_rank
 
 
 @register
@@ -34,9 +34,7 @@ class Shuffle(LayerKind):
 
 def _channels(key: str, shape) -> int:
     """The channels of an image or the features of a vector, which a selection takes from."""
-    if len(shape) not in (1, 3):
-        raise LayerError(f"{key} takes a vector or a C×H×W image, not {'×'.join(map(str, shape))}")
-    return shape[0]
+    return require_image_or_vector(shape, key)[0]
 
 
 @register

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from archdsl.ir import Tokens
 from archdsl.layers import (
     ArgSpec,
     LayerKind,
@@ -12,19 +13,14 @@ from archdsl.layers import (
     register,
     torch_nn,
 )
-from archdsl.shapes import LayerError, require_rank, show
+from archdsl.shapes import LayerError, channels, described, layout, require_image_or_vector, require_rank
 
 _EPS = ArgSpec("eps", float, 1e-5, positive, "added to the variance")
 _AFFINE = ArgSpec("affine", bool, True, doc="learn a weight and a bias per channel")
 
 
-def _vector_or_image(key: str, shape) -> None:
-    if len(shape) not in (1, 3):
-        raise LayerError(f"{key} takes a vector or a C×H×W image, not {show(shape)}")
-
-
 def _affine_params(args, in_shape) -> int:
-    return 2 * in_shape[0] if args["affine"] else 0
+    return 2 * channels(in_shape) if args["affine"] else 0
 
 
 @register
@@ -40,14 +36,16 @@ class BatchNorm(LayerKind):
     )
 
     def infer(self, args, shape):
-        _vector_or_image("bn", shape)
-        return shape
+        if isinstance(shape, Tokens):
+            raise LayerError(f"bn takes a vector or a C×H×W image, not {described(shape)}",
+                             hint="ln normalises each token's features, as transformers do")
+        return require_image_or_vector(shape, "bn")
 
     def params(self, args, in_shape):
         return _affine_params(args, in_shape)
 
     def build(self, args, in_shape):
-        cls = torch_nn().BatchNorm2d if len(in_shape) == 3 else torch_nn().BatchNorm1d
+        cls = torch_nn().BatchNorm2d if layout(in_shape) == "image" else torch_nn().BatchNorm1d
         return cls(in_shape[0], eps=args["eps"], momentum=args["momentum"], affine=args["affine"])
 
     def label(self, args):
@@ -81,25 +79,21 @@ class LocalResponseNorm(LayerKind):
 @register
 class LayerNorm(LayerKind):
     """On an image, each position's C channels are normalised (ConvNeXt's LayerNorm2d), with a weight and
-    a bias of C values; on a vector, its features (nn.LayerNorm)."""
+    a bias of C values; on a vector its features, on tokens each token's D features (nn.LayerNorm)."""
 
     key = "ln"
     known_elsewhere = ("layernorm", "layernorm2d", "layer_norm", "layernormalization")
     family = "normalisation"
     doc = ("layer normalisation over the channels at each position of an image (ConvNeXt's LayerNorm2d), "
-           "over the features of a vector: ln eps=1e-5 affine=true")
+           "over the features of a vector or of each token: ln eps=1e-5 affine=true")
     args = (_EPS, _AFFINE)
-
-    def infer(self, args, shape):
-        _vector_or_image("ln", shape)
-        return shape
 
     def params(self, args, in_shape):
         return _affine_params(args, in_shape)
 
     def build(self, args, in_shape):
-        cls = archdsl_modules().LayerNorm2d if len(in_shape) == 3 else torch_nn().LayerNorm
-        return cls(in_shape[0], eps=args["eps"], elementwise_affine=args["affine"])
+        cls = archdsl_modules().LayerNorm2d if layout(in_shape) == "image" else torch_nn().LayerNorm
+        return cls(channels(in_shape), eps=args["eps"], elementwise_affine=args["affine"])
 
     def label(self, args):
         return "LN"
@@ -118,10 +112,9 @@ class GroupNorm(LayerKind):
     )
 
     def infer(self, args, shape):
-        _vector_or_image("gn", shape)
-        channels, groups = shape[0], args["groups"]
-        if channels % groups:
-            raise LayerError(f"{groups} groups do not divide the {channels} channels", hint=divides_hint("gn", groups, channels),
+        size, groups = require_image_or_vector(shape, "gn")[0], args["groups"]
+        if size % groups:
+            raise LayerError(f"{groups} groups do not divide the {size} channels", hint=divides_hint("gn", groups, size),
                              arg="groups")
         return shape
 

@@ -1,0 +1,133 @@
+"""Attention over tokens: ``attention heads=H`` (multi-head self-attention, ``nn.MultiheadAttention``) and Swin's
+``windowattention heads=H window=7 shift=3`` (within windows of the grid, with a relative position bias).
+
+MACs, as torchvision counts its transformers' GFLOPS: the query, key, value and output projections (4·L·D² over L
+tokens of D features) and the two matrix products, QKᵀ and the weighted sum of the values (L²·D each; within
+windows of N tokens, L·N·D each). Softmax, the bias table and masks are left out, as normalisation is.
+"""
+
+from __future__ import annotations
+
+from archdsl.layers import (
+    ArgSpec,
+    LayerKind,
+    Pair,
+    archdsl_modules,
+    non_negative,
+    pair,
+    positive,
+    probability,
+    register,
+)
+from archdsl.shapes import LayerError, require_tokens, show
+
+
+def _check_heads(heads: int, features) -> None:
+    if isinstance(features, int) and features % heads:
+        divisors = [h for h in range(1, min(features, 4096) + 1) if features % h == 0]
+        below = max((h for h in divisors if h < heads), default=None)
+        above = min((h for h in divisors if h > heads), default=None)
+        options = " or ".join(f"heads={h}" for h in (below, above) if h is not None)
+        raise LayerError(f"{heads} heads do not divide the {features} features of each token",
+                         hint=f"each head takes features / heads of them: {options} would", arg="heads")
+
+
+def _projections(features: int, bias: bool) -> int:
+    """The parameters of the query, key, value and output projections: 4·D² weights and 4·D biases."""
+    return 4 * features * features + (4 * features if bias else 0)
+
+
+@register
+class Attention(LayerKind):
+    """Multi-head self-attention over the tokens, ``nn.MultiheadAttention`` (batch first) with the tokens as query,
+    key and value: its parameters (``in_proj_weight`` 3D×D, ``out_proj``), its dropout on the attention weights
+    and its ``bias``. d2l's attention has no biases: ``attention heads=8 bias=false``."""
+
+    key = "attention"
+    known_elsewhere = ("multiheadattention", "multihead_attention", "mha", "selfattention", "self_attention")
+    family = "attention"
+    doc = "multi-head self-attention over the tokens: attention heads=H dropout=0 bias=true (nn.MultiheadAttention)"
+    args = (
+        ArgSpec("heads", int, check=positive, doc="attention heads; they divide the features"),
+        ArgSpec("dropout", float, 0.0, probability, "dropout on the attention weights"),
+        ArgSpec("bias", bool, True, doc="biases of the projections"),
+    )
+
+    def infer(self, args, shape):
+        tokens = require_tokens(shape, "attention")
+        _check_heads(args["heads"], tokens.features)
+        return shape
+
+    def params(self, args, in_shape):
+        return _projections(in_shape.features, args["bias"])
+
+    def macs(self, args, in_shape, out_shape):
+        length, features = in_shape.length, in_shape.features
+        return 4 * length * features * features + 2 * length * length * features
+
+    def build(self, args, in_shape):
+        return archdsl_modules().SelfAttention(in_shape.features, args["heads"], args["dropout"], args["bias"])
+
+    def label(self, args):
+        return f"attention, {args['heads']} heads" + ("" if args["bias"] else ", no bias")
+
+
+@register
+class WindowAttention(LayerKind):
+    """Swin's window attention over tokens on a grid (torchvision's ``ShiftedWindowAttention``): multi-head
+    self-attention within each window of ``window`` tokens, with a learned bias per head and relative offset
+    ((2·wh − 1)(2·ww − 1)·heads parameters); with ``shift`` the grid is first rolled back by it and attention is
+    masked between parts that the roll brought together. An axis that one window covers is not shifted."""
+
+    key = "windowattention"
+    known_elsewhere = ("shiftedwindowattention", "shifted_window_attention", "window_attention", "swinattention")
+    family = "attention"
+    doc = ("Swin's (shifted) window attention over tokens on a grid: windowattention heads=H window=7 shift=0 "
+           "dropout=0; the window divides the grid")
+    args = (
+        ArgSpec("heads", int, check=positive, doc="attention heads; they divide the features"),
+        ArgSpec("window", Pair, check=positive, doc="window size (height, width)"),
+        ArgSpec("shift", Pair, 0, non_negative, "cyclic shift of the windows (height, width)"),
+        ArgSpec("dropout", float, 0.0, probability, "dropout on the attention weights"),
+    )
+
+    def validate(self, args):
+        if any(s >= w for s, w in zip(pair(args["shift"]), pair(args["window"]))):
+            raise LayerError(f"a shift of {show(pair(args['shift']))} is not less than the window "
+                             f"{show(pair(args['window']))}", hint="Swin shifts by half the window: shift=window // 2",
+                             arg="shift")
+
+    def infer(self, args, shape):
+        tokens = require_tokens(shape, "windowattention", grid=True)
+        _check_heads(args["heads"], tokens.features)
+        window = pair(args["window"])
+        for axis, size, side in zip(("height", "width"), tokens.grid, window):
+            if not isinstance(size, int):
+                raise LayerError(f"windowattention needs a grid known before the input size, not {show(tokens.grid)}",
+                                 hint="compile the network at a concrete input (--input)")
+            if size % side:
+                fits = [w for w in range(1, size + 1) if size % w == 0]
+                closest = min(fits, key=lambda w: (abs(w - side), w))
+                raise LayerError(f"windows of {show(window)} do not tile the {show(tokens.grid)} grid: its {axis} "
+                                 f"{size} is not a multiple of {side}",
+                                 hint=f"a window divides the grid: window={closest} on this axis would, or an input "
+                                      "whose grid is a multiple of the window", arg="window")
+        return shape
+
+    def params(self, args, in_shape):
+        height, width = pair(args["window"])
+        return _projections(in_shape.features, True) + (2 * height - 1) * (2 * width - 1) * args["heads"]
+
+    def macs(self, args, in_shape, out_shape):
+        length, features = in_shape.length, in_shape.features
+        size = pair(args["window"])[0] * pair(args["window"])[1]
+        return 4 * length * features * features + 2 * length * size * features
+
+    def build(self, args, in_shape):
+        return archdsl_modules().WindowAttention(in_shape.features, args["heads"], args["window"], args["shift"],
+                                                 in_shape.grid, args["dropout"])
+
+    def label(self, args):
+        window = pair(args["window"])
+        text = f"window attention {show(window)}, {args['heads']} heads"
+        return text + (f", shift {show(pair(args['shift']))}" if pair(args["shift"]) != (0, 0) else "")
