@@ -273,30 +273,39 @@ def against_reference(net: CompiledNetwork, target: str, paths: list[Path], kwar
 
 def _run_reference(reference, target: str, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], list[str], set[str]]:
     """Run the reference once on a zero batch: its output shape; its state_dict's names in the order its
-    forward first calls the modules that hold them (the order a spec is written in, whatever order the
-    modules were registered in: the book's Residual registers conv1, conv2, conv3, bn1, bn2); and the names
-    of tensors whose modules the forward never called, which come last, in registration order."""
+    forward first uses the tensors of the modules that hold them (the order a spec is written in, whatever order the
+    modules were registered in: the book's Residual registers conv1, conv2, conv3, bn1, bn2; torchvision's ViT holds
+    its class token in the model itself and uses it after the patch convolution), each module's tensors together in
+    its own order; and the names of tensors that the forward never used, which come last, in registration order."""
     import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_leaves
 
     state = list(reference.state_dict())
-    called: list[torch.nn.Module] = []
+    owners: dict[int, torch.nn.Module] = {}
+    for module in reference.modules():
+        for _, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            owners.setdefault(id(tensor), module)
+    used: dict[int, torch.nn.Module] = {}  # id of a module -> the module, in the order its tensors are first used
 
-    def record(module, args) -> None:
-        if not any(module is seen for seen in called):
-            called.append(module)
+    class Uses(TorchFunctionMode):
+        """Records, for every torch function the forward calls, the modules that hold the tensors it reads."""
 
-    handles = [module.register_forward_pre_hook(record) for module in reference.modules()]
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            for leaf in tree_leaves((args, kwargs or {})):
+                owner = owners.get(id(leaf)) if isinstance(leaf, torch.Tensor) else None
+                if owner is not None:
+                    used.setdefault(id(owner), owner)
+            return func(*args, **(kwargs or {}))
+
     device = next((t.device for t in reference.state_dict().values()), torch.device("cpu"))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), Uses():
             output = reference.eval()(torch.zeros(1, *input_shape, device=device))
     except Exception as err:  # the user's model refusing the spec's input
         raise UsageError(f"the reference fails on a 1x{ir.format_shape(input_shape)} input: {type(err).__name__}: {err}",
                          hint="make both take the same input: --param or --input for the spec, "
                               "--reference-arg for the reference") from None
-    finally:
-        for handle in handles:
-            handle.remove()
     if not isinstance(output, torch.Tensor):
         raise UsageError(f"{target} returns a {type(output).__name__}, not one tensor",
                          hint="wrap it in a factory that returns the model's main output")
@@ -305,7 +314,7 @@ def _run_reference(reference, target: str, input_shape: tuple[int, ...]) -> tupl
         prefixes.setdefault(id(module), []).append(prefix + "." if prefix else "")
     in_state = set(state)
     order: dict[str, None] = {}
-    for module in called:
+    for module in used.values():
         own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
         for prefix in prefixes.get(id(module), []):
             order |= {prefix + name: None for name, _ in own if prefix + name in in_state}
