@@ -50,11 +50,12 @@ FAMILIES = {
     "shufflenet_v2": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
     "squeezenet": ["squeezenet1_0", "squeezenet1_1"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
+    "vit": ["vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
 FAST = {"alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
-        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11"}
+        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11", "vit_b_32"}
 # Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
 # rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
 # convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
@@ -64,6 +65,12 @@ COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "sq
 # torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
 # builder returns with weights, and the zoo's, have none (23,834,568).
 DOCUMENTED_WITH_AUX = {"inception_v3"}
+# The zoo's networks are at their builders' defaults; torchvision documents ViT-H/14 with its published weights, at
+# 518 (its position embedding is 37² + 1 long there).
+AT_WEIGHTS = {"vit_h_14": {"image_size": 518}}
+# An input smaller than 224 for the built-module tests: a ViT's position embedding fixes its size, which a
+# parameter sets.
+SMALL = {"vit_b_32": {"image_size": 96}}
 ATOL = 1e-4
 
 
@@ -137,13 +144,13 @@ def test_a_name_chooses_its_network() -> None:
         archdsl.load("vgg16", network="vgg19")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_the_family_specs_are_formatted(family: str) -> None:
+@pytest.mark.parametrize("spec", [*(f"{family}.arch" for family in FAMILIES), "lib/transformer.arch"])
+def test_the_family_specs_are_formatted(spec: str) -> None:
     from archdsl.formatter import format_source
     from archdsl.program import read_source
 
-    source = read_source(zoo.ZOO / f"{family}.arch")
-    assert format_source(source) == source.text, f"archdsl fmt --write archdsl/zoo/{family}.arch"
+    source = read_source(zoo.ZOO / spec)
+    assert format_source(source) == source.text, f"archdsl fmt --write archdsl/zoo/{spec}"
 
 
 def test_the_worked_example_of_the_docs_is_se_resnet_50() -> None:
@@ -220,7 +227,7 @@ def test_macs_within_one_percent_of_torchvision_gflops_at_its_crop_size(torchvis
     # torchvision's "GFLOPS" are giga multiply-accumulates, given to three decimals: resnet50's 4.089 is archdsl's
     # 4,089,184,256 MACs, and shufflenet_v2_x0_5's 40,476,448 are 0.04 there (1.2% apart by the rounding alone).
     weights = torchvision.models.get_model_weights(name).DEFAULT
-    net = archdsl.load(name)
+    net = archdsl.load(name, **AT_WEIGHTS.get(name, {}))
     documented = weights.meta["_ops"] * 1e9
     assert abs(net.macs - documented) <= max(0.01 * documented, 0.0005e9), (net.macs, weights.meta["_ops"])
     assert weights.transforms().crop_size == [net.input_shape[1]]
@@ -258,9 +265,10 @@ def test_same_function_as_torchvision_with_its_weights(torchvision, name: str) -
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_built_modules_trace_with_fx_and_run_channels_last(name: str) -> None:
     torch = pytest.importorskip("torch")
-    net = archdsl.load(name, input_shape=(3, 96, 96))  # the adaptive pools take it; the weights are the same
+    # The adaptive pools take 96×96 and the weights are the same; a ViT is built for it.
+    net = archdsl.load(name, **SMALL.get(name, {"input_shape": (3, 96, 96)}))
     module = net.build(seed=0).eval()
-    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = module(x)
         traced = torch.fx.symbolic_trace(module)

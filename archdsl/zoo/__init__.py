@@ -2,7 +2,8 @@
 
 The family specs are this package's ``*.arch`` files (package data, so an installed wheel has them), each
 defining one network per torchvision builder under the builder's own name: ``resnet.arch`` holds
-``resnet18`` ... ``resnet152``, the ResNeXts and the Wide ResNets.
+``resnet18`` ... ``resnet152``, the ResNeXts and the Wide ResNets. Blocks that several families share live in
+``lib/`` (the Transformer encoder block), which the family specs import.
 
     $ archdsl compile resnet50                  # the zoo's resnet50, from any folder
     >>> archdsl.load("resnet50").params
@@ -66,8 +67,9 @@ def locate(spec: str | Path, network: str | None = None) -> tuple[str | Path, st
 
 
 def is_zoo_file(path: str | Path) -> bool:
-    """Whether ``path`` is one of the zoo's own family specs (which ``fmt --write`` must leave alone)."""
-    return Path(path).resolve().parent == ZOO
+    """Whether ``path`` is one of the zoo's own family specs or the blocks they import from ``zoo/lib/`` (which
+    ``fmt --write`` must leave alone)."""
+    return Path(path).resolve().parent in (ZOO, ZOO / "lib")
 
 
 def _shown(path: Path) -> str:
