@@ -1,7 +1,8 @@
 """Hand-written PyTorch reference models: the oracle for the compiler's torch backend.
 
 Each network follows the PyTorch code of Dive into Deep Learning (d2l.ai, "Modern Convolutional
-Neural Networks" and LeNet), with two deliberate differences that change no computation:
+Neural Networks", LeNet, and the Vision Transformer of 11.8 with the book's own multi-head attention), with two
+deliberate differences that change no computation:
 
 * no Lazy modules: every in_channels / in_features is written out or computed, so a model is
   complete on construction and can be compared before any forward pass;
@@ -15,6 +16,7 @@ Each factory takes ``in_channels`` and ``classes`` and is meant for the input si
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -411,6 +413,147 @@ def densenet(in_channels: int = 1, classes: int = 10) -> nn.Sequential:
     )
 
 
+def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None) -> torch.Tensor:
+    """Softmax over the last axis; the ViT never masks (``valid_lens`` is None), so the book's masking is left out."""
+    assert valid_lens is None
+    return F.softmax(X, dim=-1)
+
+
+class DotProductAttention(nn.Module):
+    """Scaled dot-product attention with dropout on the attention weights (d2l 11.3)."""
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)
+        self.attention_weights = masked_softmax(scores, valid_lens)
+        return torch.bmm(self.dropout(self.attention_weights), values)
+
+
+class MultiHeadAttention(nn.Module):
+    """The book's multi-head attention (d2l 11.5): four projections of ``num_hiddens`` (no biases by default), the
+    heads as ``num_heads`` slices of the features."""
+
+    def __init__(self, num_hiddens: int, num_heads: int, dropout: float, bias: bool = False) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.attention = DotProductAttention(dropout)
+        self.W_q = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+        self.W_k = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+        self.W_v = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+
+    def forward(self, queries, keys, values, valid_lens):
+        queries = self.transpose_qkv(self.W_q(queries))
+        keys = self.transpose_qkv(self.W_k(keys))
+        values = self.transpose_qkv(self.W_v(values))
+        output = self.attention(queries, keys, values, valid_lens)
+        return self.W_o(self.transpose_output(output))
+
+    def transpose_qkv(self, X):
+        X = X.reshape(X.shape[0], X.shape[1], self.num_heads, -1)
+        X = X.permute(0, 2, 1, 3)
+        return X.reshape(-1, X.shape[2], X.shape[3])
+
+    def transpose_output(self, X):
+        X = X.reshape(-1, self.num_heads, X.shape[1], X.shape[2])
+        X = X.permute(0, 2, 1, 3)
+        return X.reshape(X.shape[0], X.shape[1], -1)
+
+
+class PatchEmbedding(nn.Module):
+    """A convolution with kernel and stride ``patch_size``, its outputs read as tokens (d2l 11.8)."""
+
+    def __init__(self, in_channels: int, img_size: int = 96, patch_size: int = 16, num_hiddens: int = 512) -> None:
+        super().__init__()
+        self.num_patches = (img_size // patch_size) ** 2
+        self.conv = nn.Conv2d(in_channels, num_hiddens, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, X):
+        return self.conv(X).flatten(2).transpose(1, 2)
+
+
+class ViTEmbedding(nn.Module):
+    """The book's ViT holds its class token and position embedding in the model itself; here a module of their own,
+    between the patch embedding and the blocks, so that the tensors are registered in the order they are used."""
+
+    def __init__(self, num_steps: int, num_hiddens: int, emb_dropout: float) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, num_hiddens))
+        self.pos_embedding = nn.Parameter(torch.randn(1, num_steps, num_hiddens))
+        self.dropout = nn.Dropout(emb_dropout)
+
+    def forward(self, X):
+        X = torch.cat((self.cls_token.expand(X.shape[0], -1, -1), X), 1)
+        return self.dropout(X + self.pos_embedding)
+
+
+class ViTMLP(nn.Module):
+    def __init__(self, num_hiddens: int, mlp_num_hiddens: int, mlp_num_outputs: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.dense1 = nn.Linear(num_hiddens, mlp_num_hiddens)
+        self.gelu = nn.GELU()
+        self.dropout1 = nn.Dropout(dropout)
+        self.dense2 = nn.Linear(mlp_num_hiddens, mlp_num_outputs)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout2(self.dense2(self.dropout1(self.gelu(self.dense1(x)))))
+
+
+class ViTBlock(nn.Module):
+    """Pre-norm: attention of the normalised tokens added to them, then the MLP's (d2l 11.8)."""
+
+    def __init__(self, num_hiddens: int, norm_shape: int, mlp_num_hiddens: int, num_heads: int, dropout: float,
+                 use_bias: bool = False) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(norm_shape)
+        self.attention = MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias)
+        self.ln2 = nn.LayerNorm(norm_shape)
+        self.mlp = ViTMLP(num_hiddens, mlp_num_hiddens, num_hiddens, dropout)
+
+    def forward(self, X, valid_lens=None):
+        X = X + self.attention(*([self.ln1(X)] * 3), valid_lens)
+        return X + self.mlp(self.ln2(X))
+
+
+class ViTHead(nn.Module):
+    """The book's head, on the class token: ``self.head(X[:, 0])``."""
+
+    def __init__(self, num_hiddens: int, num_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Sequential(nn.LayerNorm(num_hiddens), nn.Linear(num_hiddens, num_classes))
+
+    def forward(self, X):
+        return self.head(X[:, 0])
+
+
+class ViT(nn.Sequential):
+    """The book's Vision Transformer (d2l 11.8) at its settings for Fashion-MNIST at 96x96: patches of 16, 512
+    features, an MLP of 2048, 8 heads, 2 blocks, dropout 0.1; the head reads the class token. The book's forward
+    runs the patch embedding, the embeddings, the blocks and the head one after another: here a Sequential of them."""
+
+    def __init__(self, img_size: int = 96, patch_size: int = 16, num_hiddens: int = 512, mlp_num_hiddens: int = 2048,
+                 num_heads: int = 8, num_blks: int = 2, emb_dropout: float = 0.1, blk_dropout: float = 0.1,
+                 use_bias: bool = False, num_classes: int = 10, in_channels: int = 1) -> None:
+        patch_embedding = PatchEmbedding(in_channels, img_size, patch_size, num_hiddens)
+        num_steps = patch_embedding.num_patches + 1  # the class token
+        super().__init__(
+            patch_embedding,
+            ViTEmbedding(num_steps, num_hiddens, emb_dropout),
+            *(ViTBlock(num_hiddens, num_hiddens, mlp_num_hiddens, num_heads, blk_dropout, use_bias)
+              for _ in range(num_blks)),
+            ViTHead(num_hiddens, num_classes),
+        )
+
+
+def d2l_vit(in_channels: int = 1, classes: int = 10) -> nn.Module:
+    return ViT(in_channels=in_channels, num_classes=classes)
+
+
 Factory = Callable[..., nn.Module]
 
 # spec file stem -> (factory, input (C, H, W) at in_channels=1)
@@ -426,4 +569,5 @@ REFERENCES: dict[str, tuple[Factory, tuple[int, int, int]]] = {
     "densenet": (densenet, (1, 96, 96)),
     "resnext": (resnext, (1, 96, 96)),
     "anynet": (anynet, (1, 96, 96)),
+    "d2l_vit": (d2l_vit, (1, 96, 96)),
 }

@@ -9,6 +9,7 @@ forward pass costs nothing.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import pytest
@@ -20,6 +21,7 @@ from references import (
     Residual,
     ResNeXtBlock,
     anynet,
+    d2l_vit,
     lenet,
     resnet18,
     resnext,
@@ -62,6 +64,9 @@ BOOK_SHAPES = {
     "resnext": RESNET_SHAPES,
     # d2l 8.8 prints RegNetX32's stem, two stages and head: 32x48x48, 32x24x24, 80x12x12, 10.
     "anynet": [(32, 48, 48), (32, 24, 24), (80, 12, 12), (80, 1, 1), (80,), (10,)],
+    # d2l 11.8: the patch embedding gives (img_size // patch_size)**2 = 36 tokens of num_hiddens = 512, the class
+    # token makes 37, "the Vision Transformer encoder block does not change the input shape", the head 10 logits.
+    "d2l_vit": [(36, 512), (37, 512), (10,)],
     # 64 + 4*32 = 192, halved to 96; 96 + 128 = 224 -> 112; 112 + 128 = 240 -> 120; 120 + 128 = 248
     "densenet": [
         (64, 24, 24), (192, 24, 24), (96, 12, 12), (224, 12, 12), (112, 6, 6), (240, 6, 6),
@@ -314,3 +319,152 @@ def test_the_written_out_references_compute_the_books_code(book, reference) -> N
             assert mine.shape == value.shape
             mine.copy_(value)
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=1e-5)
+
+
+# The book's Vision Transformer (d2l 11.8) as the book writes it, with its MultiHeadAttention (11.5) and
+# DotProductAttention (11.3): Lazy modules, the class token and the position embedding held in the model itself.
+
+class BookDotProductAttention(nn.Module):
+    def __init__(self, dropout):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        d = queries.shape[-1]
+        scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)
+        self.attention_weights = F.softmax(scores, dim=-1)  # masked_softmax with valid_lens None
+        return torch.bmm(self.dropout(self.attention_weights), values)
+
+
+class BookMultiHeadAttention(nn.Module):
+    def __init__(self, num_hiddens, num_heads, dropout, bias=False, **kwargs):
+        super().__init__()
+        self.num_heads = num_heads
+        self.attention = BookDotProductAttention(dropout)
+        self.W_q = nn.LazyLinear(num_hiddens, bias=bias)
+        self.W_k = nn.LazyLinear(num_hiddens, bias=bias)
+        self.W_v = nn.LazyLinear(num_hiddens, bias=bias)
+        self.W_o = nn.LazyLinear(num_hiddens, bias=bias)
+
+    def forward(self, queries, keys, values, valid_lens):
+        queries = self.transpose_qkv(self.W_q(queries))
+        keys = self.transpose_qkv(self.W_k(keys))
+        values = self.transpose_qkv(self.W_v(values))
+        output = self.attention(queries, keys, values, valid_lens)
+        output_concat = self.transpose_output(output)
+        return self.W_o(output_concat)
+
+    def transpose_qkv(self, X):
+        X = X.reshape(X.shape[0], X.shape[1], self.num_heads, -1)
+        X = X.permute(0, 2, 1, 3)
+        return X.reshape(-1, X.shape[2], X.shape[3])
+
+    def transpose_output(self, X):
+        X = X.reshape(-1, self.num_heads, X.shape[1], X.shape[2])
+        X = X.permute(0, 2, 1, 3)
+        return X.reshape(X.shape[0], X.shape[1], -1)
+
+
+class BookPatchEmbedding(nn.Module):
+    def __init__(self, img_size=96, patch_size=16, num_hiddens=512):
+        super().__init__()
+        def _make_tuple(x):
+            if not isinstance(x, (list, tuple)):
+                return (x, x)
+            return x
+        img_size, patch_size = _make_tuple(img_size), _make_tuple(patch_size)
+        self.num_patches = (img_size[0] // patch_size[0]) * (
+            img_size[1] // patch_size[1])
+        self.conv = nn.LazyConv2d(num_hiddens, kernel_size=patch_size,
+                                  stride=patch_size)
+
+    def forward(self, X):
+        # Output shape: (batch size, no. of patches, no. of channels)
+        return self.conv(X).flatten(2).transpose(1, 2)
+
+
+class BookViTMLP(nn.Module):
+    def __init__(self, mlp_num_hiddens, mlp_num_outputs, dropout=0.5):
+        super().__init__()
+        self.dense1 = nn.LazyLinear(mlp_num_hiddens)
+        self.gelu = nn.GELU()
+        self.dropout1 = nn.Dropout(dropout)
+        self.dense2 = nn.LazyLinear(mlp_num_outputs)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout2(self.dense2(self.dropout1(self.gelu(
+            self.dense1(x)))))
+
+
+class BookViTBlock(nn.Module):
+    def __init__(self, num_hiddens, norm_shape, mlp_num_hiddens,
+                 num_heads, dropout, use_bias=False):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(norm_shape)
+        self.attention = BookMultiHeadAttention(num_hiddens, num_heads,
+                                                dropout, use_bias)
+        self.ln2 = nn.LayerNorm(norm_shape)
+        self.mlp = BookViTMLP(mlp_num_hiddens, num_hiddens, dropout)
+
+    def forward(self, X, valid_lens=None):
+        X = X + self.attention(*([self.ln1(X)] * 3), valid_lens)
+        return X + self.mlp(self.ln2(X))
+
+
+class BookViT(nn.Module):
+    """Vision Transformer."""
+    def __init__(self, img_size, patch_size, num_hiddens, mlp_num_hiddens,
+                 num_heads, num_blks, emb_dropout, blk_dropout, lr=0.1,
+                 use_bias=False, num_classes=10):
+        super().__init__()
+        self.patch_embedding = BookPatchEmbedding(
+            img_size, patch_size, num_hiddens)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, num_hiddens))
+        num_steps = self.patch_embedding.num_patches + 1  # Add the cls token
+        # Positional embeddings are learnable
+        self.pos_embedding = nn.Parameter(
+            torch.randn(1, num_steps, num_hiddens))
+        self.dropout = nn.Dropout(emb_dropout)
+        self.blks = nn.Sequential()
+        for i in range(num_blks):
+            self.blks.add_module(f"{i}", BookViTBlock(
+                num_hiddens, num_hiddens, mlp_num_hiddens,
+                num_heads, blk_dropout, use_bias))
+        self.head = nn.Sequential(nn.LayerNorm(num_hiddens),
+                                  nn.Linear(num_hiddens, num_classes))
+
+    def forward(self, X):
+        X = self.patch_embedding(X)
+        X = torch.cat((self.cls_token.expand(X.shape[0], -1, -1), X), 1)
+        X = self.dropout(X + self.pos_embedding)
+        for blk in self.blks:
+            X = blk(X)
+        return self.head(X[:, 0])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_written_out_vit_computes_the_books_code(training: bool) -> None:
+    # The book's settings (img_size, patch_size, num_hiddens, mlp_num_hiddens, num_heads, num_blks, emb_dropout,
+    # blk_dropout, lr = 96, 16, 512, 2048, 8, 2, 0.1, 0.1, 0.1). The tensors pair by name, the class token and the
+    # position embedding under the written-out model's embedding module; in training, the same seed draws the
+    # same dropout masks in the same order.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 96, 96, generator=generator)
+    theirs = BookViT(96, 16, 512, 2048, 8, 2, 0.1, 0.1, 0.1)
+    theirs(x)  # the dry run that gives the Lazy modules their shapes
+    ours = d2l_vit()
+    names = {"cls_token": "1.cls_token", "pos_embedding": "1.pos_embedding", "patch_embedding.": "0.",
+             "blks.0.": "2.", "blks.1.": "3.", "head.": "4.head."}
+    state = {}
+    for key, value in theirs.state_dict().items():
+        prefix = next(p for p in names if key.startswith(p))
+        state[names[prefix] + key[len(prefix):]] = value
+    ours.load_state_dict(state, strict=True)
+    assert count_params(ours) == count_params(theirs) == 6_457_866
+    ours.train(training)
+    theirs.train(training)
+    torch.manual_seed(1)
+    expected = theirs(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(ours(x), expected, rtol=0, atol=0)

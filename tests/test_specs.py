@@ -60,13 +60,17 @@ def assert_computes_the_reference(net: archdsl.CompiledNetwork, reference: torch
     randomise_normalisation(reference, generator)
     built = on_meta(net.build)  # weights come from the reference: no need to initialise them
 
-    # Both register their tensors in forward order, so they pair up by position.
-    ours, theirs = built.state_dict(), reference.state_dict()
-    assert len(ours) == len(theirs)
+    # Both register their tensors in forward order, so they pair up by position; nn.MultiheadAttention packs the
+    # query, key and value projections in one in_proj_weight, which takes the book's W_q, W_k and W_v stacked.
+    ours, theirs = built.state_dict(), list(reference.state_dict().items())
     copied = {}
-    for (key, mine), (ref_key, value) in zip(ours.items(), theirs.items()):
+    for key, mine in ours.items():
+        ref_key, value = theirs.pop(0)
+        if key.endswith("in_proj_weight"):
+            value = torch.cat([value, theirs.pop(0)[1], theirs.pop(0)[1]])
         assert mine.shape == value.shape, f"{key} is {tuple(mine.shape)}, the reference's {ref_key} is {tuple(value.shape)}"
         copied[key] = value
+    assert not theirs, [key for key, _ in theirs]
     built.load_state_dict(copied, assign=True)
     built.eval()
 
@@ -144,7 +148,7 @@ def test_every_static_shape_param_count_and_mac_count_equals_torch(name: str) ->
     assert {node.path for node in nodes} == set(measured) - join_branches(nodes)
     for node in nodes:
         seen = measured[node.path]
-        assert (node.in_shape, node.out_shape) == (seen.in_shape, seen.out_shape), node.path
+        assert (tuple(node.in_shape), tuple(node.out_shape)) == (seen.in_shape, seen.out_shape), node.path
         assert node.params == seen.params, node.path
         assert node.macs == seen.macs, node.path
     assert net.macs == sum(measured[node.path].macs for node in net.ir.body)
