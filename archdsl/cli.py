@@ -37,6 +37,13 @@ from archdsl.extras import required
 # each start, about 50 ms that `archdsl compile` would spend before reading a byte of the spec.
 
 
+def _diagnostic(err: ArchError) -> str:
+    """An error as printed: a mistake in a spec (FILE:LINE:COL) ends its first line with its code (``[A101]``,
+    which `archdsl explain` tells more of); a mistake on the command line reads as a plain usage error, except
+    in `archdsl check`, the command for editors and CI, which tags every error with its code."""
+    return err.render(with_code=err.span is not None)
+
+
 class _Commands(click.Group):
     """The archdsl command group: an ArchError that escapes any command, its own or the runner's, is
     printed as its diagnostic and ends the process with status 1; so is a package missing that one of
@@ -47,7 +54,7 @@ class _Commands(click.Group):
             with required():
                 return super().invoke(ctx)
         except ArchError as err:
-            print(err.render(), file=sys.stderr)
+            print(_diagnostic(err), file=sys.stderr)
             sys.exit(1)
 
 
@@ -158,7 +165,7 @@ def check_command(specs: tuple[Path, ...], quiet: bool, fmt: str, allow_import_d
                 report = check_file(path, allow_import_dir, name, params, limits)
             checked.append(Checked(str(spec), report))
     except ArchError as err:  # the command line, not a spec: nothing is checked
-        print(err.render(with_code=True), file=sys.stderr)
+        print(err.render(with_code=True), file=sys.stderr)  # check, for editors and CI: every error has its code
         sys.exit(1)
     for c in checked:
         report = c.report
@@ -186,7 +193,7 @@ def _minimum_inputs(specs, quiet, allow_import_dir, network, params, minimum_rep
             message = minimum_report(path, allow_import_dir, name, params)
         except ArchError as err:
             failed += 1
-            print(err.render(), file=sys.stderr)
+            print(_diagnostic(err), file=sys.stderr)
             continue
         if not quiet:
             print(message)
@@ -259,7 +266,7 @@ def fmt_command(specs: tuple[Path, ...], check: bool, write: bool) -> None:
             else:
                 print(formatted, end="")
         except ArchError as err:
-            print(err.render(), file=sys.stderr)
+            print(_diagnostic(err), file=sys.stderr)
             failed = True
     if failed:
         sys.exit(1)

@@ -21,7 +21,7 @@ def test_input_channels_that_contradict_a_parameter_name_it(tmp_path: Path) -> N
     spec = tmp_path / "lenet.arch"
     spec.write_text((SPECS / "lenet.arch").read_text())
     expected = (
-        f"{spec}:2:49: error: --input 3x28x28 gives 3 channels, but network lenet declares 1 (in_channels=1)\n"
+        f"{spec}:2:49: error: --input 3x28x28 gives 3 channels, but network lenet declares 1 (in_channels=1) [A700]\n"
         "    2 | network lenet(in_channels = 1, classes = 10) : [in_channels, 28, 28] -> [classes] =\n"
         "      |                                                 ^^^^^^^^^^^\n"
         "  hint: pass --param in_channels=3, which sets the input's channels\n"
@@ -43,7 +43,7 @@ def test_input_channels_that_contradict_a_number(tmp_path: Path, declared: str, 
     code, output = run("compile", spec, "--input", "3x8x8")
     lines = output.splitlines()
     assert code == 1
-    assert lines[0] == f"{spec}:1:14: error: --input 3x8x8 gives 3 channels, but network n declares {declares}"
+    assert lines[0] == f"{spec}:1:14: error: --input 3x8x8 gives 3 channels, but network n declares {declares} [A700]"
     assert lines[-1] == f"  hint: {hint}"
 
 

@@ -382,7 +382,7 @@ def test_cli_reports_spec_errors_as_compile_does(tmp_path):
     assert graphed.exit_code == compiled.exit_code == 1
     assert graphed.stderr == compiled.stderr
     assert graphed.stderr == (
-        f"{bad}:2:5: error: unknown layer or block 'conv3x'\n"
+        f"{bad}:2:5: error: unknown layer or block 'conv3x' [A101]\n"
         "    2 |     conv3x 4; relu\n"
         "      |     ^^^^^^\n"
         "  hint: did you mean 'conv3x3'?\n"

@@ -135,7 +135,7 @@ def test_max_params_on_the_command_line(tmp_path):
     assert result.exit_code == 1
     # (3*9 + 1)*64 + (64*9 + 1)*64 = 1,792 + 36,928
     assert result.stderr.startswith(
-        f"{spec}:1:9: error: network n needs 38,720 parameters (0.1 MiB of fp32 weights), more than the limit of 1,000\n")
+        f"{spec}:1:9: error: network n needs 38,720 parameters (0.1 MiB of fp32 weights), more than the limit of 1,000 [A604]\n")
     assert CliRunner().invoke(app, ["compile", str(spec), "--max-params", "38720"]).exit_code == 0
 
 
@@ -350,7 +350,7 @@ def test_an_import_outside_the_specs_folder_is_refused(outside):
     assert result.exit_code == 1
     assert result.stderr == (
         'project/main.arch:1:1: error: cannot import "../outside.arch": outside.arch is outside the folders '
-        "imports may reach (project)\n"
+        "imports may reach (project) [A503]\n"
         '    1 | import "../outside.arch"\n'
         "      | ^^^^^^^^^^^^^^^^^^^^^^^^\n"
         "  hint: if you trust it, allow its folder: --allow-import-dir .\n"

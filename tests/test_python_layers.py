@@ -65,7 +65,7 @@ def test_every_new_kind_is_written_as_a_pytorch_user_writes_it() -> None:
         "self.shuffle_0 = ChannelShuffle(4)",
         "self.relu6_0 = nn.ReLU6()", "self.silu_0 = nn.SiLU()", "self.silu_1 = nn.SiLU()",
         "self.hardswish_0 = nn.Hardswish()", "self.hardsigmoid_0 = nn.Hardsigmoid()", "self.elu_0 = nn.ELU(alpha=0.5)",
-        "self.selu_0 = nn.SELU()", "self.mish_0 = nn.Mish()", "self.gelu_0 = nn.GELU(approximate='tanh')",
+        "self.selu_0 = nn.SELU()", "self.mish_0 = nn.Mish()", 'self.gelu_0 = nn.GELU(approximate="tanh")',
         "b0.maxpool_0 = nn.MaxPool2d(3, stride=2, ceil_mode=True)",
         "b1.avgpool_0 = nn.AvgPool2d(3, stride=2, ceil_mode=True, count_include_pad=False)",
         "self.avgpool_0 = nn.AvgPool2d((2, 3), stride=(1, 2), padding=(1, 1))",
