@@ -49,13 +49,14 @@ FAMILIES = {
                "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"],
     "shufflenet_v2": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
     "squeezenet": ["squeezenet1_0", "squeezenet1_1"],
+    "swin": ["swin_t", "swin_s", "swin_b"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
     "vit": ["vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
 FAST = {"alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
-        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "vgg11", "vit_b_32"}
+        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "swin_t", "vgg11", "vit_b_32"}
 # Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
 # rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
 # convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
@@ -69,8 +70,8 @@ DOCUMENTED_WITH_AUX = {"inception_v3"}
 # 518 (its position embedding is 37² + 1 long there).
 AT_WEIGHTS = {"vit_h_14": {"image_size": 518}}
 # An input smaller than 224 for the built-module tests: a ViT's position embedding fixes its size, which a
-# parameter sets.
-SMALL = {"vit_b_32": {"image_size": 96}}
+# parameter sets; Swin's windows tile its grids at 224 (and 448, ...) only.
+SMALL = {"vit_b_32": {"image_size": 96}, "swin_t": {}}
 ATOL = 1e-4
 
 
