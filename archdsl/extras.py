@@ -27,6 +27,7 @@ EXTRA_OF = {
     "matplotlib": "train",
     "PIL": "train",
     "rich": "train",
+    "tensorboard": "train",
     "onnx": "export",
     "onnxscript": "export",
     "pygls": "lsp",

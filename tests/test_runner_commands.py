@@ -103,7 +103,8 @@ def test_user_mistakes_exit_1_with_one_diagnostic(cli, spec, tmp_path):
     cases = [
         (["train", spec, "--resume", run, "--lr", "0.1"],
          ("archdsl: error: --resume continues a run with the options it was started with; drop --lr\n"
-          "  hint: only --epochs, --device, --data-dir, --threads and --allow-divergence may change when resuming\n")),
+          "  hint: only --epochs, --device, --data-dir, --threads, --allow-divergence, --patience and --log may "
+          "change when resuming; --reschedule lets --lr, --schedule and --warmup change from the next epoch\n")),
         (["train", spec, "--resume", run, "-p", "width=4", "--epochs", "2"],
          f"{other_spec}; or start a new run with --out\n"),
         (["eval", spec, "--checkpoint", run, "-p", "width=4"], f"{other_spec}\n"),

@@ -76,7 +76,7 @@ def test_the_run_folder(finished):
         ".archdsl-run", "checkpoints", "curves.png", "curves.svg", "metrics.csv", "run.json", "spec.arch"]
     assert (folder / "spec.arch").read_text() == FakeNetwork().source_text
     record = json.loads((folder / "run.json").read_text())
-    assert record["options"] == SMALL.replace(epochs=2, out=str(folder)).to_json()
+    assert record["options"] == SMALL.replace(epochs=2, out=str(folder), augment="none").to_json()
     assert record["spec"] == {"path": "specs/cnn.arch", "params": [], "network": None, "input": None}
     assert record["data"]["train_examples"] == 3000 and record["data"]["image_shape"] == [1, 28, 28]
     with open(folder / "metrics.csv", newline="") as handle:
@@ -368,12 +368,21 @@ def test_a_folder_whose_creation_was_killed_is_taken_over_but_a_run_is_not(tmp_p
     (unfinished / runfolder.MARKER).write_text("")  # written first: the folder is provably archdsl's
     (unfinished / runfolder.SPEC_FILE).write_text("network old : [1, 4, 4] = flatten")
     (unfinished / f".{runfolder.RUN_JSON}.k2j4x9.tmp").write_text("{")
+    (unfinished / "lib").mkdir()  # the files the spec imports are written before run.json too
+    (unfinished / "lib" / "blocks.arch").write_text("block b = relu")
     with runfolder.claim_new(unfinished):
         runfolder.create(unfinished, "network n : [1, 4, 4] = flatten", {"spec": {}})
     assert (unfinished / runfolder.SPEC_FILE).read_text() == "network n : [1, 4, 4] = flatten"
-    assert sorted(p.name for p in unfinished.iterdir()) == [runfolder.MARKER, runfolder.RUN_JSON, runfolder.SPEC_FILE]
+    assert sorted(p.name for p in unfinished.iterdir()) == [
+        runfolder.MARKER, "lib", runfolder.RUN_JSON, runfolder.SPEC_FILE]
     with pytest.raises(UsageError, match="already holds files"):
         runfolder.check_new(unfinished)
+    mixed = tmp_path / "mixed"  # the marker, and a file that no creation writes: the user's
+    (mixed / "lib").mkdir(parents=True)
+    (mixed / runfolder.MARKER).write_text("")
+    (mixed / "lib" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="already holds files"):
+        runfolder.check_new(mixed)
 
 
 # -- where the data was, and how many threads ---------------------------------------------------------

@@ -8,7 +8,9 @@ each refused rather than trusted when it was damaged or came from someone else.
 
 All three are written atomically, the manifest last: a checkpoint exists once its manifest does,
 so a kill at any moment leaves the last complete one intact; files without a manifest are the
-leftovers of an interrupted save and are pruned, with older checkpoints, by the next one.
+leftovers of an interrupted save and are pruned, with older checkpoints, by the next one. Besides the
+newest, a save keeps the epochs it is asked to (the best epoch, selection.py); a run with ``--keep best``
+writes ``ended.json`` when it ends and then removes its last checkpoint unless that is the best.
 
 Loading never runs code from the files: weights go through safetensors, the state through
 ``torch.load(weights_only=True)`` (never retried without it). Before either is parsed, its bytes
@@ -47,6 +49,7 @@ FOLDER = "checkpoints"
 # run's own --param, --network and --input unless the command line gives others.
 SAME_SPEC = "pass that spec with those --param and --input values, or with none to take the run's own"
 MANIFEST_PATTERN = re.compile(r"epoch-([0-9]+)\.json")  # [0-9], not \d: no other scripts' digits
+ENDED = "ended.json"
 MANIFEST_FORMAT = 1
 MAX_MANIFEST_BYTES = 64 << 10  # a manifest is ~250 bytes
 # Beyond the tensors themselves, a checkpoint file holds a header (safetensors) or a zip directory and
@@ -109,6 +112,14 @@ class _Manifest(Record):
     sha256: dict[str, Sha256]
 
 
+class Ended(Record):
+    """ended.json: a run with --keep best ended after ``epoch`` and kept only the checkpoint of ``best``."""
+
+    format: Literal[1]
+    epoch: Count
+    best: Count
+
+
 class _ParamGroup(Record):
     model_config = ConfigDict(extra="allow")  # the optimiser's hyperparameters; the run's own are used
     params: list[Annotated[int, Field(ge=0)]]
@@ -154,8 +165,15 @@ def latest(run_dir: Path) -> Checkpoint | None:
     return _paths(run_dir, max(epochs)) if epochs else None
 
 
-def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: str, network: str) -> Checkpoint:
-    """Write the checkpoint of ``state["epoch"]`` and drop the older ones.
+def at(run_dir: Path, epoch: int) -> Checkpoint | None:
+    """The complete checkpoint of ``epoch`` (its manifest written), or None."""
+    found = _paths(run_dir, epoch)
+    return found if found.manifest.is_file() else None
+
+
+def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: str, network: str,
+         keep: tuple[int, ...] = ()) -> Checkpoint:
+    """Write the checkpoint of ``state["epoch"]`` and drop the older ones, except those of the epochs in ``keep``.
 
     Each file is serialised in memory and written through write_atomic: a full disk or any other
     failure to write is then the file system's own error, reported naming the file (the libraries'
@@ -180,15 +198,43 @@ def save(run_dir: Path, model: torch.nn.Module, state: dict[str, Any], *, spec: 
     }
     manifest = {"format": MANIFEST_FORMAT, "epoch": epoch, "sha256": digests}
     _write_hashed(target.manifest, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    keep = {target.weights.name, target.state.name, target.manifest.name}
-    for stale in folder.iterdir():
+    kept = [target, *(_paths(run_dir, epoch) for epoch in keep)]
+    _prune(folder, {path.name for checkpoint in kept for path in (checkpoint.weights, checkpoint.state,
+                                                                   checkpoint.manifest)})
+    return target
+
+
+def end_keeping_best(run_dir: Path, last: int, best: int) -> None:
+    """A --keep best run has ended after epoch ``last``: record it in ended.json, then remove every checkpoint
+    but the best's (a kill in between leaves both, and the record)."""
+    record = {"format": 1, "epoch": last, "best": best}
+    _write_hashed(run_dir / FOLDER / ENDED, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    kept = _paths(run_dir, best)
+    _prune(run_dir / FOLDER, {kept.weights.name, kept.state.name, kept.manifest.name})
+
+
+def ended(run_dir: Path) -> Ended | None:
+    """The ended.json of a --keep best run that has ended, validated; None while it runs (or for other runs)."""
+    path = run_dir / FOLDER / ENDED
+    if not path.exists():
+        return None
+    data, _ = read_limited(path, MAX_MANIFEST_BYTES, "an ended.json")
+    try:
+        return Ended.model_validate_json(data)
+    except ValidationError as err:
+        raise UsageError(f"{ENDED} is damaged: {schema_error(err)}", file=str(path)) from None
+
+
+def _prune(folder: Path, keep: set[str]) -> None:
+    """Remove the checkpoints not in ``keep``, manifests first: a kill midway leaves no manifest whose files
+    are gone (an older epoch's, or the last one of a --keep best run)."""
+    for stale in sorted(folder.iterdir(), key=lambda path: not MANIFEST_PATTERN.fullmatch(path.name)):
         # The temporaries of a save that a kill interrupted, and older epochs (not a folder planted there).
         if is_temporary(stale.name):
             remove_temporary(stale)
         elif stale.name.startswith("epoch-") and stale.name not in keep and not stale.is_dir():
             stale.unlink(missing_ok=True)
     fsync_folder(folder)
-    return target
 
 
 def load_state(checkpoint: Checkpoint, model: torch.nn.Module, *, spec: str, trained_from: str,
@@ -248,6 +294,39 @@ def load_weights(model: torch.nn.Module, checkpoint: Checkpoint, *, spec: str, t
     _check_tensors(tensors, model, path)
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)  # _check_tensors did the strict part, aliases included
+
+
+def load_matching(model: torch.nn.Module, checkpoint: Checkpoint) -> str:
+    """Load another run's weights into ``model`` (fine-tuning, --init-from): every tensor of the network must be
+    in the file with its shape, and the file must hold no others; all that differs is listed in one error.
+    Returns the SHA-256 of the weights file, which the manifest vouched for."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_tensors
+
+    path = checkpoint.weights
+    data = _verified_bytes(checkpoint, path, _weights_limit(model))
+    try:
+        tensors = load_tensors(data)
+    except (SafetensorError, ValueError) as err:
+        raise UsageError(f"cannot read the weights {path.name}: {first_line(err)}", file=str(path)) from None
+    own = model.state_dict()
+    stored = {_storage_key(own[name]) for name in tensors if name in own}
+    problems = [f"{name}: the network's is {_shape(own[name].shape)}, the file's {_shape(tensors[name].shape)}"
+                for name in own if name in tensors and tensors[name].shape != own[name].shape]
+    problems += [f"{name}: not in the file" for name in own
+                 if name not in tensors and _storage_key(own[name]) not in stored]
+    problems += [f"{name}: in the file, not in the network" for name in tensors if name not in own]
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise UsageError(f"the weights of {path.name} do not fit the network; {len(problems)} tensor"
+                         f"{'s differ' if len(problems) != 1 else ' differs'}:\n  " + "\n  ".join(shown),
+                         file=str(path), hint="--init-from takes a run of a network with the same layers and shapes")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UsageError(f"tensor '{name}' in {path.name} holds NaN or infinite values", file=str(path))
+    with torch.no_grad():
+        model.load_state_dict(tensors, strict=False)
+    return _manifest(checkpoint).sha256[path.name]
 
 
 def _write_hashed(path: Path, data: bytes) -> str:

@@ -1,6 +1,7 @@
 """Finding, downloading and reading labelled image sets into memory as uint8 arrays.
 
-``--data`` names a known set (``fashion-mnist``, ``mnist``: the standard IDX files), a folder in the
+``--data`` names a known set (``fashion-mnist``, ``mnist``: the standard IDX files; ``cifar-10``,
+``cifar-100``: their binary releases, cifar.py), a folder in the
 ImageFolder layout (``PATH/train/CLASS/*.png`` and ``PATH/test/CLASS/*.png``) or an ``.npz`` file
 (``x_train``, ``y_train``, ``x_test``, ``y_test``; images (N, H, W) or (N, H, W, C), uint8).
 Known sets are looked for in ``--data-dir``, then ``$ARCHDSL_DATA``, then ``~/.cache/archdsl``
@@ -23,6 +24,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -31,6 +33,8 @@ import numpy as np
 
 from archdsl.atomic import write_bytes_atomic
 from archdsl.errors import UsageError
+from archdsl.runner import cifar
+from archdsl.runner.cifar import CifarSet
 from archdsl.runner.untrusted import CHUNK, open_regular
 
 SPLIT_FILES = {
@@ -49,9 +53,13 @@ NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_SPLIT_BYTES = 2 << 30
 MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_CLASSES = 100_000
-# A download of a known set's file stops past this: the largest (Fashion-MNIST's training images) has
-# 26 MB, so a mirror that sends more is not sending that file, and is never read to its end.
+# A download of an IDX file stops past this: the largest (Fashion-MNIST's training images) has 26 MB, so a
+# mirror that sends more is not sending that file, and is never read to its end. A CIFAR archive stops past
+# its own size.
 MAX_DOWNLOAD_BYTES = 64 << 20
+# What a run augments by default (augment.py), by --data: the book's Fashion-MNIST and MNIST runs stay
+# as the book has them; CIFAR takes the usual random crop of the image padded by 4 and a horizontal flip.
+DEFAULT_AUGMENT = {"cifar-10": "crop=4:zero,flip", "cifar-100": "crop=4:zero,flip"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class KnownSet:
     sha256: dict[str, str]  # of the official .gz files, keyed like SPLIT_FILES
 
 
-KNOWN_SETS = {
+KNOWN_SETS: dict[str, KnownSet | CifarSet] = {
     "fashion-mnist": KnownSet(
         name="fashion-mnist",
         title="Fashion-MNIST",
@@ -125,6 +133,7 @@ KNOWN_SETS = {
             "test_labels": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
         },
     ),
+    **cifar.CIFAR_SETS,
 }
 
 
@@ -139,11 +148,31 @@ class ImageData:
     test_labels: np.ndarray
     classes: tuple[str, ...]
     source: str  # where it was read from, for messages
+    val_images: np.ndarray | None = None  # held out of the training split by with_validation
+    val_labels: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         _, channels, height, width = self.train_images.shape
         return channels, height, width
+
+    def with_validation(self, val: int | float, seed: int) -> ImageData:  # noqa: PYI041 - a count, or a fraction
+        """``val`` examples (or that fraction, rounded) of the training split held out for validation, drawn
+        by a permutation seeded with ``seed``; both parts keep the files' order.
+
+        >>> data.with_validation(0.1, seed=0)          # doctest: +SKIP   (--val 0.1: 6,000 of 60,000)
+        """
+        total = len(self.train_labels)
+        count = round(val * total) if isinstance(val, float) else val
+        if not 1 <= count < total:
+            shown = f"{val:g} of {total:,} is {count:,}" if isinstance(val, float) else f"{val:,}"
+            raise UsageError(f"--val {shown} validation examples, but the training split has {total:,}: both "
+                             "parts need at least one", hint="pass a smaller --val (a count, or a fraction below 1)")
+        held = np.sort(np.random.default_rng(seed).permutation(total)[:count])
+        kept = np.ones(total, dtype=bool)
+        kept[held] = False
+        return ImageData(self.name, self.train_images[kept], self.train_labels[kept], self.test_images,
+                         self.test_labels, self.classes, self.source, self.train_images[held], self.train_labels[held])
 
     def limited(self, limit: int | None) -> ImageData:
         """The first ``limit`` examples of each split (quick trials, tests)."""
@@ -162,8 +191,11 @@ class ImageData:
 
 def load(data: str, data_dir: str | None, channels: int) -> ImageData:
     """Read the data set that ``--data`` names. ``channels`` (1 or 3) is what image files become."""
-    if data in KNOWN_SETS:
-        return _load_known(KNOWN_SETS[data], data_dir)
+    known = KNOWN_SETS.get(data)
+    if isinstance(known, CifarSet):
+        return _load_cifar(known, data_dir)
+    if known is not None:
+        return _load_known(known, data_dir)
     path = Path(data)
     if path.suffix == ".npz":
         return load_npz(path)
@@ -173,6 +205,11 @@ def load(data: str, data_dir: str | None, channels: int) -> ImageData:
         f"no data set {data!r}: it is neither a known set nor an existing folder or .npz file",
         hint=f"use --data {' or --data '.join(KNOWN_SETS)}, a folder with train/ and test/, or a .npz file",
     )
+
+
+def default_augment(data: str) -> str:
+    """The augmentation a run on ``data`` gets unless --augment says otherwise."""
+    return DEFAULT_AUGMENT.get(data, "none")
 
 
 def default_cache() -> Path:
@@ -255,18 +292,41 @@ def _load_known(known: KnownSet, data_dir: str | None) -> ImageData:
     )
 
 
-def download(known: KnownSet, folder: Path, mirrors: tuple[str, ...] | None = None) -> dict[str, Path]:
-    """Fetch the four .gz files of ``known`` into ``folder``, each checked against its sha256.
+def _load_cifar(known: CifarSet, data_dir: str | None) -> ImageData:
+    roots = search_roots(data_dir)
+    path = cifar.find(known, roots)
+    if path is None:
+        path = download_archive(known, roots[0] / known.name)
+    train_images, train_labels, test_images, test_labels = cifar.read(known, path, MAX_SPLIT_BYTES)
+    return ImageData(known.name, train_images, train_labels, test_images, test_labels, known.classes, str(path))
 
-    Each file is tried on every mirror in turn; a file lands under its final name only once its
-    checksum matched, so an interrupted download leaves nothing that looks complete.
-    """
-    mirrors = known.mirrors if mirrors is None else mirrors
-    # The folders this download creates, deepest first: a failed one (Ctrl-C included) removes them
-    # again while they are empty, so that no empty ROOT/NAME/ is left to look like a data set.
+
+def download_archive(known: CifarSet, folder: Path, url: str | None = None) -> Path:
+    """Fetch ``known``'s archive into ``folder``, checked against its SHA-256 before it takes its name; a
+    failed download removes the folders it made, while they are empty."""
+    url = known.url if url is None else url
+    target = folder / known.archive
+    with _made_folders(folder):
+        print(f"archdsl: downloading {url} ({known.size / 1e6:.0f} MB)", file=sys.stderr)
+        failure = _fetch_verified(url, target, known.sha256, known.size)
+        if failure is not None:
+            raise UsageError(f"{known.title} is not on this machine and could not be downloaded:\n  {url}: {failure}",
+                             hint=f"put {known.archive} (or its extracted {known.folder}/) in {folder}, or pass "
+                                  "--data-dir where it is")
+    return target
+
+
+@contextlib.contextmanager
+def _made_folders(folder: Path) -> Iterator[None]:
+    """Make ``folder``; if what follows fails (Ctrl-C included), remove the folders made here while they are
+    empty, so that no empty ROOT/NAME/ is left to look like a data set."""
     created = list(itertools.takewhile(lambda p: not p.exists(), (folder, *folder.parents)))
     try:
-        return _download(known, folder, mirrors)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create {folder}: {err.strerror or err}", file=str(folder)) from None
+        yield
     except BaseException:
         for made in created:
             with contextlib.suppress(OSError):  # not empty (files fetched before the failure), or never made
@@ -274,11 +334,18 @@ def download(known: KnownSet, folder: Path, mirrors: tuple[str, ...] | None = No
         raise
 
 
+def download(known: KnownSet, folder: Path, mirrors: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Fetch the four .gz files of ``known`` into ``folder``, each checked against its sha256.
+
+    Each file is tried on every mirror in turn; a file lands under its final name only once its
+    checksum matched, so an interrupted download leaves nothing that looks complete.
+    """
+    mirrors = known.mirrors if mirrors is None else mirrors
+    with _made_folders(folder):
+        return _download(known, folder, mirrors)
+
+
 def _download(known: KnownSet, folder: Path, mirrors: tuple[str, ...]) -> dict[str, Path]:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"cannot create {folder}: {err.strerror or err}", file=str(folder)) from None
     files = {}
     for key, stem in SPLIT_FILES.items():
         target = folder / (stem + ".gz")
@@ -286,7 +353,7 @@ def _download(known: KnownSet, folder: Path, mirrors: tuple[str, ...]) -> dict[s
         for mirror in mirrors:
             url = mirror + target.name
             print(f"archdsl: downloading {url}", file=sys.stderr)
-            failure = _fetch_verified(url, target, known.sha256[key])
+            failure = _fetch_verified(url, target, known.sha256[key], MAX_DOWNLOAD_BYTES)
             if failure is None:
                 break
             failures.append(f"{url}: {failure}")
@@ -300,31 +367,30 @@ def _download(known: KnownSet, folder: Path, mirrors: tuple[str, ...]) -> dict[s
     return files
 
 
-def _fetch_verified(url: str, target: Path, sha256: str) -> str | None:
+def _fetch_verified(url: str, target: Path, sha256: str, limit: int) -> str | None:
     """Download ``url`` to ``target``; None on success, else why it failed (the next mirror is tried).
 
-    The bytes are held in memory, at most MAX_DOWNLOAD_BYTES of them, and reach the disk only once their
+    The bytes are held in memory, at most ``limit`` of them, and reach the disk only once their
     checksum matched, through write_bytes_atomic (an unpredictable temporary beside ``target``, made with
     O_EXCL | O_NOFOLLOW and removed whatever happens). A failure to write is the file system's UsageError.
     """
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             claimed = response.headers.get("Content-Length", "")
-            if claimed.isdigit() and int(claimed) > MAX_DOWNLOAD_BYTES:
+            if claimed.isdigit() and int(claimed) > limit:
                 return (f"it announces {int(claimed):,} bytes, more than a file of a known set can have "
-                        f"({MAX_DOWNLOAD_BYTES:,}); not downloaded")
+                        f"({limit:,}); not downloaded")
             data = bytearray()
-            while chunk := response.read(min(CHUNK, MAX_DOWNLOAD_BYTES + 1 - len(data))):
+            while chunk := response.read(min(CHUNK, limit + 1 - len(data))):
                 data += chunk
-                if len(data) > MAX_DOWNLOAD_BYTES:
-                    return (f"it sent more than {MAX_DOWNLOAD_BYTES:,} bytes, more than a file of a known set "
-                            "can have; stopped")
+                if len(data) > limit:
+                    return f"it sent more than {limit:,} bytes, more than a file of a known set can have; stopped"
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         return str(getattr(err, "reason", None) or err) or type(err).__name__
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         return f"checksum mismatch (sha256 {digest}, expected {sha256})"
-    write_bytes_atomic(target, bytes(data))
+    write_bytes_atomic(target, data)  # a bytearray: no second copy of a 170 MB archive
     return None
 
 
@@ -499,7 +565,7 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
             files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
                 if class_dir.is_dir() else []
             for file in files:
-                array = _read_image(file, mode)
+                array = read_image(file, mode)
                 if first_size is None:
                     first_size = (file, array.shape[:2])
                 elif array.shape[:2] != first_size[1]:
@@ -521,7 +587,7 @@ def load_image_folder(root: Path, channels: int) -> ImageData:
     return ImageData(root.name, train_x, train_y, test_x, test_y, classes, str(root))
 
 
-def _read_image(file: Path, mode: str) -> np.ndarray:
+def read_image(file: Path, mode: str) -> np.ndarray:
     """One image file as uint8 pixels (H, W) or (H, W, 3); its size, from the file's header, is checked
     before the pixels are decoded."""
     from PIL import Image, UnidentifiedImageError

@@ -7,7 +7,9 @@ the CPU. Without those variables the run is a single process and nothing here ta
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -89,3 +91,49 @@ def barrier(context: Context) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def on_main(context: Context, action: Callable[[], None]) -> None:
+    """Run ``action`` on rank 0 alone (taking the run folder, writing it) and raise its refusal on every rank.
+
+    Under torchrun a rank that ends takes the job with it; ranks started by hand (RANK, WORLD_SIZE set) would
+    instead wait at their next collective for a rank 0 that has gone, and end in the backend's traceback. So
+    rank 0 broadcasts the outcome: a one-element tensor with the length of the refusal's text (0: it went
+    well), then the text itself as bytes (JSON, never a pickle), and every rank raises the same UsageError.
+    """
+    if not context.distributed:
+        action()
+        return
+    import torch
+    import torch.distributed as dist
+
+    failure: BaseException | None = None
+    payload = b""
+    if context.is_main:
+        try:
+            action()
+        except BaseException as err:  # noqa: BLE001 - told to the other ranks, then raised again here
+            failure = err
+            payload = _refusal(err).encode("utf-8")
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=context.device)
+    dist.broadcast(size, src=0)
+    if size.item() == 0:
+        return
+    data = (torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(context.device) if context.is_main
+            else torch.empty(int(size.item()), dtype=torch.uint8, device=context.device))
+    dist.broadcast(data, src=0)
+    if failure is not None:
+        raise failure
+    told = json.loads(data.cpu().numpy().tobytes().decode("utf-8"))
+    raise UsageError(told["message"], hint=told["hint"], file=told["file"])
+
+
+def _refusal(err: BaseException) -> str:
+    """What the other ranks raise for rank 0's ``err``: the same message, or (for a failure that is not the
+    user's) that rank 0 stopped."""
+    from archdsl.errors import ArchError, first_line
+
+    if isinstance(err, ArchError):
+        return json.dumps({"message": err.message, "hint": err.hint, "file": err.file})
+    reason = first_line(err) if isinstance(err, Exception) else type(err).__name__
+    return json.dumps({"message": f"process 0 stopped before training: {reason}", "hint": None, "file": None})

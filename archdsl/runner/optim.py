@@ -15,6 +15,7 @@ import torch
 
 from archdsl.runner.checkpoint import damaged
 from archdsl.runner.options import TrainOptions
+from archdsl.runner.runfolder import ScheduleChange
 
 ONECYCLE_WARMUP = 0.3  # of the epochs, when --warmup is not given: the usual one-cycle shape
 # What each optimiser keeps per parameter, as its state_dict() has it: "step" a scalar, the others of
@@ -75,26 +76,37 @@ def _check_entry(name: str, value: torch.Tensor, param: torch.Tensor, path: Path
 
 @dataclass(frozen=True)
 class Schedule:
-    """Linear warm-up to ``base_lr``, then constant, cosine to zero, or (one-cycle) linear to zero."""
+    """Linear warm-up to ``base_lr``, then constant, cosine to zero, or (one-cycle) linear to zero, over the
+    steps from ``start`` to ``total_steps``; before ``start``, the ``previous`` schedule's rates (a resume
+    with --reschedule starts a new schedule where the run stands, and run.json records each)."""
 
     kind: str
     base_lr: float
     total_steps: int
     warmup_steps: int
+    start: int = 0
+    previous: Schedule | None = None
 
     @classmethod
-    def of(cls, options: TrainOptions, steps_per_epoch: int) -> Schedule:
-        warmup = options.warmup
-        if warmup is None:
-            warmup = ONECYCLE_WARMUP * options.epochs if options.schedule == "onecycle" else 0.0
+    def of(cls, options: TrainOptions, steps_per_epoch: int, changes: tuple[ScheduleChange, ...] = ()) -> Schedule:
         total = options.epochs * steps_per_epoch
-        return cls(options.schedule, options.lr, total, min(total, round(warmup * steps_per_epoch)))
+        schedule = cls(options.schedule, options.lr, total,
+                       _warmup_steps(options.warmup, options.schedule, options.epochs, steps_per_epoch, total))
+        for change in changes:
+            left = total - change.step
+            epochs_left = max(options.epochs - (change.epoch - 1), 0)
+            warmup = _warmup_steps(change.warmup, change.schedule, epochs_left, steps_per_epoch, left)
+            schedule = cls(change.schedule, change.lr, total, warmup, change.step, schedule)
+        return schedule
 
     def lr(self, step: int) -> float:
         """The learning rate for the 0-based global ``step``."""
-        if step < self.warmup_steps:
-            return self.base_lr * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
+        if step < self.start and self.previous is not None:
+            return self.previous.lr(step)
+        local = step - self.start
+        if local < self.warmup_steps:
+            return self.base_lr * (local + 1) / self.warmup_steps
+        progress = (local - self.warmup_steps) / max(1, self.total_steps - self.start - self.warmup_steps)
         if self.kind == "constant":
             return self.base_lr
         if self.kind == "cosine":
@@ -108,3 +120,10 @@ class Schedule:
         for group in optimizer.param_groups:
             group["lr"] = lr
         return lr
+
+
+def _warmup_steps(warmup: float | None, kind: str, epochs: int, steps_per_epoch: int, steps: int) -> int:
+    """--warmup in steps (default: 30% of the epochs for one-cycle, none otherwise), at most ``steps``."""
+    if warmup is None:
+        warmup = ONECYCLE_WARMUP * epochs if kind == "onecycle" else 0.0
+    return max(0, min(steps, round(warmup * steps_per_epoch)))

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from archdsl.errors import UsageError
+from archdsl.runner.augment import Augment
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cuda", "cpu")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 INITS = ("default", "d2l")
+KEEPS = ("both", "best", "last")
+MONITORS = ("val_acc", "val_loss", "test_acc", "test_loss", "train_acc", "train_loss")
+LOGS = ("tensorboard",)
+WEIGHTS = ("last", "best")  # which checkpoint eval and predict take
 MAX_SEED = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit seed and overflows above it
 
 
@@ -30,6 +35,13 @@ class TrainOptions:
     first N examples of each split, for quick trials. ``out`` is the run folder (default
     ``runs/NETWORK-TIMESTAMP``). ``threads`` is torch's CPU thread count (``None``: chosen at the start, see
     threads.py; run.json records the count used). ``allow_divergence`` trains on past a NaN or infinite loss.
+
+    ``augment`` is ``--augment``'s text (augment.py), kept in its canonical form; ``None``: the data set's
+    default. ``val`` holds out that many training examples (an int) or that fraction (a float below 1) for
+    validation. ``keep`` says which checkpoints stay (the last, the best by ``monitor``, or both);
+    ``monitor`` defaults to val_acc with ``val`` and test_acc without; ``patience`` stops the run after that
+    many epochs without an improvement of ``monitor``. ``log`` adds a logger beside metrics.csv
+    (tensorboard). ``init_from`` is a run folder whose last weights the network starts from.
     """
 
     data: str = "fashion-mnist"
@@ -55,6 +67,13 @@ class TrainOptions:
     out: str | None = None
     threads: int | None = None
     allow_divergence: bool = False
+    augment: str | None = None
+    val: int | float | None = None
+    keep: str = "both"
+    monitor: str | None = None
+    patience: int | None = None
+    log: str | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         # Every float option, first: inf passes the range checks below (--lr inf), nan passes the `< 0`
@@ -91,6 +110,29 @@ class TrainOptions:
             _at_least("--threads", self.threads, 1)
         if not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"--seed must be between 0 and {MAX_SEED}, got {self.seed}")
+        if self.augment is not None:
+            object.__setattr__(self, "augment", Augment.parse(self.augment).text())  # as run.json records it
+        if isinstance(self.val, float) and not 0.0 < self.val < 1.0:
+            raise UsageError(f"--val must be a count of examples or a fraction between 0 and 1, got {self.val}")
+        if isinstance(self.val, int):
+            _at_least("--val", self.val, 1)
+        _choice("--keep", self.keep, KEEPS)
+        if self.monitor is not None:
+            _choice("--monitor", self.monitor, MONITORS)
+            if self.monitor.startswith("val_") and self.val is None:
+                raise UsageError(f"--monitor {self.monitor} needs a validation split",
+                                 hint="hold one out with --val N (a count) or --val 0.1 (a fraction)")
+        if self.patience is not None:
+            _at_least("--patience", self.patience, 1)
+        if self.log is not None:
+            _choice("--log", self.log, LOGS)
+
+    @property
+    def monitored(self) -> str:
+        """The metric that picks the best epoch and that --patience watches."""
+        if self.monitor is not None:
+            return self.monitor
+        return "val_acc" if self.val is not None else "test_acc"
 
     def replace(self, **changes: Any) -> TrainOptions:
         return dataclasses.replace(self, **changes)

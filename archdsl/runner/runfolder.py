@@ -3,6 +3,8 @@
     RUN/.archdsl-run     written first, so that a folder is provably a run's; the lock of the one
                          process that writes the run (holding its PID)
     RUN/spec.arch        the spec's text, as it was when the run started
+    RUN/lib/...          the files it imports, at their paths relative to the spec, so that RUN/spec.arch
+                         compiles as it did (``archdsl train --from RUN``)
     RUN/run.json         spec path and --param values, resolved parameters, options, data, environment
     RUN/metrics.csv      one row per finished epoch
     RUN/curves.png/.svg  the learning curves
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -65,7 +68,8 @@ class SpecArgs:
 @dataclass(frozen=True)
 class EpochMetrics:
     """One row of metrics.csv. ``seconds`` is the whole epoch (evaluation included);
-    ``examples_per_s`` counts training examples over the training time alone."""
+    ``examples_per_s`` counts training examples over the training time alone. ``val_loss`` and ``val_acc``
+    are None in a run without a validation split (--val), whose metrics.csv leaves their columns out."""
 
     epoch: int
     train_loss: float
@@ -75,16 +79,28 @@ class EpochMetrics:
     examples_per_s: float
     seconds: float
     lr: float
+    val_loss: float | None = None
+    val_acc: float | None = None
 
     def line(self, epochs: int) -> str:
+        validation = (f"val_loss {self.val_loss:.4f}  val_acc {self.val_acc:.4f}  "
+                      if self.val_loss is not None and self.val_acc is not None else "")
         return (
             f"epoch {self.epoch}/{epochs}  train_loss {self.train_loss:.4f}  train_acc {self.train_acc:.4f}  "
-            f"test_loss {self.test_loss:.4f}  test_acc {self.test_acc:.4f}  "
+            f"{validation}test_loss {self.test_loss:.4f}  test_acc {self.test_acc:.4f}  "
             f"{self.examples_per_s:,.0f} ex/s  {self.seconds:.1f} s  lr {self.lr:.4g}"
         )
 
+    def metric(self, name: str) -> float:
+        """A metric by its column name (``val_acc``); a run without validation has none of val_*."""
+        value = getattr(self, name)
+        if value is None:
+            raise UsageError(f"epoch {self.epoch} has no {name}: the run has no validation split")
+        return value
+
 
 METRIC_COLUMNS = tuple(field.name for field in fields(EpochMetrics))
+VALIDATION_COLUMNS = ("val_loss", "val_acc")
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,28 @@ class DataInfo:
 
 
 @dataclass(frozen=True)
+class ScheduleChange:
+    """A resume with --reschedule: from ``epoch`` (its first ``step``) on, ``lr``, ``schedule`` and ``warmup``
+    (epochs, from there) replace the run's own; run.json lists every change."""
+
+    epoch: int
+    step: int
+    lr: float
+    schedule: str
+    warmup: float | None = None
+
+
+@dataclass(frozen=True)
+class InitFrom:
+    """--init-from: the run whose weights the network started from, the epoch, and the weights' SHA-256 (a
+    run killed in its first epoch starts again from exactly those)."""
+
+    run: str
+    epoch: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """The contents of run.json that a resume or an eval needs."""
 
@@ -110,6 +148,8 @@ class RunInfo:
     network: str
     normalization: Normalization
     data: DataInfo
+    schedule_changes: tuple[ScheduleChange, ...] = ()
+    init_from: InitFrom | None = None
 
     def trained_from(self) -> str:
         return f"it was trained from `{self.spec.describe()}` (network '{self.network}')"
@@ -144,6 +184,21 @@ class _DataRecord(Record):
     sha256: Sha256 | None = None
 
 
+_ScheduleChangeRecord = record_of(ScheduleChange)
+
+
+class _SpecFileRecord(Record):
+    """A file the spec imports: its path (relative to the spec's folder when it is below it), its SHA-256,
+    and whether the run folder keeps a copy (at that path, relative to spec.arch)."""
+
+    path: str
+    sha256: Sha256
+    kept: bool
+
+
+_InitRecord = record_of(InitFrom)
+
+
 class _EnvironmentRecord(Record):
     python: str
     torch: str
@@ -169,6 +224,9 @@ class _RunRecord(Record):
     normalization: _NormalizationRecord
     data: _DataRecord
     environment: _EnvironmentRecord
+    imports: list[_SpecFileRecord] = Field(default_factory=list)
+    init_from: _InitRecord | None = None
+    schedule_changes: list[_ScheduleChangeRecord] = Field(default_factory=list)
 
 
 def default_folder(network: str) -> Path:
@@ -185,7 +243,8 @@ def check_new(folder: Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} exists and is not a folder", file=str(folder), hint="choose another --out")
     names = _names(folder)
-    unfinished = MARKER in names and all(name in (MARKER, SPEC_FILE) or is_temporary(name) for name in names)
+    unfinished = MARKER in names and RUN_JSON not in names and all(
+        name == MARKER or is_temporary(name) or _spec_files_only(folder / name) for name in names)
     if names and not unfinished:
         raise UsageError(
             f"{folder} already holds files; a new run needs an empty or new folder",
@@ -271,11 +330,78 @@ def _names(folder: Path) -> set[str]:
         raise UsageError(f"cannot list the run folder: {err.strerror or err}", file=str(folder)) from None
 
 
-def create(folder: Path, spec_text: str, record: dict[str, Any]) -> None:
-    """Write the spec text and run.json into a folder that ``claim_new`` holds; run.json last, so that a
-    folder without it is a creation that never finished."""
+def _spec_files_only(path: Path, depth: int = 0) -> bool:
+    """Whether ``path`` is a spec file (.arch) or a folder of nothing else: what ``create`` writes before run.json."""
+    if path.is_symlink():
+        return False
+    if path.is_file():
+        return path.suffix == ".arch"
+    if not path.is_dir() or depth > 32:
+        return False
+    return all(_spec_files_only(entry, depth + 1) for entry in path.iterdir())
+
+
+# The names of a run folder's own files, which an imported spec file may not take.
+RESERVED = (MARKER, SPEC_FILE, RUN_JSON, METRICS_CSV, "checkpoints", "tensorboard", "curves.png", "curves.svg",
+            "confusion.png", "confusion.svg")
+
+
+def spec_files(net: Any) -> dict[str, tuple[str, bool]]:
+    """The files ``net``'s spec imports (a compiled network's ``program``; none for others): by path, their
+    text and whether the run folder can keep them. The path is relative to the spec's folder when the file
+    lies below it (the default for imports) and does not take a name of the run folder's own; such files
+    are kept, others (reached through --allow-import-dir) are only recorded."""
+    from archdsl.program import is_file, real_path
+
+    program = getattr(net, "program", None)
+    if program is None or not is_file(program.main):
+        return {}
+    base = real_path(program.main.path).parent
+    files = {}
+    for key, source in program.sources.items():
+        if source is program.main:
+            continue
+        path = Path(key)
+        relative = path.relative_to(base) if path.is_relative_to(base) else None
+        if relative is None or relative.parts[0] in RESERVED:
+            files[key] = (source.text, False)
+        else:
+            files[relative.as_posix()] = (source.text, True)
+    return files
+
+
+def create(folder: Path, spec_text: str, record: dict[str, Any],
+           imports: dict[str, tuple[str, bool]] | None = None) -> None:
+    """Write the spec text, the files it imports and run.json into a folder that ``claim_new`` holds; run.json
+    last, so that a folder without it is a creation that never finished."""
     write_text_atomic(folder / SPEC_FILE, spec_text)
-    write_text_atomic(folder / RUN_JSON, json.dumps({"format": FORMAT, **record}, indent=2) + "\n")
+    imports = imports or {}
+    for path, (text, kept) in imports.items():
+        if kept:
+            target = folder / path
+            _make_folder(target.parent)
+            write_text_atomic(target, text)
+    listed = [{"path": path, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "kept": kept}
+              for path, (text, kept) in sorted(imports.items())]
+    write_text_atomic(folder / RUN_JSON, json.dumps({"format": FORMAT, **record, "imports": listed}, indent=2) + "\n")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create {folder}: {err.strerror or err}", file=str(folder)) from None
+
+
+def record_schedule_change(folder: Path, change: ScheduleChange) -> None:
+    """Add a --reschedule to run.json (replacing one recorded from the same step: a resume of it that was
+    killed before its first epoch ended), rewritten atomically; ``read`` has validated the file."""
+    path = folder / RUN_JSON
+    data, _ = read_limited(path, MAX_RECORD_BYTES, f"the {RUN_JSON} of a run")
+    record = json.loads(data)
+    changes = [entry for entry in record.get("schedule_changes", []) if entry["step"] != change.step]
+    record["schedule_changes"] = [*changes, asdict(change)]
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 def read(folder: Path) -> RunInfo:
@@ -291,6 +417,20 @@ def read(folder: Path) -> RunInfo:
     if not os.path.lexists(path):
         raise UsageError(f"{folder} is not an archdsl run folder (no {RUN_JSON})", file=str(folder),
                          hint="pass the folder that `archdsl train --out` made")
+    return _parse(folder, path)
+
+
+def read_config(path: Path) -> RunInfo:
+    """A run.json anywhere (``archdsl train --config``), validated as ``read`` validates a run folder's."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; --config takes a run.json file", file=str(path),
+                         hint=f"to replay the run in that folder: --from {path}")
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: no such file", file=str(path))
+    return _parse(path.parent, path)
+
+
+def _parse(folder: Path, path: Path) -> RunInfo:
     data, _ = read_limited(path, MAX_RECORD_BYTES, f"the {RUN_JSON} of a run")
     try:
         record = _RunRecord.model_validate_json(data)
@@ -311,6 +451,8 @@ def read(folder: Path) -> RunInfo:
         normalization=Normalization(tuple(record.normalization.mean), tuple(record.normalization.std)),
         data=DataInfo(data_record.train_examples, data_record.test_examples, data_record.image_shape,
                       tuple(data_record.classes), data_record.sha256),
+        schedule_changes=tuple(ScheduleChange(**change.model_dump()) for change in record.schedule_changes),
+        init_from=InitFrom(**record.init_from.model_dump()) if record.init_from is not None else None,
     )
 
 
@@ -348,11 +490,43 @@ def check_metrics(folder: Path, history: list[EpochMetrics], checkpoint: Path) -
     )
 
 
+def metric_columns(history: list[EpochMetrics]) -> tuple[str, ...]:
+    """metrics.csv's columns: val_loss and val_acc last, and only in a run with a validation split."""
+    validated = any(row.val_loss is not None for row in history)
+    return tuple(name for name in METRIC_COLUMNS if validated or name not in VALIDATION_COLUMNS)
+
+
+def read_metrics(folder: Path) -> list[EpochMetrics]:
+    """metrics.csv's rows (none when it is missing); a row that is not numbers, or not of its epoch, ends them:
+    the checkpoints' own copies of the metrics are what a resume trusts (check_metrics)."""
+    path = folder / METRICS_CSV
+    if not os.path.lexists(path):
+        return []
+    data, _ = read_limited(path, MAX_RECORD_BYTES, f"the {METRICS_CSV} of a run")
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if not lines:
+        return []
+    columns = lines[0].split(",")
+    rows = []
+    for number, line in enumerate(lines[1:], start=1):
+        cells = line.split(",")
+        try:
+            values = {name: float(cell) for name, cell in zip(columns, cells, strict=True) if name in METRIC_COLUMNS}
+            row = EpochMetrics(**{**values, "epoch": int(values["epoch"])})
+        except (ValueError, TypeError, KeyError):
+            break
+        if row.epoch != number:
+            break
+        rows.append(row)
+    return rows
+
+
 def _metrics_lines(history: list[EpochMetrics]) -> list[str]:
-    lines = [",".join(METRIC_COLUMNS)]
+    columns = metric_columns(history)
+    lines = [",".join(columns)]
     for row in history:
         values = asdict(row)
-        lines.append(",".join(_format(name, values[name]) for name in METRIC_COLUMNS))
+        lines.append(",".join(_format(name, values[name]) for name in columns))
     return lines
 
 

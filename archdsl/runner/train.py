@@ -1,4 +1,5 @@
-"""The training loop: ``start`` a run, ``resume`` a killed or finished one, ``evaluate`` a checkpoint.
+"""The training loop: ``start`` a run, ``resume`` a killed or finished one (``evaluate`` and ``predict``, in
+evaluation.py, read its checkpoints).
 
     net = archdsl.load("specs/lenet.arch")
     result = start(net, TrainOptions(epochs=10, lr=0.9, data_dir="../shared/datasets"))
@@ -6,37 +7,38 @@
 
 Everything the book's ``train_ch6`` does (SGD on cross-entropy, train and test accuracy each
 epoch, examples per second) with the data already on the device, no per-batch host sync, the
-channels_last layout, and on CUDA bf16 autocast, fused optimisers and optionally torch.compile.
+channels_last layout, and on CUDA bf16 autocast, fused optimisers and optionally torch.compile;
+besides, augmentation on the device, a validation split, the best checkpoint and early stopping.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import os
 import platform
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from archdsl.errors import BackendError, UsageError, first_line
-from archdsl.runner import checkpoint, datasets, distributed, runfolder
+from archdsl.runner import checkpoint, distributed, runfolder, selection, session
 from archdsl.runner import threads as torch_threads
+from archdsl.runner.augment import Augment, Augmenter
 from archdsl.runner.batches import DeviceData
 from archdsl.runner.datasets import ImageData, Normalization
 from archdsl.runner.distributed import Context
+from archdsl.runner.evaluation import EvalResult, evaluate, measure, predict  # noqa: F401 - the runner's API
+from archdsl.runner.loggers import TensorBoard
 from archdsl.runner.optim import Schedule, build_optimizer, load_optimizer_state
 from archdsl.runner.options import TrainOptions
 from archdsl.runner.plot import write_curves
 from archdsl.runner.progress import Reporter, reporter
-from archdsl.runner.runfolder import DataInfo, EpochMetrics, RunInfo, SpecArgs
+from archdsl.runner.runfolder import EpochMetrics, InitFrom, RunInfo, ScheduleChange, SpecArgs
+from archdsl.runner.session import Network, derived_seed
 
 # For a resume, unlike eval, a new run is the other way out of a checkpoint of another spec.
 _SAME_SPEC_OR_RESTART = f"{checkpoint.SAME_SPEC}; or start a new run with --out"
@@ -44,49 +46,24 @@ _SAME_SPEC_OR_RESTART = f"{checkpoint.SAME_SPEC}; or start a new run with --out"
 # at the end of each epoch; a loss this many times a uniform guess's, ln(classes), gets a warning.
 DIVERGENCE_CHECK_STEPS = 50
 EXPLODING = 10.0
-
-
-class Network(Protocol):
-    """What the runner needs of ``archdsl.CompiledNetwork``."""
-
-    name: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    params: int
-    macs: int
-    param_values: dict[str, int | float]
-    source_path: str | None
-    source_text: str
-    fingerprint: str
-
-    def build(self, init: str = "default", seed: int | None = None) -> torch.nn.Module: ...
-
-    def require_concrete(self, task: str) -> None: ...
+# What --reschedule lets a resume change.
+RESCHEDULE = ("lr", "schedule", "warmup")
 
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished run: its metrics, the best epoch by its --monitor, and why it stopped early, if it did."""
+
     run_dir: Path
     history: tuple[EpochMetrics, ...]
     device: str
     world_size: int
+    best_epoch: int | None = None
+    early_stop: str | None = None
 
     @property
     def final(self) -> EpochMetrics:
         return self.history[-1]
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    run_dir: Path
-    epoch: int
-    test_loss: float
-    test_acc: float
-    examples: int
-
-    def line(self) -> str:
-        return (f"test_loss {self.test_loss:.4f}  test_acc {self.test_acc:.4f}  "
-                f"({self.examples} examples, checkpoint of epoch {self.epoch})")
 
 
 def start(net: Network, options: TrainOptions, *, spec: SpecArgs | None = None,
@@ -96,22 +73,41 @@ def start(net: Network, options: TrainOptions, *, spec: SpecArgs | None = None,
     ``report`` receives the run's progress instead of ``stream``'s bar or lines (a notebook's display,
     archdsl/notebook.py)."""
     spec = spec if spec is not None else SpecArgs(path=net.source_path)
-    return _train(net, _absolute(options), spec, None, stream, report)
+    return _train(net, session.absolute(options), spec, None, None, stream, report)
 
 
 def resume(net: Network, run_dir: Path, *, epochs: int | None = None, device: str | None = None,
            data_dir: str | None = None, threads: int | None = None, allow_divergence: bool | None = None,
+           patience: int | None = None, log: str | None = None, lr: float | None = None,
+           schedule: str | None = None, warmup: float | None = None, reschedule: bool = False,
            stream: TextIO | None = None, report: Reporter | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its last finished epoch, with the options it was started with.
 
-    Only ``epochs`` (to train further), ``device``, ``data_dir``, ``threads`` and ``allow_divergence`` may change.
+    Only ``epochs`` (to train further), ``device``, ``data_dir``, ``threads``, ``allow_divergence``, ``patience``
+    and ``log`` may change; with ``reschedule``, ``lr``, ``schedule`` and ``warmup`` too, from the epoch the
+    run goes on with (run.json records the change).
     """
     info = runfolder.read(Path(run_dir))
     changes = {"epochs": epochs, "device": device, "data_dir": data_dir, "threads": threads,
-               "allow_divergence": allow_divergence}
-    _check_recorded_data(info, changes)
+               "allow_divergence": allow_divergence, "patience": patience, "log": log}
+    session.check_recorded_data(info, changes)
     options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
-    return _train(net, _absolute(options), info.spec, info, stream, report)
+    asked = {"lr": lr, "schedule": schedule, "warmup": warmup}
+    given = [name for name, value in asked.items() if value is not None]
+    if given and not reschedule:
+        flags = ", ".join("--" + name for name in given)
+        raise UsageError(f"{flags} would change the learning rate of a run that is resumed; that takes --reschedule",
+                         hint="add --reschedule to train on with the new schedule from the next epoch (run.json "
+                              "records it), or drop " + flags)
+    if reschedule and not given:
+        raise UsageError("--reschedule needs the new --lr, --schedule or --warmup")
+    new_schedule = None
+    if reschedule:
+        # Checked as options are: TrainOptions refuses a negative --lr or an unknown schedule.
+        checked = options.replace(lr=lr if lr is not None else options.lr,
+                                  schedule=schedule if schedule is not None else options.schedule, warmup=warmup)
+        new_schedule = (checked.lr, checked.schedule, checked.warmup)
+    return _train(net, session.absolute(options), info.spec, info, new_schedule, stream, report)
 
 
 def read_run(run_dir: Path) -> RunInfo:
@@ -119,78 +115,48 @@ def read_run(run_dir: Path) -> RunInfo:
     return runfolder.read(Path(run_dir))
 
 
-def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir: str | None = None,
-             data: str | None = None, threads: int | None = None) -> EvalResult:
-    """Test loss and accuracy of the last checkpoint in ``run_dir``, on the run's test data (with the run's
-    thread count unless ``threads``)."""
-    net.require_concrete("evaluating")
+def finished(run_dir: Path) -> bool:
+    """Whether a run has nothing left to train at its options: all its epochs done, stopped early by --patience,
+    or ended with --keep best (a resume of it would be refused). From its files, without loading a network."""
     info = runfolder.read(Path(run_dir))
-    changes = {"device": device, "data_dir": data_dir, "data": data, "threads": threads}
-    _check_recorded_data(info, changes)
-    options = info.options.replace(**{key: value for key, value in changes.items() if value is not None})
+    if checkpoint.ended(info.folder) is not None:
+        return True
     latest = checkpoint.latest(info.folder)
     if latest is None:
-        raise UsageError(f"{info.folder} has no checkpoint yet: no epoch of the run has finished",
-                         file=str(info.folder))
-    context = distributed.setup(options.device)
-    thread_count = options.threads or torch_threads.default_choice(None, _local_processes(context)).count
-    try:
-        with torch_threads.using(thread_count):
-            model = _build(net, options, context)
-            checkpoint.load_weights(model, latest, spec=checkpoint.spec_hash(net), trained_from=info.trained_from())
-            image_data = _load_data(net, options)
-            device_data = _device_data(image_data, options, context, net, info.normalization)
-            loss, correct, count = _evaluate(model, device_data, options, context)
-    finally:
-        distributed.teardown(context)
-    return EvalResult(info.folder, latest.epoch, loss / max(count, 1), correct / max(count, 1), count)
-
-
-def _absolute(options: TrainOptions) -> TrainOptions:
-    """--data-dir and a --data path made absolute, as run.json records them: a resume or an eval from
-    another folder reads the same data."""
-    data = options.data if options.data in datasets.KNOWN_SETS else os.path.abspath(options.data)
-    data_dir = os.path.abspath(options.data_dir) if options.data_dir is not None else None
-    return options.replace(data=data, data_dir=data_dir)
-
-
-def _check_recorded_data(info: RunInfo, given: dict[str, Any]) -> None:
-    """The data folder or file that run.json names, unless the command names another, must still exist:
-    otherwise the error says that it came from run.json, since the user did not type it."""
-    recorded = info.options
-    where = str(info.folder / runfolder.RUN_JSON)
-    if given.get("data_dir") is None and recorded.data_dir is not None and not Path(recorded.data_dir).is_dir():
-        raise UsageError(f"the run's data folder {os.path.abspath(recorded.data_dir)} (its --data-dir, recorded in "
-                         f"{runfolder.RUN_JSON}) is not there", file=where,
-                         hint="pass --data-dir with the folder that holds the run's data now")
-    if given.get("data") is None and recorded.data not in datasets.KNOWN_SETS and not Path(recorded.data).exists():
-        can_move = "data" in given  # eval reads other data; a resume trains on the run's own
-        raise UsageError(f"the run's data {os.path.abspath(recorded.data)} (its --data, recorded in "
-                         f"{runfolder.RUN_JSON}) is not there", file=where,
-                         hint="pass --data with where it is now" if can_move else
-                         "put it back there: a resume trains on the data the run began with")
+        return False
+    if latest.epoch >= info.options.epochs:
+        return True
+    history = runfolder.read_metrics(info.folder)[:latest.epoch]
+    return len(history) == latest.epoch and selection.stopped_early(
+        history, info.options.monitored, info.options.patience) is not None
 
 
 def _train(net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
-           stream: TextIO | None, report: Reporter | None) -> RunResult:
+           new_schedule: tuple[float, str, float | None] | None, stream: TextIO | None,
+           report: Reporter | None) -> RunResult:
     net.require_concrete("training")
     context = distributed.setup(options.device)
     try:
-        return _Trainer(net, options, spec, info, context, stream, report).run()
+        return _Trainer(net, options, spec, info, new_schedule, context, stream, report).run()
     finally:
         distributed.teardown(context)
 
 
 class _Trainer:
     def __init__(self, net: Network, options: TrainOptions, spec: SpecArgs, info: RunInfo | None,
-                 context: Context, stream: TextIO | None, report: Reporter | None) -> None:
+                 new_schedule: tuple[float, str, float | None] | None, context: Context,
+                 stream: TextIO | None, report: Reporter | None) -> None:
         if options.batch_size % context.world_size:
             raise UsageError(f"--batch-size {options.batch_size} does not divide among "
                              f"{context.world_size} processes", hint="--batch-size is the global batch")
         self.net, self.options, self.spec, self.info, self.context = net, options, spec, info, context
+        self.new_schedule = new_schedule
+        self.schedule_changes = info.schedule_changes if info else ()
         self.run_dir = info.folder if info else Path(options.out or runfolder.default_folder(net.name))
         self.spec_hash = checkpoint.spec_hash(net)
-        self.amp = _autocast_dtype(options, context)
+        self.amp = session.autocast_dtype(options, context)
+        self.augment = Augment.parse(options.augment or "none")
+        self.init_from: InitFrom | None = info.init_from if info else None
         if context.is_cuda:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -202,38 +168,47 @@ class _Trainer:
         context, run_dir = self.context, self.run_dir
         # Everything that can refuse the run (folder, data, checkpoint) comes before anything is written.
         # The process that writes the folder holds its lock from before it reads the checkpoint it goes
-        # on from until after the last one it writes.
+        # on from until after the last one it writes; the other ranks learn whether it could.
         with contextlib.ExitStack() as held:
-            if context.is_main and self.info is not None:
-                held.enter_context(runfolder.claim(run_dir))
-            elif context.is_main:
-                runfolder.check_new(run_dir)
-            sampler = torch_threads.Sampler() if self.options.threads is None else None  # others' load meanwhile
-            image_data = _load_data(self.net, self.options)
             if self.info is not None:
-                _check_same_data(self.info, image_data)
+                distributed.on_main(context, lambda: held.enter_context(runfolder.claim(run_dir)))
+            else:
+                distributed.on_main(context, lambda: runfolder.check_new(run_dir))
+            sampler = torch_threads.Sampler() if self.options.threads is None else None  # others' load meanwhile
+            image_data = session.load_data(self.net, self.options)
+            if self.info is not None:
+                session.check_same_data(self.info, image_data)
+            training = session.split(image_data, self.options)
+            self.augment.check_size(*training.image_shape[1:])
             threads = self._threads(sampler)
             held.enter_context(torch_threads.using(threads.count))
             options = self.options = self.options.replace(threads=threads.count)  # as run.json records it
-            model = _build(self.net, options, context)
+            model = session.build_model(self.net, options, context)
             optimizer = build_optimizer(model, options, context.device)
             scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
-            resumed = self._restore(model, optimizer, scaler, len(image_data.train_labels))
-            normalization = self.info.normalization if self.info else Normalization.of(image_data.train_images)
-            if self.info is None and context.is_main:
-                held.enter_context(runfolder.claim_new(run_dir))
-                runfolder.create(run_dir, self.net.source_text, self._record(image_data, normalization))
-            data = _device_data(image_data, options, context, self.net, normalization)
-            header = (f"{self.net.name} on {image_data.name} ({len(image_data.train_labels):,} training and "
-                      f"{len(image_data.test_labels):,} test images): {self._where()}, {threads.describe()}; "
-                      f"run folder {run_dir}")
+            resumed = self._restore(model, optimizer, scaler, len(training.train_labels))
+            if resumed is None and options.init_from is not None:
+                self._initialise(model)
+            normalization = self.info.normalization if self.info else Normalization.of(training.train_images)
+            if self.info is None:
+                record = self._record(image_data, normalization)
+                distributed.on_main(context, lambda: self._create(held, record))
+            elif self.new_schedule is not None:
+                self._reschedule(resumed)
+            data = session.device_data(training, options, context, self.net, normalization)
+            header = (f"{self.net.name} on {image_data.name} ({_split_sizes(training)}): {self._where()}, "
+                      f"{threads.describe()}; run folder {run_dir}")
             return self._epochs(run_dir, model, optimizer, scaler, resumed, data, image_data.name, header)
+
+    def _create(self, held: contextlib.ExitStack, record: dict[str, Any]) -> None:
+        held.enter_context(runfolder.claim_new(self.run_dir))
+        runfolder.create(self.run_dir, self.net.source_text, record, runfolder.spec_files(self.net))
 
     def _threads(self, sampler: torch_threads.Sampler | None) -> torch_threads.Choice:
         """--threads; or on a resume the run's own count; or the free cores (threads.py)."""
         count = self.options.threads
         if count is None:
-            return torch_threads.default_choice(sampler, _local_processes(self.context))
+            return torch_threads.default_choice(sampler, session.local_processes(self.context))
         if self.info is not None and count == self.info.options.threads:
             return torch_threads.Choice(count, f"the run's, from {runfolder.RUN_JSON}")
         return torch_threads.Choice(count, "--threads")
@@ -244,34 +219,71 @@ class _Trainer:
             return f"{context.world_size} processes on {context.device.type}"
         return str(context.device)
 
+    def _initialise(self, model: torch.nn.Module) -> None:
+        """--init-from: the other run's newest weights; for a run that starts over (killed in its first
+        epoch), the very weights it first started from, which run.json records."""
+        source = Path(self.options.init_from)
+        other = runfolder.read(source)
+        recorded = self.init_from
+        found = checkpoint.at(other.folder, recorded.epoch) if recorded else checkpoint.latest(other.folder)
+        if found is None:
+            missing = (f"its checkpoint of epoch {recorded.epoch}, which this run started from, is gone" if recorded
+                       else "no epoch of it has finished")
+            raise UsageError(f"--init-from {source}: {missing}", file=str(source))
+        sha256 = checkpoint.load_matching(model, found)
+        if recorded is not None and sha256 != recorded.sha256:
+            raise UsageError(f"--init-from {source}: the weights of epoch {found.epoch} are not those this run "
+                             "started from (their SHA-256 differs from run.json's)", file=str(found.weights))
+        self.init_from = InitFrom(str(other.folder.resolve()), found.epoch, sha256)
+
+    def _reschedule(self, resumed: checkpoint.TrainingState | None) -> None:
+        """Record --reschedule in run.json (rank 0) and use it from the step where the run goes on."""
+        lr, kind, warmup = self.new_schedule
+        step, epoch = (resumed.step, resumed.epoch + 1) if resumed else (0, 1)
+        change = ScheduleChange(epoch=epoch, step=step, lr=lr, schedule=kind, warmup=warmup)
+        self.schedule_changes = (*(c for c in self.schedule_changes if c.step != step), change)
+        if self.context.is_main:
+            runfolder.record_schedule_change(self.run_dir, change)
+
     def _epochs(self, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler | None, resumed: checkpoint.TrainingState | None,
                 data: DeviceData, data_name: str, header: str) -> RunResult:
         options, context = self.options, self.context
         forward = _wrap(model, options, context)
         steps = data.steps_per_epoch(options.batch_size, context.world_size)
-        schedule = Schedule.of(options, steps)
+        schedule = Schedule.of(options, steps, self.schedule_changes)
         criterion = torch.nn.CrossEntropyLoss(label_smoothing=options.label_smoothing)
         history = list(resumed.history) if resumed else []
         step, first_epoch = (resumed.step, resumed.epoch + 1) if resumed else (0, 1)
+        metric = options.monitored
 
         report = self.report or reporter(options.epochs, main=context.is_main, stream=self.stream)
-        report.message(header)
-        if resumed is not None:
-            report.message(f"resuming {run_dir} after epoch {first_epoch - 1}")
-        warned = False
+        logger = None
+        warned, stop = False, None
         try:
+            if resumed is None:
+                for warning in final_softmax_warnings(self.net):
+                    report.message(warning)
+            report.message(header)
+            if resumed is not None:
+                report.message(f"resuming {run_dir} after epoch {first_epoch - 1}")
+            if context.is_main and options.log == "tensorboard":
+                logger = self._tensorboard(model, data, first_epoch, report)
             for epoch in range(first_epoch, options.epochs + 1):
                 began = time.perf_counter()
                 with _compile_errors(options.compile):
                     train_loss, train_acc, examples, train_seconds, lr, step = self._train_epoch(
                         epoch, step, forward, optimizer, scaler, schedule, criterion, data, report)
-                test_loss, test_correct, test_count = _evaluate(model, data, options, context)
+                batches = (options.batch_size, context.rank, context.world_size)
+                test = measure(model, data.test_batches(*batches), data.preprocess, options, context)
+                val = (measure(model, data.val_batches(*batches), data.preprocess, options, context)
+                       if data.has_validation else None)
                 row = EpochMetrics(
                     epoch=epoch, train_loss=train_loss, train_acc=train_acc,
-                    test_loss=test_loss / max(test_count, 1), test_acc=test_correct / max(test_count, 1),
+                    test_loss=test.mean_loss, test_acc=test.accuracy,
                     examples_per_s=examples / max(train_seconds, 1e-9),
                     seconds=time.perf_counter() - began, lr=lr,
+                    val_loss=val.mean_loss if val else None, val_acc=val.accuracy if val else None,
                 )
                 history.append(row)
                 if context.is_main:
@@ -283,19 +295,44 @@ class _Trainer:
                     state = {"epoch": epoch, "step": step, "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict() if scaler is not None else {},
                              "history": [asdict(r) for r in history]}
-                    checkpoint.save(run_dir, model, state, spec=self.spec_hash, network=self.net.name)
+                    keep = () if options.keep == "last" else (selection.best_epoch(history, metric),)
+                    checkpoint.save(run_dir, model, state, spec=self.spec_hash, network=self.net.name, keep=keep)
+                    if logger is not None:
+                        logger.epoch(row)
                 report.end_epoch(row)
                 if not warned and self._diverging(train_loss):
                     warned = True
                     report.message(self._divergence_warning(epoch, train_loss))
+                stop = selection.stopped_early(history, metric, options.patience)
+                if stop is not None:
+                    report.message(f"early stop after epoch {epoch}: {stop.describe()}")
+                    break
+            best = selection.best_epoch(history, metric)
+            if context.is_main and options.keep == "best":
+                checkpoint.end_keeping_best(run_dir, history[-1].epoch, best)
             final = history[-1]
             report.message(f"loss {final.train_loss:.3f}, train acc {final.train_acc:.3f}, "
                            f"test acc {final.test_acc:.3f}")
+            if options.keep != "last":
+                kept = {"both": "kept with the last", "best": "kept alone"}[options.keep]
+                report.message(f"best epoch {best} by {metric} ({history[best - 1].metric(metric):.4f}), {kept}")
             report.message(f"{final.examples_per_s:.1f} examples/sec on {context.device}; run folder {run_dir}")
         finally:
+            if logger is not None:
+                logger.close()
             report.close()
         distributed.barrier(context)
-        return RunResult(run_dir, tuple(history), str(context.device), context.world_size)
+        return RunResult(run_dir, tuple(history), str(context.device), context.world_size, best,
+                         stop.describe() if stop is not None else None)
+
+    def _tensorboard(self, model: torch.nn.Module, data: DeviceData, first_epoch: int,
+                     report: Reporter) -> TensorBoard:
+        example = data.preprocess(data.test_images[:1])
+        logger = TensorBoard(self.run_dir, first_epoch, model, example)
+        if logger.graph is not None:
+            report.message(f"note: the TensorBoard log has no graph of the model: torch could not trace it "
+                           f"({logger.graph})")
+        return logger
 
     def _restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler | None, train_examples: int) -> checkpoint.TrainingState | None:
@@ -303,24 +340,36 @@ class _Trainer:
         None when there is nothing to go on from (a new run, or one killed in its first epoch)."""
         if self.info is None:
             return None
-        latest = checkpoint.latest(self.info.folder)
+        folder = self.info.folder
+        ended = checkpoint.ended(folder)
+        if ended is not None:
+            raise UsageError(
+                f"the run in {folder} ended after epoch {ended.epoch} with --keep best, which kept only the "
+                f"checkpoint of its best epoch ({ended.best}); training further needs the last epoch's",
+                file=str(folder), hint=f"start a new run from its weights: --init-from {folder}")
+        latest = checkpoint.latest(folder)
         if latest is None:
             return None  # killed during the first epoch: start over in the same folder
         origin = {"spec": self.spec_hash, "trained_from": self.info.trained_from(), "remedy": _SAME_SPEC_OR_RESTART}
         state = checkpoint.load_state(latest, model, **origin)
         if state.epoch >= self.options.epochs:
             raise UsageError(
-                f"the run in {self.info.folder} has finished all {state.epoch} epochs",
-                file=str(self.info.folder),
+                f"the run in {folder} has finished all {state.epoch} epochs",
+                file=str(folder),
                 hint=f"pass --epochs N with N > {state.epoch} to train it further",
             )
+        stop = selection.stopped_early(state.history, self.options.monitored, self.options.patience)
+        if stop is not None:
+            raise UsageError(f"the run in {folder} stopped early after epoch {state.epoch}: {stop.describe()}",
+                             file=str(folder),
+                             hint=f"pass --patience N with N > {stop.patience} to train it further")
         # The learning rate is a function of the step: one beyond the run's epochs would schedule
         # rates the run never had (one-cycle's turn negative).
         longest = state.epoch * math.ceil(train_examples / self.options.batch_size)
         if state.step > longest:
             raise checkpoint.damaged(latest.state, f"it is at step {state.step}, but {state.epoch} epochs of "
                                                    f"this run take at most {longest}")
-        runfolder.check_metrics(self.info.folder, list(state.history), latest.state)
+        runfolder.check_metrics(folder, list(state.history), latest.state)
         checkpoint.load_weights(model, latest, **origin)
         load_optimizer_state(optimizer, self.options, state.optimizer, latest.state)
         if scaler is not None and state.scaler:
@@ -333,7 +382,10 @@ class _Trainer:
         device = context.device
         forward.train()
         # Dropout and other random layers draw from the global generator: seed it per epoch and rank.
-        torch.manual_seed(_derived_seed(options.seed, epoch, "layers", context.rank))
+        torch.manual_seed(derived_seed(options.seed, epoch, "layers", context.rank))
+        augmenter = None
+        if self.augment.geometric or self.augment.erasing:
+            augmenter = Augmenter(self.augment, device, derived_seed(options.seed, epoch, "augment", context.rank))
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         seen, lr = 0, options.lr
@@ -343,13 +395,13 @@ class _Trainer:
 
         report.start_epoch(epoch, data.steps_per_epoch(options.batch_size, context.world_size))
         started = time.perf_counter()
-        batches = data.train_batches(_derived_seed(options.seed, epoch, "order"), options.batch_size,
+        batches = data.train_batches(derived_seed(options.seed, epoch, "order"), options.batch_size,
                                      context.rank, context.world_size)
         for done, (images, labels) in enumerate(batches, start=1):
             lr = schedule.apply(optimizer, step)
             step += 1
-            x = data.preprocess(images)
-            with _autocast(device, self.amp):
+            x = data.preprocess(images, augmenter)
+            with session.autocast(device, self.amp):
                 logits = forward(x)
                 loss = criterion(logits, labels)
             optimizer.zero_grad(set_to_none=True)
@@ -433,7 +485,7 @@ class _Trainer:
                 "test_examples": len(data.test_labels),
                 "image_shape": list(data.image_shape),
                 "classes": list(data.classes),
-                "sha256": data_sha256(data),
+                "sha256": session.data_sha256(data),
             },
             "environment": {
                 "python": platform.python_version(),
@@ -443,126 +495,49 @@ class _Trainer:
                 "world_size": context.world_size,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
+            "init_from": asdict(self.init_from) if self.init_from is not None else None,
         }
 
 
-def _evaluate(model: torch.nn.Module, data: DeviceData, options: TrainOptions,
-              context: Context) -> tuple[float, float, int]:
-    """Summed test loss (plain cross-entropy), correct count and count over all ranks."""
-    amp = _autocast_dtype(options, context)
-    model.eval()
-    loss_sum = torch.zeros((), device=context.device, dtype=torch.float64)
-    correct = torch.zeros((), device=context.device, dtype=torch.float64)
-    count = 0
-    with torch.no_grad():
-        for images, labels in data.test_batches(options.batch_size, context.rank, context.world_size):
-            with _autocast(context.device, amp):
-                logits = model(data.preprocess(images))
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
-            correct += (logits.argmax(dim=1) == labels).sum().double()
-            count += len(labels)
-    totals = torch.stack([loss_sum, correct, torch.tensor(float(count), dtype=torch.float64, device=context.device)])
-    loss_total, correct_total, count_total = distributed.all_sum(context, totals).tolist()
-    return loss_total, correct_total, int(count_total)
+def final_softmax_warnings(net: Network) -> list[str]:
+    """A warning when the network ends in a softmax: the runner's loss is cross-entropy on the scores (logits),
+    which applies its own log-softmax; probabilities fed to it squash the loss and slow training down."""
+    from archdsl import ir
+    from archdsl.source import render_diagnostic
+
+    network = getattr(net, "ir", None)  # a compiled network's; the tests' stand-ins have none
+    if network is None:
+        return []
+    last = _final_layer(network.body)
+    if last is None or last.kind != "softmax":
+        return []
+    assert isinstance(last, ir.Layer)
+    return [render_diagnostic(
+        "warning", f"network '{net.name}' ends in a softmax, but archdsl train applies cross-entropy to the "
+                   "network's outputs, which takes scores (logits) and applies its own softmax",
+        last.span, hint="drop the final softmax: the scores' argmax is the same class, and torch.softmax on "
+                        "the outputs gives the probabilities (archdsl predict prints them)")]
 
 
-def _load_data(net: Network, options: TrainOptions) -> ImageData:
-    _check_classifier(net)
-    data = datasets.load(options.data, options.data_dir, channels=net.input_shape[0]).limited(options.limit)
-    check_contract(net, data, options.resize)
-    return data
+def _final_layer(nodes: tuple) -> Any:
+    """The layer that computes a network's output: the last node, looked into when it is a block call."""
+    from archdsl import ir
+
+    while nodes:
+        node = nodes[-1]
+        if isinstance(node, ir.Layer):
+            return node
+        if not isinstance(node, ir.Block):
+            return None  # a join: its branches' last layers are not the output
+        nodes = node.body
+    return None
 
 
-def data_sha256(data: ImageData) -> str:
-    """The SHA-256 of the images and labels as a run trains on them (both splits, after --limit), with
-    their types and shapes: the same for the .gz files and for their unpacked copies."""
-    digest = hashlib.sha256()
-    for array in (data.train_images, data.train_labels, data.test_images, data.test_labels):
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
-
-
-def _check_same_data(info: RunInfo, data: ImageData) -> None:
-    """A resume trains on the data the run began with: --data-dir may point at another copy now."""
-    recorded = info.data
-    found = DataInfo(len(data.train_labels), len(data.test_labels), data.image_shape, data.classes,
-                     data_sha256(data) if recorded.sha256 is not None else None)  # runs before the checksum had none
-    if found == recorded:
-        return
-    differences = [f"{field.name} {_brief(getattr(recorded, field.name))} in {runfolder.RUN_JSON}, "
-                   f"{_brief(getattr(found, field.name))} now"
-                   for field in fields(DataInfo)
-                   if field.name != "sha256" and getattr(recorded, field.name) != getattr(found, field.name)]
-    differences = differences or [f"the images or labels differ from those whose SHA-256 {runfolder.RUN_JSON} records"]
-    raise UsageError(f"{data.name} from {data.source} is not the data this run was trained on: "
-                     + "; ".join(differences),
-                     file=str(info.folder / runfolder.RUN_JSON),
-                     hint="pass the --data-dir that holds the run's data, or start a new run on this data")
-
-
-def _brief(value: object) -> str:
-    if isinstance(value, tuple) and value and isinstance(value[0], str):
-        return f"{len(value)} names"
-    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
-
-
-def _device_data(data: ImageData, options: TrainOptions, context: Context, net: Network,
-                 normalization: Normalization) -> DeviceData:
-    return DeviceData(data, context.device, size=(net.input_shape[1], net.input_shape[2]),
-                      normalization=normalization, channels_last=_channels_last(options))
-
-
-def _check_classifier(net: Network) -> None:
-    if len(net.input_shape) != 3:
-        raise UsageError(
-            f"network '{net.name}' takes input {_shape(net.input_shape)}; training needs images, C x H x W",
-            file=net.source_path)
-    if len(net.output_shape) != 1:
-        raise UsageError(
-            f"network '{net.name}' outputs {_shape(net.output_shape)}; training needs one score per class",
-            file=net.source_path, hint="end the network with a linear layer to the number of classes")
-
-
-def check_contract(net: Network, data: ImageData, resize: int | None) -> None:
-    """The network's declared input is the contract: the data (resized or not) must match it."""
-    channels, height, width = net.input_shape
-    data_channels, data_height, data_width = data.image_shape
-    expects = f"network '{net.name}' expects {channels}x{height}x{width} images"
-    if data_channels != channels:
-        raise UsageError(
-            f"the {expects}, but {data.name} has {data_channels}-channel images ({_shape(data.image_shape)})",
-            file=net.source_path,
-            hint=f"declare the network's input with {data_channels} channel(s), or use data with {channels}",
-        )
-    if resize is not None and (resize, resize) != (height, width):
-        raise UsageError(
-            f"--resize {resize} makes {data_channels}x{resize}x{resize} images, but the {expects}",
-            file=net.source_path,
-            hint=f"pass --resize {height}" if height == width else "declare a square input to use --resize",
-        )
-    if resize is None and (data_height, data_width) != (height, width):
-        raise UsageError(
-            f"the {expects}, but {data.name}'s images are {_shape(data.image_shape)}",
-            file=net.source_path,
-            hint=(f"pass --resize {height} to resize them on the device" if height == width
-                  else f"declare the input as [{data_channels}, {data_height}, {data_width}]"),
-        )
-    # Too few scores cannot learn every class; too many leave scores that no label trains but argmax still picks.
-    classes, wanted = net.output_shape[0], len(data.classes)
-    if wanted != classes:
-        raise UsageError(
-            f"{data.name} has {wanted} classes, but network '{net.name}' outputs {classes} scores",
-            file=net.source_path,
-            hint=(f"pass --param classes={wanted}" if "classes" in net.param_values
-                  else f"make the last layer output {wanted} scores"),
-        )
-
-
-def _build(net: Network, options: TrainOptions, context: Context) -> torch.nn.Module:
-    model = net.build(init=options.init, seed=options.seed)
-    memory_format = torch.channels_last if _channels_last(options) else torch.preserve_format
-    return model.to(context.device, memory_format=memory_format)
+def _split_sizes(data: ImageData) -> str:
+    sizes = f"{len(data.train_labels):,} training"
+    if data.val_labels is not None:
+        sizes += f", {len(data.val_labels):,} validation"
+    return f"{sizes} and {len(data.test_labels):,} test images"
 
 
 def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> torch.nn.Module:
@@ -578,37 +553,6 @@ def _wrap(model: torch.nn.Module, options: TrainOptions, context: Context) -> to
     return forward
 
 
-def _local_processes(context: Context) -> int:
-    """torchrun's processes on this machine, which share its cores."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if context.distributed else 1
-
-
-def _channels_last(options: TrainOptions) -> bool:
-    # On by default everywhere: on this project's 2-core CPU a training step in NHWC was 1.06x (ResNet-18)
-    # to 1.34x (LeNet) as fast as in the default layout (benchmarks/bench_train.py --layouts).
-    return options.channels_last is not False
-
-
-def _autocast_dtype(options: TrainOptions, context: Context) -> torch.dtype | None:
-    """bf16 by default on CUDA; fp32 by default on the CPU, where bf16 autocast is opt-in.
-
-    On a CPU with AMX or AVX512-BF16 (oneDNN uses them), ``--amp bf16`` made a VGG-11/8 training step
-    1.3x as fast on this project's machine; on CPUs without them it is slower than fp32, hence opt-in.
-    """
-    if options.amp == "fp16" and not context.is_cuda:
-        raise UsageError("--amp fp16 needs a CUDA device; on the CPU autocast takes bf16",
-                         hint="pass --amp bf16, or drop --amp to train in fp32")
-    if options.amp == "off" or (options.amp == "auto" and not context.is_cuda):
-        return None
-    return torch.float16 if options.amp == "fp16" else torch.bfloat16
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 @contextlib.contextmanager
 def _compile_errors(enabled: bool) -> Iterator[None]:
     """torch.compile fails at the first call, deep inside dynamo or inductor: say so in one line."""
@@ -618,13 +562,3 @@ def _compile_errors(enabled: bool) -> Iterator[None]:
         if enabled and type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
             raise BackendError(f"torch.compile failed: {first_line(err)}", hint="run without --compile") from None
         raise
-
-
-def _derived_seed(seed: int, epoch: int, stream: str, rank: int = 0) -> int:
-    """A 63-bit seed for one random stream of one epoch, independent of the others."""
-    digest = hashlib.sha256(f"{seed}:{epoch}:{stream}:{rank}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(dim) for dim in shape)
