@@ -6,6 +6,10 @@ fixed seed, in training), ``shuffle`` ShuffleNetV2's channel_shuffle, ``scale`` 
 whole ConvNeXt block, torchvision's CNBlock, is compared with its spec). The rest are torch modules. Then
 one network holding every new kind and option goes through torch.fx, TorchScript, channels-last modules and
 tensors, ONNX (onnxruntime) and (marked slow) torch.compile to the same outputs.
+
+The token layers likewise: ``windowattention`` is torchvision's ShiftedWindowAttention (Swin), ``patchmerge`` its
+patch merging, ``tokens`` its ViT's patch flattening, ``attention`` nn.MultiheadAttention; a network of every token
+kind goes through torch.fx, TorchScript and ONNX.
 """
 
 from __future__ import annotations
@@ -258,3 +262,119 @@ def test_archdsls_modules_stand_alone() -> None:
         names = {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
         assert names <= {"torch", "nn", "x", "super", "self", "shape", "init", "p", "groups", "survival", "noise",
                          "batch", "channels", "height", "width", "float", "int", "tuple"}, (name, names)
+
+
+# -- tokens and attention ------------------------------------------------------------------------------------
+
+EVERY_TOKEN = """
+network every_token : [8, 16, 16] =
+    conv 16 k=2 s=2; tokens; ln; windowattention heads=2 window=4 shift=2;
+    linear 32; gelu; linear 16; scale; droppath 0.1;
+    patchmerge; ln; linear 32 bias=false; untokens; tokens; clstoken; posembed 17;
+    add [ ln; attention heads=4 dropout=0.1 | id ]; softmax;
+    concat [ token 0 | tokenmean ]; linear 10
+"""
+TOKEN_KINDS = {"tokens", "untokens", "token", "tokenmean", "clstoken", "posembed", "patchmerge", "attention",
+               "windowattention"}
+
+
+@pytest.mark.parametrize(("grid", "window", "shift"), [
+    ((8, 8), (4, 4), (2, 2)), ((8, 8), (4, 4), (0, 0)), ((7, 7), (7, 7), (3, 3)), ((14, 7), (7, 7), (3, 3)),
+    ((6, 12), (3, 4), (1, 2)), ((4, 6), (2, 3), (0, 1)),
+])  # fmt: skip
+def test_window_attention_is_torchvisions(torchvision, grid, window, shift) -> None:
+    # torchvision's ShiftedWindowAttention with its own weights (a random bias table): the same names and outputs.
+    # A grid that one window covers along an axis is not shifted along it (14x7 with 7x7 windows: rows only);
+    # windows of (2, 3) shifted by (0, 1) mask along the width alone.
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    torch.manual_seed(0)
+    theirs = ShiftedWindowAttention(12, list(window), list(shift), num_heads=3)
+    ours = torch_modules.WindowAttention(12, 3, window, shift, grid)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = images(2, *grid, 12)
+    for training in (False, True):
+        ours.train(training)
+        theirs.train(training)
+        assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_self_attention_is_nn_multihead_attention(bias: bool) -> None:
+    # The tokens as query, key and value of nn.MultiheadAttention (batch first), in eval and in seeded training
+    # with dropout on the attention weights; on a grid, the tokens attend as one sequence and keep the grid.
+    torch.manual_seed(0)
+    ours = torch_modules.SelfAttention(16, 4, dropout=0.2, bias=bias)
+    theirs = nn.MultiheadAttention(16, 4, dropout=0.2, bias=bias, batch_first=True)
+    theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = images(2, 9, 16)
+    for training in (False, True):
+        ours.train(training)
+        theirs.train(training)
+        torch.manual_seed(1)
+        expected = theirs(x, x, x, need_weights=False)[0]
+        torch.manual_seed(1)
+        assert torch.allclose(ours(x), expected, atol=1e-6)
+    ours.eval()
+    grid = images(2, 3, 3, 16)
+    assert torch.allclose(ours(grid), ours(grid.reshape(2, 9, 16)).reshape(2, 3, 3, 16), atol=1e-6)
+
+
+@pytest.mark.parametrize("grid", [(4, 6), (5, 7), (7, 4)])
+def test_patch_merge_is_torchvisions(torchvision, grid) -> None:
+    # Swin's space-to-depth, odd sides padded with zeros, and the shape patchmerge's rule gives.
+    from torchvision.models.swin_transformer import _patch_merging_pad
+
+    x = images(2, *grid, 3)
+    ours = torch_modules.PatchMerge(grid[0] % 2, grid[1] % 2)(x)
+    assert torch.equal(ours, _patch_merging_pad(x))
+    net = archdsl.loads(f"network n : [3, {grid[0]}, {grid[1]}] = tokens; patchmerge")
+    assert tuple(ours.shape[1:]) == tuple(net.output_shape)
+
+
+def test_tokens_and_back_are_torchvisions_patch_embedding(torchvision) -> None:
+    # tokens reads the image's positions row by row, as torchvision's ViT flattens its patch embedding; untokens
+    # undoes it, from the grid or from L×D with H and W given; token 0 and tokenmean read the sequence as theirs.
+    x = images(2, 8, 3, 5)
+    reference = x.reshape(2, 8, 15).permute(0, 2, 1)
+    tokens = torch_modules.ToTokens()(x)
+    assert torch.equal(tokens.flatten(1, 2), reference)
+    assert torch.equal(torch_modules.ToImage(3, 5, 8)(tokens), x)
+    assert torch.equal(torch_modules.ToImage(3, 5, 8)(reference), x)
+    assert torch.equal(torch_modules.TakeToken(4)(tokens), reference[:, 4])
+    assert torch.allclose(torch_modules.TokenMean()(tokens), x.mean((2, 3)), atol=1e-6)
+
+
+def test_every_token_kind_is_in_the_network() -> None:
+    net = archdsl.loads(EVERY_TOKEN)
+    assert TOKEN_KINDS <= {layer.kind for layer in net.layers()}
+    assert net.output_shape == (10,)
+
+
+def test_every_token_kind_traces_scripts_and_exports_to_onnx(tmp_path) -> None:
+    module = built(EVERY_TOKEN)
+    x = images(3, 8, 16, 16)
+    for training in (False, True):
+        module.train(training)
+        torch.manual_seed(5)
+        expected = module(x)
+        traced = torch.fx.symbolic_trace(module)
+        torch.manual_seed(5)
+        assert torch.equal(traced(x), expected), f"fx, training={training}"
+        scripted = torch.jit.script(module)
+        torch.manual_seed(5)
+        assert torch.allclose(scripted(x), expected, atol=1e-6), f"TorchScript, training={training}"
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    from archdsl.export.onnx import write_onnx
+
+    net = archdsl.loads(EVERY_TOKEN)
+    module.eval()
+    with torch.no_grad():
+        expected = module(x)
+    write_onnx(module, net.input_shape, tmp_path / "tokens.onnx", net.params)
+    onnx.checker.check_model(str(tmp_path / "tokens.onnx"))
+    session = ort.InferenceSession(str(tmp_path / "tokens.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-4, atol=1e-5)
