@@ -65,7 +65,7 @@ def sweep_command(spec: Path, param: tuple[str, ...], lr: str | None, samples: i
     from archdsl.runner.sweep import run
 
     given = {name: value for name, value in given.items() if value is not None}
-    where = {"jobs": jobs or 1, "ray": ray}
+    where = {"jobs": 1 if jobs is None else jobs, "ray": ray}
     try:
         if resume is None:
             options = TrainOptions(**given)

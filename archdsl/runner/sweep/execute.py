@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archdsl.errors import ArchError, UsageError
+from archdsl.errors import ArchError, UsageError, first_line
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -82,6 +82,7 @@ def run_processes(jobs: list[Job], workers: int, done: Callable[[Outcome], None]
     each ending with this one, however this one ends."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup,
                                initargs=(os.getpid(),))
@@ -91,11 +92,15 @@ def run_processes(jobs: list[Job], workers: int, done: Callable[[Outcome], None]
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 done(future.result())
-    except BaseException:
-        # Ctrl-C or an error: end the workers at once rather than wait for their configurations.
+    except BaseException as err:
+        # Ctrl-C, an error or a worker that died: end the workers at once rather than wait for them.
         for child in multiprocessing.active_children():
             child.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(err, BrokenProcessPool):
+            raise UsageError("a process of the sweep ended while it trained a configuration (killed, or out of "
+                             "memory?)", hint="the configurations that finished are kept; go on with --resume, "
+                                              "with fewer --jobs if memory ran out") from None
         raise
     pool.shutdown()
 
@@ -103,15 +108,13 @@ def run_processes(jobs: list[Job], workers: int, done: Callable[[Outcome], None]
 def run_ray(jobs: list[Job], address: str, threads: int, done: Callable[[Outcome], None]) -> None:
     """As Ray tasks of ``threads`` CPUs each on the cluster at ``address``; the sweep folder, the spec and the
     data must be where every node sees them (a shared file system)."""
-    try:
-        import ray
-    except ModuleNotFoundError:
-        raise UsageError("--ray needs Ray, which is not installed; it comes with archdsl's 'ray' extra",
-                         hint="pip install 'archdsl[ray]', or run the sweep here with --jobs N") from None
+    import ray
+
+    check_ray(address)
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as err:
-        raise UsageError(f"cannot connect to the Ray cluster at {address}: {str(err).strip().splitlines()[0]}",
+        raise UsageError(f"cannot connect to the Ray cluster at {address}: {first_line(err)}",
                          hint="start one with `ray start --head`, and pass the address it prints") from None
     remote = ray.remote(num_cpus=threads, max_retries=0)(train_configuration)
     pending = {}
@@ -119,12 +122,39 @@ def run_ray(jobs: list[Job], address: str, threads: int, done: Callable[[Outcome
         pending = {remote.remote(job): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            pending.pop(ready[0])
-            done(ray.get(ready[0]))
+            job = pending.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except ray.exceptions.RayTaskError:
+                raise  # an exception of archdsl's own in the task: a bug
+            except ray.exceptions.RayError as err:  # the task's worker or node died: as a kill would
+                outcome = Outcome(job.run, f"error: the Ray task ended before the run did: {first_line(err)}")
+            done(outcome)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
         ray.shutdown()
+
+
+def check_ray(address: str) -> None:
+    """Before a sweep starts: Ray is installed, and a HOST:PORT address answers (ray.init would retry one that
+    does not for minutes)."""
+    import socket
+
+    try:
+        import ray  # noqa: F401
+    except ModuleNotFoundError:
+        raise UsageError("--ray needs Ray, which is not installed; it comes with archdsl's 'ray' extra",
+                         hint="pip install 'archdsl[ray]', or run the sweep here with --jobs N") from None
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", ray://: Ray's own to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}",
+                         hint="start one with `ray start --head`, and pass the address it prints") from None
 
 
 def _worker_setup(sweep: int) -> None:

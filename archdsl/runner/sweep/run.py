@@ -26,7 +26,7 @@ from pathlib import Path
 from archdsl.errors import ArchError, UsageError
 from archdsl.runner.options import TrainOptions
 from archdsl.runner.sweep import folder as sweep_folder
-from archdsl.runner.sweep.execute import Job, Outcome, run_here, run_processes, run_ray
+from archdsl.runner.sweep.execute import Job, Outcome, check_ray, run_here, run_processes, run_ray
 from archdsl.runner.sweep.folder import Configuration, Plan, Result
 from archdsl.runner.sweep.plots import write_plots
 from archdsl.runner.sweep.results import (
@@ -70,7 +70,7 @@ def start(spec: str | Path, parameters: Sequence[str], lr: str | None, options: 
     for name, limit in (("--max-params", max_params), ("--max-macs", max_macs)):
         if limit is not None and limit < 1:
             raise UsageError(f"{name} must be at least 1, got {limit}")
-    space = _space(parameters, lr)
+    space = _space(parameters, lr if lr is not None else repr(options.lr))
     definition, text = _network(spec, network)
     _check_names(definition, space)
     options = _absolute(options.replace(seed=seed))
@@ -219,15 +219,14 @@ def _threads(options: TrainOptions, changes: dict, jobs: int, ray: str | None) -
     return None
 
 
-def _space(parameters: Sequence[str], lr: str | None) -> Space:
+def _space(parameters: Sequence[str], lr: str) -> Space:
     swept = [parse_parameter(item) for item in parameters]
     seen = set()
     for parameter in swept:
         if parameter.name in seen:
             raise UsageError(f"--param sets '{parameter.name}' twice", hint="give all its choices in one --param")
         seen.add(parameter.name)
-    if lr is not None:
-        swept.append(Parameter(LR, parse_numbers(lr, "--lr"), f"--lr {lr}"))
+    swept.append(Parameter(LR, parse_numbers(lr, "--lr"), f"--lr {lr}"))
     return Space(tuple(swept))
 
 
@@ -271,6 +270,8 @@ def _check_workers(jobs: int, ray: str | None) -> None:
     if ray is not None and jobs != 1:
         raise UsageError("--jobs and --ray each choose where configurations train; give one of them",
                          hint="with --ray, the cluster runs as many at once as its CPUs allow")
+    if ray is not None:
+        check_ray(ray)
 
 
 def _where(jobs: int, ray: str | None) -> str:

@@ -168,23 +168,23 @@ def parse_parameter(item: str, option: str = "--param") -> Parameter:
     return Parameter(name, parse_choices(text, f"{option} {_clip(item)}"), item)
 
 
-def parse_choices(text: str, where: str) -> Choices:
+def parse_choices(text: str, where: str, hint: str = SYNTAX_HINT) -> Choices:
     """The choices written in ``text``; ``where`` starts each error's message (``--param width=16,,32``)."""
-    choices = _Reader(text, where).read()
+    choices = _Reader(text, where, hint).read()
     _check_distinct(choices, where)
     return choices
 
 
 def parse_numbers(text: str, option: str) -> Choices:
     """A training option's choices, numbers only: ``--lr 0.05,0.1``."""
-    where = f"{option} {_clip(text)}"
-    choices = parse_choices(text, where)
+    where, hint = f"{option} {_clip(text)}", f"for example {option} 0.05,0.1 (',' or '|' between values)"
+    choices = parse_choices(text, where, hint)
     if choices.size > MAX_ALTERNATIVES:
         raise UsageError(f"{where}: more than {MAX_ALTERNATIVES:,} values")
     for index in range(choices.size):
         value = choices.pick(index)
         if isinstance(value, (bool, tuple)):
-            raise UsageError(f"{where}: {value_text(value)} is not a number", hint=f"for example {option} 0.05,0.1")
+            raise UsageError(f"{where}: {value_text(value)} is not a number", hint=hint)
     return choices
 
 
@@ -214,8 +214,8 @@ class _Reader:
         single := '[' [either (',' either)*] ']' | '(' ... ')' | ATOM ['..' ATOM]
     """
 
-    def __init__(self, text: str, where: str) -> None:
-        self.text, self.where = text, where
+    def __init__(self, text: str, where: str, hint: str) -> None:
+        self.text, self.where, self.hint = text, where, hint
         self.tokens = [token for token in re.split(r"(\.\.|[\[\](),|]|\s+)", text) if token and not token.isspace()]
         self.position = 0
 
@@ -273,11 +273,11 @@ class _Reader:
     def _range(self, low_text: str, high_text: str, text: str) -> Range:
         low, high = self._scalar(low_text), self._scalar(high_text)
         if not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in (low, high)):
-            raise self._error(f"the range {text} needs whole numbers at both ends",
-                              hint="list other values one by one: 0.05,0.1")
+            raise UsageError(f"{self.where}: the range {text} needs whole numbers at both ends",
+                             hint="list other values one by one: 0.05,0.1")
         if low > high:
-            raise self._error(f"the range {text} is empty: it goes from {low} down to {high}",
-                              hint=f"write {high}..{low}")
+            raise UsageError(f"{self.where}: the range {text} is empty: it goes from {low} down to {high}",
+                             hint=f"write {high}..{low}")
         return Range(low, high, text)
 
     def _scalar(self, token: str) -> bool | int | float:
@@ -303,8 +303,8 @@ class _Reader:
     def _text(self, start: int) -> str:
         return "".join(self.tokens[start:self.position])
 
-    def _error(self, problem: str, hint: str = SYNTAX_HINT) -> UsageError:
-        return UsageError(f"{self.where}: {problem}", hint=hint)
+    def _error(self, problem: str) -> UsageError:
+        return UsageError(f"{self.where}: {problem}", hint=self.hint)
 
 
 def _check_distinct(choices: Choices, where: str) -> None:
