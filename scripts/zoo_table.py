@@ -34,7 +34,7 @@ MARKERS = {
 }
 # The module of torchvision.models that builds each family.
 MODULES = {"inception_v3": "inception", "mobilenet_v2": "mobilenetv2", "mobilenet_v3": "mobilenetv3",
-           "shufflenet_v2": "shufflenetv2"}
+           "shufflenet_v2": "shufflenetv2", "swin": "swin_transformer", "vit": "vision_transformer"}
 
 
 def builders() -> str:
