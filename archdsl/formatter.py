@@ -34,7 +34,7 @@ _COMMENT = re.compile(r"#[^\n]*")
 _DECLS = {"IMPORT", "DEFAULT", "BLOCK", "NETWORK"}
 _OPENERS = {"LPAR": "RPAR", "LSQB": "RSQB", "LESSTHAN": "MORETHAN"}
 _CLOSERS = set(_OPENERS.values())
-_OPERANDS = {"NAME", "NUMBER", "RPAR"}  # after one of these, '+' and '-' are binary
+_OPERANDS = {"NAME", "NUMBER", "RPAR", "RSQB"}  # after one of these, '+' and '-' are binary
 _INDENT = 4
 
 

@@ -239,3 +239,9 @@ def test_a_table_over_several_lines_keeps_its_rows_and_an_if_its_arms():
     assert format_source(Source("x.arch", text)) == (
         "network n(\n    classes = 10,\n    stages = [[1, 16], [6, 24],\n        [6, 32]]\n) : [3, 8, 8] =\n"
         "    if classes > 5\n    then conv3x3 stages[0][1]\n    else relu;\n    gap\n")
+
+
+def test_a_minus_after_an_index_is_binary():
+    text = "network n(xs = [4, 5]) : [1, 8, 8] = conv3x3 (xs[0]-1); conv3x3 (-xs[1])\n"
+    assert format_source(Source("x.arch", text)) == (
+        "network n(xs = [4, 5]) : [1, 8, 8] = conv3x3 (xs[0] - 1); conv3x3 (-xs[1])\n")
