@@ -159,9 +159,18 @@ def title(network: ir.Network) -> str:
 def cells(network: ir.Network, depth: int | None = None) -> list[tuple[Row, list[str]]]:
     """Each row of the table with its cells: a block or branch that is expanded gets a row of its own, without
     sums."""
-    return [(row, [row.path, row.what, ir.format_shape(row.out_shape),
+    return [(row, [row.path, _shortened(row.what), ir.format_shape(row.out_shape),
                    "" if row.header else f"{row.params:,}", "" if row.header else f"{row.macs:,}"])
             for row in rows(network, depth, headers=True)]
+
+
+# A kind cell longer than this (a block called with a table of stages) is cut, its end shown as "..."; the JSON
+# summary keeps the whole call.
+KIND_WIDTH = 72
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= KIND_WIDTH else text[:KIND_WIDTH - 4] + "...)"
 
 
 def table(network: ir.Network, depth: int | None = None) -> str:
