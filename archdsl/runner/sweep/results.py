@@ -19,7 +19,7 @@ from pathlib import Path
 
 from archdsl.atomic import write_text_atomic
 from archdsl.errors import UsageError
-from archdsl.runner.runfolder import METRICS_CSV, MAX_RECORD_BYTES
+from archdsl.runner.runfolder import MAX_RECORD_BYTES, METRICS_CSV
 from archdsl.runner.untrusted import read_limited
 
 CSV_NAME = "sweep.csv"

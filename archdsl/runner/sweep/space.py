@@ -20,7 +20,6 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from typing import Union
 
 from archdsl.errors import UsageError
 
@@ -34,7 +33,7 @@ SYNTAX_HINT = ("choices are separated by ',' (inside a list by '|'), A..B is a r
 
 _PUNCTUATION = ("[", "]", "(", ")", ",", "|", "..")
 
-Value = Union[bool, int, float, tuple["Value", ...]]
+Value = bool | int | float | tuple["Value", ...]
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class ListOf:
         return tuple(_mixed_radix(index, self.items))
 
 
-Choices = Union[One, Range, Either, ListOf]
+Choices = One | Range | Either | ListOf
 
 
 @dataclass(frozen=True)
