@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +177,132 @@ def test_a_diverging_run_stops_with_one_error_and_can_go_on(cli, tmp_path):
     assert warnings == [("warning: the training loss of epoch 1 is nan: the run has diverged, and trains on as "
                          "--allow-divergence asks (its weights stay NaN once they are)")]
     assert [row.split(",")[1] for row in (run / "metrics.csv").read_text().splitlines()[1:]] == ["nan", "nan"]
+
+
+# -- issue 16: replaying a run, its imports, the softmax warning, TensorBoard ------------------------------------
+
+ISSUE16_OPTIONS = ["--augment", "--val", "--keep", "--monitor", "--patience", "--log", "--init-from", "--reschedule",
+                   "--config", "--from"]
+
+
+def test_help_lists_the_options_of_issue_16(cli):
+    help_text = " ".join(cli("train", "--help").output.split())
+    for option in ISSUE16_OPTIONS:
+        assert option in help_text, option
+    assert "--keep [both|best|last]" in help_text and "--log [tensorboard]" in help_text
+    assert "--weights [last|best]" in " ".join(cli("eval", "--help").output.split())
+    predict = " ".join(cli("predict", "--help").output.split())
+    assert "IMAGE..." in predict and "--top K" in predict and "--checkpoint RUN_DIR" in predict
+
+
+@pytest.fixture
+def imported(tmp_path) -> Path:
+    """A spec whose blocks come from a file it imports, as specs/ do."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blocks.arch").write_text("block stage(c) = conv3x3 c; relu; maxpool2\n")
+    spec = tmp_path / "net.arch"
+    spec.write_text('import "lib/blocks.arch"\n\n'
+                    "network net(width = 4) : [1, 28, 28] -> [10] =\n"
+                    "    stage(width); stage(2 * width); flatten; linear 10\n")
+    return spec
+
+
+def test_a_run_replays_from_its_folder_alone(cli, imported, tmp_path):
+    """The run folder keeps the spec's imports; --from trains the same run again from the folder, elsewhere."""
+    run = tmp_path / "run"
+    result = cli("train", imported, "-p", "width=2", *QUICK, "--epochs", "2", "--val", "0.2", "--augment", "flip",
+                 "--out", run)
+    assert result.exit_code == 0, result.output
+    assert (run / "lib" / "blocks.arch").read_text() == (tmp_path / "lib" / "blocks.arch").read_text()
+    record = json.loads((run / "run.json").read_text())
+    assert record["imports"] == [{"path": "lib/blocks.arch", "kept": True,
+                                  "sha256": hashlib.sha256(b"block stage(c) = conv3x3 c; relu; maxpool2\n").hexdigest()}]
+    (tmp_path / "lib" / "blocks.arch").unlink()  # the original is gone: the folder is all there is
+    again = tmp_path / "again"
+    result = cli("train", "--from", run, "--out", again)
+    assert result.exit_code == 0, result.output
+    assert (again / "metrics.csv").read_text().splitlines()[1:] != []
+    columns = [line.split(",")[:5] + line.split(",")[-2:] for line in (run / "metrics.csv").read_text().splitlines()]
+    replayed = [line.split(",")[:5] + line.split(",")[-2:] for line in (again / "metrics.csv").read_text().splitlines()]
+    assert replayed == columns
+    assert json.loads((again / "run.json").read_text())["spec"] == {
+        "path": str(run / "spec.arch"), "params": ["width=2"], "network": None, "input": None}
+    # --config takes a run.json anywhere, and options given beside it win.
+    result = cli("train", "--config", run / "run.json", "--epochs", "1", "--out", tmp_path / "third")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "third" / "metrics.csv").read_text().splitlines()[1].split(",")[:5] == columns[1][:5]
+    # --resume needs no SPEC either: the run's copy compiles.
+    result = cli("train", "--resume", again, "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == f"resuming {again} after epoch 2"
+
+
+def test_replaying_mistakes_are_one_error(cli, imported, tmp_path):
+    cases = [
+        (["train", "--config", tmp_path], f"{tmp_path} is a folder; --config takes a run.json file"),
+        (["train", "--config", tmp_path / "run.json"], f"{tmp_path / 'run.json'}: no such file"),
+        (["train", "--from", tmp_path / "nothing"], "no such run folder"),
+        (["train", "--from", tmp_path, "--config", tmp_path / "x.json"], "--config and --from both name the run"),
+        (["train"], "missing the spec to train"),
+        (["train", imported, "--reschedule"], "--reschedule changes the schedule of a run that --resume continues"),
+        (["train", imported, *QUICK, "--val", "1.5"], "--val must be a count of examples or a fraction between 0 and 1"),
+        (["train", imported, *QUICK, "--val", "1000", "--out", tmp_path / "v"],
+         "--val 1,000 validation examples, but the training split has 1,000: both parts need at least one"),
+        (["train", imported, *QUICK, "--augment", "rotate"], "--augment: unknown transform 'rotate'"),
+        (["train", imported, *QUICK, "--monitor", "val_loss"], "--monitor val_loss needs a validation split"),
+        (["train", imported, *QUICK, "--patience", "0"], "--patience must be at least 1, got 0"),
+        (["train", imported, *QUICK, "--init-from", tmp_path / "nothing", "--out", tmp_path / "i"],
+         "no such run folder"),
+    ]
+    for args, expected in cases:
+        result = cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+    assert not any((tmp_path / name).exists() for name in ("v", "i"))
+    done = subprocess.run([sys.executable, "-m", "archdsl", "train", str(imported), "--val", "many"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr.splitlines()[0]) == (
+        1, "archdsl: error: invalid value for '--val': 'many' is neither a count of examples nor a fraction")
+
+
+def test_a_final_softmax_is_warned_about_at_its_place(cli, tmp_path):
+    spec = tmp_path / "soft.arch"
+    spec.write_text("network soft : [1, 28, 28] -> [10] =\n    flatten; linear 10; softmax\n")
+    result = cli("train", spec, *QUICK, "--epochs", "1", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:4] == [
+        (f"{spec}:2:25: warning: network 'soft' ends in a softmax, but archdsl train applies cross-entropy to the "
+         "network's outputs, which takes scores (logits) and applies its own softmax"),
+        "    2 |     flatten; linear 10; softmax",
+        "      |                         ^^^^^^^",
+        ("  hint: drop the final softmax: the scores' argmax is the same class, and torch.softmax on the outputs "
+         "gives the probabilities (archdsl predict prints them)")]
+    plain = tmp_path / "plain.arch"
+    plain.write_text("network plain : [1, 28, 28] -> [10] =\n    flatten; linear 10; softmax; linear 10\n")
+    result = cli("train", plain, *QUICK, "--epochs", "1", "--out", tmp_path / "plain-run")
+    assert result.exit_code == 0 and "warning" not in result.output
+
+
+def test_tensorboard_logs_each_epoch_and_the_graph(cli, spec, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    result = cli("train", spec, *QUICK, "--epochs", "2", "--val", "100", "--log", "tensorboard", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert "note:" not in result.output  # the graph traced
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert set(tags["scalars"]) == {"loss/train", "accuracy/train", "loss/val", "accuracy/val", "loss/test",
+                                    "accuracy/test", "learning_rate", "examples_per_second"}
+    assert [event.step for event in events.Scalars("accuracy/test")] == [1, 2]
+    assert tags["graph"]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert events.Scalars("accuracy/val")[-1].value == pytest.approx(float(rows[-1].split(",")[-1]))
+    # A resume purges what an interrupted run logged past its checkpoint: each epoch appears once.
+    result = cli("train", spec, "--resume", run, "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("accuracy/test")] == [1, 2, 3]

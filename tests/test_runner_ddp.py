@@ -74,7 +74,8 @@ def test_two_gloo_processes_train_like_one(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo is tested on POSIX")
 def test_a_torchrun_job_into_a_folder_another_process_holds_is_refused(tmp_path):
     """Rank 0 alone takes the run folder's lock and alone writes; when the lock is another's, rank 0 is
-    refused before writing, and torchrun stops the job's other ranks. Nothing in either folder changes."""
+    refused before writing and tells the other rank, which raises the same error. Nothing in either folder
+    changes."""
     spec = tmp_path / "tiny.arch"
     spec.write_text("network tiny : [1, 8, 8] -> [3] = flatten; linear 3\n")
     data = tiny_npz(tmp_path / "tiny.npz")
@@ -95,9 +96,40 @@ def test_a_torchrun_job_into_a_folder_another_process_holds_is_refused(tmp_path)
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
             refusal = (f"{folder}: error: {folder} is in use by process {holders[folder].process.pid}, "
                        "which is writing that run")
-            assert done.returncode != 0 and done.stderr.count(refusal) == 1, done.stderr[-4000:]
+            assert done.returncode != 0 and done.stderr.count(refusal) == 2, done.stderr[-4000:]  # one per rank
+            assert "RuntimeError" not in done.stderr, done.stderr[-4000:]  # torchrun's own report aside, no traceback
     finally:
         for holder in holders.values():
             holder.close()
     assert {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
     assert [p.name for p in fresh.iterdir()] == [".archdsl-run"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo is tested on POSIX")
+def test_ranks_started_by_hand_all_learn_of_rank_0s_refusal(tmp_path):
+    """Without torchrun to stop them (RANK and WORLD_SIZE set by hand), the other ranks used to wait for rank 0
+    at their first collective and end in gloo's traceback; now each rank ends with rank 0's one error."""
+    spec = tmp_path / "tiny.arch"
+    spec.write_text("network tiny : [1, 8, 8] -> [3] = flatten; linear 3\n")
+    data = tiny_npz(tmp_path / "tiny.npz")
+    run = tmp_path / "run"
+    done = CliRunner().invoke(app, ["train", str(spec), "--epochs", "1", "--batch-size", "20", "--device", "cpu",
+                                    "--data", str(data), "--out", str(run)])
+    assert done.exit_code == 0, done.output
+    holder = Holder(run)
+    port = free_port()
+    try:
+        ranks = [subprocess.Popen([sys.executable, "-m", "archdsl", "train", str(spec), "--resume", str(run),
+                                   "--epochs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1", "RANK": str(rank), "LOCAL_RANK": str(rank),
+                                       "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                                       "MASTER_PORT": str(port)})
+                 for rank in range(2)]
+        outputs = [rank.communicate(timeout=240) for rank in ranks]
+    finally:
+        holder.close()
+    refusal = (f"{run}: error: {run} is in use by process {holder.process.pid}, which is writing that run\n"
+               "  hint: wait for it to finish or stop it; one run folder takes one writer at a time\n")
+    for rank, (_, stderr) in zip(ranks, outputs, strict=True):
+        assert (rank.returncode, stderr) == (1, refusal), stderr[-4000:]

@@ -36,7 +36,8 @@ COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "example
 
 def outcome(history) -> list[tuple]:
     """What a run computed, without its timings."""
-    return [(r.epoch, r.train_loss, r.train_acc, r.test_loss, r.test_acc, r.lr) for r in history]
+    return [(r.epoch, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.test_loss, r.test_acc, r.lr)
+            for r in history]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -102,9 +103,29 @@ def test_eval_reports_the_last_epochs_test_metrics(finished):
     assert result.test_loss == pytest.approx(finished.final.test_loss, rel=1e-12)
 
 
+# Augmentation of every kind and a validation split, watched for the best epoch and early stopping.
+AUGMENTED = SMALL.replace(augment="crop=2:reflect,flip,erase=0.5,cutout=6", val=500, patience=2)
+
+
+def test_a_resume_with_augmentation_and_validation_ends_like_an_uninterrupted_run(tmp_path):
+    options = AUGMENTED.replace(limit=1000, batch_size=50, schedule="constant", warmup=None)  # 2 epochs, then 3
+    whole = train.start(FakeNetwork(width=4), options.replace(out=str(tmp_path / "whole")), stream=io.StringIO())
+    part = train.start(FakeNetwork(width=4), options.replace(epochs=2, out=str(tmp_path / "part")),
+                       stream=io.StringIO())
+    resumed = train.resume(FakeNetwork(width=4), part.run_dir, epochs=3, stream=io.StringIO())
+    assert outcome(resumed.history) == outcome(whole.history)
+    assert [row.val_acc for row in whole.history] == [row.val_acc for row in resumed.history]
+    assert (part.run_dir / "metrics.csv").read_text().splitlines()[0].endswith(",lr,val_loss,val_acc")
+    plain = train.start(FakeNetwork(width=4), options.replace(augment="none", out=str(tmp_path / "plain")),
+                        stream=io.StringIO())
+    assert plain.history[0].train_loss != whole.history[0].train_loss  # the augmentation did change the batches
+    assert plain.history[0].val_acc is not None and plain.history[0].test_acc != whole.history[0].test_acc
+
+
 @pytest.mark.slow
-def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
-    reference = train.start(FakeNetwork(width=8), SMALL.replace(out=str(tmp_path / "reference")),
+@pytest.mark.parametrize("options", [SMALL, AUGMENTED], ids=["plain", "augmented-validated"])
+def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path, options):
+    reference = train.start(FakeNetwork(width=8), options.replace(out=str(tmp_path / "reference")),
                             stream=io.StringIO())
     folder = tmp_path / "killed"
     script = (
@@ -112,7 +133,7 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
         "from test_runner_support import FakeNetwork\n"
         "from archdsl.runner import train\n"
         "from archdsl.runner.options import TrainOptions\n"
-        f"train.start(FakeNetwork(width=8), TrainOptions(**{SMALL.replace(out=str(folder)).to_json()!r}))\n"
+        f"train.start(FakeNetwork(width=8), TrainOptions(**{options.replace(out=str(folder)).to_json()!r}))\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # Kill it once the first checkpoint is complete (its manifest written last), in the next epoch.
@@ -134,6 +155,8 @@ def test_resume_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
         expected = [{k: v for k, v in row.items() if k not in ("examples_per_s", "seconds")}
                     for row in csv.DictReader(handle)]
     assert rows == expected
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (reference.run_dir / "checkpoints").iterdir())
 
 
 def test_a_crash_while_checkpointing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):

@@ -24,11 +24,12 @@ def higher_is_better(metric: str) -> bool:
 def best_epoch(history: Sequence[EpochMetrics], metric: str) -> int:
     """The epoch whose ``metric`` is best; the earliest of equals (a later epoch must improve strictly).
     A NaN never counts as best, unless every epoch has one (with --allow-divergence)."""
-    best = history[0]
-    for row in history[1:]:
-        if _better(row.metric(metric), best.metric(metric), metric):
-            best = row
-    return best.epoch
+    values = [row.metric(metric) for row in history]
+    best = 0
+    for index, value in enumerate(values):
+        if _better(value, values[best], metric):
+            best = index
+    return history[best].epoch
 
 
 @dataclass(frozen=True)
