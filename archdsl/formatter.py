@@ -219,6 +219,8 @@ class _Printer:
             return ""  # a call, or a definition's name: glued to its '('
         if kind == "LSQB" and before in {"NAME", "RPAR", "RSQB"}:
             return ""  # an index, d[i]: a list never starts a space-separated argument
+        if (kind == "COLON" or before == "COLON") and inner == "shape":
+            return ""  # a slice, d[1:], d[:s]: a network's ':' is outside brackets
         if kind == "EQUAL" or before == "EQUAL":
             # A parameter's default and a body's '=' take spaces; a keyword argument's does not.
             return " " if self.header or index - 1 == self.body_equal else ""

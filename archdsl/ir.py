@@ -165,6 +165,15 @@ class Index(Node):
     index: Expr
 
 
+class SliceExpr(Node):
+    """``depths[:i]``, ``xs[1:]``, ``xs[a:b]``: the items from ``start`` up to ``end``, as Python slices (a side
+    left out is the list's start or end; negative ones count from the end)."""
+
+    value: Expr
+    start: Expr | None
+    end: Expr | None
+
+
 class CondExpr(Node):
     """``if TEST then A else B`` as an expression: only the arm chosen is evaluated."""
 
@@ -173,7 +182,7 @@ class CondExpr(Node):
     otherwise: Expr
 
 
-Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func, ListExpr, Index, CondExpr]
+Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func, ListExpr, Index, SliceExpr, CondExpr]
 
 
 # -- items ---------------------------------------------------------------------------------------
@@ -392,6 +401,8 @@ def subexpressions(expr: Expr):
             stack.extend(node.items)
         elif isinstance(node, Index):
             stack.extend((node.value, node.index))
+        elif isinstance(node, SliceExpr):
+            stack.extend(e for e in (node.value, node.start, node.end) if e is not None)
         elif isinstance(node, CondExpr):
             stack.extend((node.test, node.then, node.otherwise))
 

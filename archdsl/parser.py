@@ -458,6 +458,9 @@ class _ToIR(Transformer_NonRecursive):
     def index(self, meta, value, index):
         return ir.Index.make(span=self._span(meta), value=value, index=index)
 
+    def slice_(self, meta, value, start, end):
+        return ir.SliceExpr.make(span=self._span(meta), value=value, start=start, end=end)
+
     def cond_expr(self, meta, test, then, otherwise):
         return ir.CondExpr.make(span=self._span(meta), test=test, then=then, otherwise=otherwise)
 

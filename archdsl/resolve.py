@@ -164,6 +164,9 @@ class _Resolver:
         if isinstance(expr, ir.Index):
             return values.index(self.evaluate(expr.value, scope, depth + 1),
                                 self.evaluate(expr.index, scope, depth + 1), expr.span)
+        if isinstance(expr, ir.SliceExpr):
+            ends = [None if e is None else self.evaluate(e, scope, depth + 1) for e in (expr.start, expr.end)]
+            return values.sliced(self.evaluate(expr.value, scope, depth + 1), *ends, expr.span)
         if isinstance(expr, ir.CondExpr):
             chosen = expr.then if values.truth(self.evaluate(expr.test, scope, depth + 1), expr.test.span) else expr.otherwise
             return self.evaluate(chosen, scope, depth + 1)

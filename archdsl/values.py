@@ -260,6 +260,16 @@ def index(items: Value, position: Value, span: Span) -> Value:
     return items[position]
 
 
+def sliced(items: Value, start: Value | None, end: Value | None, span: Span) -> tuple:
+    """``items[start:end]``, as Python slices it: a side left out (None) is the list's start or end, a negative
+    one counts from the end, and sides past the ends stop there."""
+    items = _list(items, "slicing", span)
+    for side in (start, end):
+        if side is not None and (isinstance(side, bool) or not isinstance(side, int)):
+            raise ResolveError(f"a slice's ends must be whole numbers, not {show(side)}", span)
+    return items[start:end]
+
+
 def _list(value: Value, what: str, span: Span) -> tuple:
     if not isinstance(value, tuple):
         raise ResolveError(f"{what} takes a list, not the {kind(value)} {show(value)}", span)

@@ -60,6 +60,12 @@ def error_of(text: str, **params) -> ArchError:
     ("range(4)", (0, 1, 2, 3)),
     ("range(1, 7, 2)", (1, 3, 5)),
     ("range(3, 0, -1)", (3, 2, 1)),
+    ("[3, 4, 6, 3][1:3]", None),  # as for an index: a list in brackets is not sliced directly
+    ("len(range(10)[2:])", 8),
+    ("sum(range(5)[:3])", 3),
+    ("range(6)[-2:]", (4, 5)),
+    ("range(6)[:]", (0, 1, 2, 3, 4, 5)),
+    ("range(6)[4:99]", (4, 5)),
     ("if 3 > 2 then 10 else 20", 10),
     ("(if 1 == 2 then 10 else 20) + 1", 21),
 ])
@@ -116,6 +122,8 @@ def test_only_the_arm_chosen_is_evaluated():
     ("network n : [3, 8, 8] = if [1] then relu else id", "the list [1] is not a test"),
     ("network n : [3, 8, 8] = if [1] < [2] then relu else id", "'<' cannot compare the list [1] and the list [2]"),
     ("network n : [3, 8, 8] = for x in range(1.5) relu", "range takes whole numbers, not 1.5"),
+    ("network n : [3, 8, 8] = conv3x3 len(range(4)[0.5:])", "a slice's ends must be whole numbers, not 0.5"),
+    ("network n(c = 4) : [3, 8, 8] = conv3x3 c[1:]", "slicing takes a list, not the whole number 4"),
 ])
 def test_expression_mistakes(text, message):
     assert error_of(text).message.startswith(message)
@@ -245,14 +253,22 @@ def test_default_mistakes(text, message):
 # -- the formatter -------------------------------------------------------------------------------
 
 
+def test_stochastic_depth_rates_from_a_prefix_sum():
+    # torchvision's ConvNeXt: block j of stage s drops with rate * (blocks before it) / (all blocks - 1).
+    text = ("network n(depths = [1, 2, 3], rate = 0.1) : [4, 8, 8] = for s in range(len(depths)) "
+            "for i in range(depths[s]) droppath (rate * (sum(depths[:s]) + i) / (sum(depths) - 1))")
+    rates = [layer.args["p"] for layer in archdsl.loads(text).layers()]
+    assert rates == pytest.approx([0.1 * k / 5 for k in range(6)])
+
+
 def test_the_formatter_prints_the_new_syntax_canonically():
     text = ("default  conv bias=false\n"
             "network n(d=[1,2,3,],k=(1,7),one=(5,)):[1,8,8]=for i in range( len(d) ) <conv3x3 d[ i ];relu>;"
-            "mul[id|gap;conv1x1 in.c;sigmoid];conv3x3 (if d[0]>1 then 2 else 2**2)\n")
+            "mul[id|gap;conv1x1 in.c;sigmoid];conv3x3 (if d[0]>1 then 2 else 2**2);conv3x3 sum(d[ 1 : ])\n")
     assert format_source(Source("x.arch", text)) == (
         "default conv bias=false\n\n"
         "network n(d = [1, 2, 3], k = (1, 7), one = (5,)) : [1, 8, 8] = for i in range(len(d)) <conv3x3 d[i]; relu>; "
-        "mul [ id | gap; conv1x1 in.c; sigmoid ]; conv3x3 (if d[0] > 1 then 2 else 2 ** 2)\n")
+        "mul [ id | gap; conv1x1 in.c; sigmoid ]; conv3x3 (if d[0] > 1 then 2 else 2 ** 2); conv3x3 sum(d[1:])\n")
 
 
 # -- channel selections --------------------------------------------------------------------------

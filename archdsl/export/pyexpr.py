@@ -102,6 +102,23 @@ def index(base: Py, position: int | Py) -> Py:
     return Py(f"{_wrap(base, ATOM)}[{position}]", ATOM, base.names | position.names, depth=depth)
 
 
+def sliced(base: Py, start: Py | None, end: Py | None) -> Py:
+    """``base[start:end]``: the items of a list from ``start`` up to ``end`` (a side left out is None)."""
+    given = [side for side in (start, end) if side is not None]
+    folded = _fold(lambda items, *sides: values.sliced(items, *_sides(start, end, sides), None), base, *given)
+    if folded is not None:
+        return folded
+    names = base.names.union(*(side.names for side in given))
+    text = f"{_wrap(base, ATOM)}[{start.src if start else ''}:{end.src if end else ''}]"
+    return Py(text, ATOM, names, depth=base.depth)
+
+
+def _sides(start: Py | None, end: Py | None, given: tuple) -> tuple:
+    """The values of a slice's two sides from those of the sides given (None for a side left out)."""
+    found = iter(given)
+    return (next(found) if start is not None else None), (next(found) if end is not None else None)
+
+
 def binary(op: str, left: Py, right: Py) -> Py:
     """``left op right``, folded when both sides are known and simplified around 0 and 1."""
     if op == "**":

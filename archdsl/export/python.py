@@ -401,6 +401,9 @@ class _Writer:
             return pyexpr.tuple_of([self.translate(item, depth + 1) for item in expr.items])
         if isinstance(expr, ir.Index):
             return pyexpr.index(self.translate(expr.value, depth + 1), self.translate(expr.index, depth + 1))
+        if isinstance(expr, ir.SliceExpr):
+            sides = [None if e is None else self.translate(e, depth + 1) for e in (expr.start, expr.end)]
+            return pyexpr.sliced(self.translate(expr.value, depth + 1), *sides)
         if isinstance(expr, ir.CondExpr):  # only the arm chosen is evaluated, in Python as in archdsl
             test = self.translate(expr.test, depth + 1)
             if test.known:
@@ -914,6 +917,8 @@ def _depth(expr: ir.Expr, env: dict[str, int]) -> int:
         return min(1 + max((_depth(item, env) for item in expr.items), default=0), _MAX_NESTING)
     if isinstance(expr, ir.Index):
         return max(_depth(expr.value, env) - 1, 0)
+    if isinstance(expr, ir.SliceExpr):
+        return _depth(expr.value, env)
     if isinstance(expr, ir.CondExpr):
         return max(_depth(expr.then, env), _depth(expr.otherwise, env))
     if isinstance(expr, ir.Func):
