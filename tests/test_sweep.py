@@ -291,6 +291,11 @@ def test_configurations_run_as_ray_tasks_on_a_local_cluster(grid, spec, tmp_path
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_port(port, head)
+        greedy = subprocess.run([sys.executable, "-m", "archdsl", "sweep", *map(str, [spec, *GRID]), "--threads", "4",
+                                 "--ray", f"127.0.0.1:{port}", "--out", str(tmp_path / "greedy")],
+                                check=False, capture_output=True, text=True, timeout=600)
+        assert greedy.returncode == 1 and not (tmp_path / "greedy").exists()
+        assert f"asks the Ray cluster at 127.0.0.1:{port} for 4 CPUs (--threads), but it has 2" in greedy.stderr
         out = tmp_path / "ray"
         result = subprocess.run([sys.executable, "-m", "archdsl", "sweep", *map(str, [spec, *GRID]),
                                  "--ray", f"127.0.0.1:{port}", "--out", str(out)],

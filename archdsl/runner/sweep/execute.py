@@ -105,17 +105,28 @@ def run_processes(jobs: list[Job], workers: int, done: Callable[[Outcome], None]
     pool.shutdown()
 
 
-def run_ray(jobs: list[Job], address: str, threads: int, done: Callable[[Outcome], None]) -> None:
-    """As Ray tasks of ``threads`` CPUs each on the cluster at ``address``; the sweep folder, the spec and the
-    data must be where every node sees them (a shared file system)."""
+def connect_ray(address: str, threads: int) -> None:
+    """Connect this process to the Ray cluster at ``address`` (checked with check_ray), which must have the
+    ``threads`` CPUs that each configuration's task asks for."""
     import ray
 
-    check_ray(address)
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as err:
         raise UsageError(f"cannot connect to the Ray cluster at {address}: {first_line(err)}",
                          hint="start one with `ray start --head`, and pass the address it prints") from None
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if cpus < threads:  # Ray would wait for CPUs that never come
+        ray.shutdown()
+        raise UsageError(f"each configuration asks the Ray cluster at {address} for {threads} CPUs (--threads), "
+                         f"but it has {cpus:g}", hint=f"pass --threads {max(int(cpus), 1)} or fewer")
+
+
+def run_ray(jobs: list[Job], threads: int, done: Callable[[Outcome], None]) -> None:
+    """As Ray tasks of ``threads`` CPUs each on the cluster that connect_ray joined; the sweep folder, the spec
+    and the data must be where every node sees them (a shared file system)."""
+    import ray
+
     remote = ray.remote(num_cpus=threads, max_retries=0)(train_configuration)
     pending = {}
     try:

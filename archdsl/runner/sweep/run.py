@@ -26,7 +26,7 @@ from pathlib import Path
 from archdsl.errors import ArchError, UsageError
 from archdsl.runner.options import TrainOptions
 from archdsl.runner.sweep import folder as sweep_folder
-from archdsl.runner.sweep.execute import Job, Outcome, check_ray, run_here, run_processes, run_ray
+from archdsl.runner.sweep.execute import Job, Outcome, check_ray, connect_ray, run_here, run_processes, run_ray
 from archdsl.runner.sweep.folder import Configuration, Plan, Result
 from archdsl.runner.sweep.plots import write_plots
 from archdsl.runner.sweep.results import (
@@ -86,6 +86,8 @@ def start(spec: str | Path, parameters: Sequence[str], lr: str | None, options: 
                 samples, seed, max_params, max_macs, options, tuple(configurations))
     folder = Path(out) if out is not None else Path("sweeps") / f"{definition.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_folder.check_new(folder)
+    if ray is not None:
+        connect_ray(ray, _threads(options, {}, jobs, ray))
     echo(f"sweep of {definition.name} in {spec}: {len(configurations)} configurations "
          f"({space.describe(samples)}); {_where(jobs, ray)}; sweep folder {folder}")
     with sweep_folder.create(folder, plan):
@@ -111,6 +113,8 @@ def resume(spec: str | Path, folder: str | Path, *, jobs: int = 1, ray: str | No
     changes = {name: value for name, value in changes.items() if value is not None}
     with sweep_folder.claim(folder):
         plan = sweep_folder.read(folder)  # as it is now that no other process runs the sweep
+        if ray is not None:
+            connect_ray(ray, _threads(plan.options, changes, jobs, ray))
         done = sum(result.status == TRAINED for result in sweep_folder.read_results(folder, plan).values())
         echo(f"resuming the sweep of {definition.name} in {folder}: {done} of {len(plan.configurations)} "
              f"configurations trained; {_where(jobs, ray)}")
@@ -146,7 +150,7 @@ def _run(plan: Plan, folder: Path, spec: Path, title: str, changes: dict, jobs: 
         write_plots(folder, list(rows.values()), names, title)
 
     if ray is not None:
-        run_ray(jobs_to_run, ray, threads or 1, done)
+        run_ray(jobs_to_run, threads, done)
     elif jobs > 1 and len(jobs_to_run) > 1:
         run_processes(jobs_to_run, min(jobs, len(jobs_to_run)), done)
     else:
