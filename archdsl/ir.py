@@ -158,6 +158,14 @@ class ListExpr(Node):
     items: tuple[Expr, ...]
 
 
+class ListFor(Node):
+    """``[ceil(n * depth) for n in blocks]``: ``item`` once per value of ``values``, ``name`` bound to it."""
+
+    item: Expr
+    name: str
+    values: Expr
+
+
 class Index(Node):
     """``depths[i]``: an item of a list, counted from 0 (from the end when negative)."""
 
@@ -182,7 +190,7 @@ class CondExpr(Node):
     otherwise: Expr
 
 
-Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func, ListExpr, Index, SliceExpr, CondExpr]
+Expr = Union[Number, Var, InputDim, UnOp, BinOp, Func, ListExpr, ListFor, Index, SliceExpr, CondExpr]
 
 
 # -- items ---------------------------------------------------------------------------------------
@@ -399,6 +407,8 @@ def subexpressions(expr: Expr):
             stack.extend(node.args)
         elif isinstance(node, ListExpr):
             stack.extend(node.items)
+        elif isinstance(node, ListFor):
+            stack.extend((node.item, node.values))
         elif isinstance(node, Index):
             stack.extend((node.value, node.index))
         elif isinstance(node, SliceExpr):

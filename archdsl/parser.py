@@ -455,6 +455,9 @@ class _ToIR(Transformer_NonRecursive):
     def list_(self, meta, *items):
         return ir.ListExpr.make(span=self._span(meta), items=tuple(i for i in items if i is not None))
 
+    def list_for(self, meta, item, name: Token, values):
+        return ir.ListFor.make(span=self._span(meta), item=item, name=str(name), values=values)
+
     def index(self, meta, value, index):
         return ir.Index.make(span=self._span(meta), value=value, index=index)
 

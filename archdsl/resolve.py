@@ -164,6 +164,14 @@ class _Resolver:
         if isinstance(expr, ir.Index):
             return values.index(self.evaluate(expr.value, scope, depth + 1),
                                 self.evaluate(expr.index, scope, depth + 1), expr.span)
+        if isinstance(expr, ir.ListFor):
+            over = self.evaluate(expr.values, scope, depth + 1)
+            if not isinstance(over, tuple):
+                raise ResolveError(f"for in a list takes a list, not the {values.kind(over)} {values.show(over)}",
+                                   expr.values.span, hint="for i in range(n) counts from 0 to n - 1")
+            self.count(0, 0, len(over) * ir.expression_size(expr.item), expr.span)  # each item is evaluated
+            return tuple(self.evaluate(expr.item, _Scope({**scope.env, expr.name: value}, scope.in_shape, scope.prefix),
+                                       depth + 1) for value in over)
         if isinstance(expr, ir.SliceExpr):
             ends = [None if e is None else self.evaluate(e, scope, depth + 1) for e in (expr.start, expr.end)]
             return values.sliced(self.evaluate(expr.value, scope, depth + 1), *ends, expr.span)

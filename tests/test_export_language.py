@@ -47,6 +47,7 @@ network expressions(ws = [4, 6, 8], wm = 2.5, n = 2) : [3, 12, 12] =
     conv1x1 (3, 4, 5)[-1] + round(2.5) + len(((1, 2), (3,))[0]);
     conv1x1 (if ws == [4, 6, 8] then 2 else 3) + (if range(n) == [0, 1] then 1 else 5);
     conv1x1 sum(ws[:n]) + len(ws[1:]) + ws[-2:][0] + len(range(9)[n:-1]);
+    conv1x1 sum([ceil(w * wm) for w in ws]) // 4 + len([[i, i] for i in range(n)]);
     flatten; linear len(range(0, 10, 3))
 """, {"ws": [4, 6, 8, 10], "wm": 1.5, "n": 3}),
     "loops": ("""

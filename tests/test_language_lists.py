@@ -62,6 +62,10 @@ def error_of(text: str, **params) -> ArchError:
     ("range(3, 0, -1)", (3, 2, 1)),
     ("[3, 4, 6, 3][1:3]", None),  # as for an index: a list in brackets is not sliced directly
     ("len(range(10)[2:])", 8),
+    ("[ceil(n * 1.5) for n in [1, 2, 3]]", (2, 3, 5)),
+    ("[[i, j] for i in range(2)][1]", None),  # as for a list literal: no index straight after ']'
+    ("sum([i * i for i in range(4)])", 14),
+    ("[[i, 2 * i] for i in range(2)]", ((0, 0), (1, 2))),
     ("sum(range(5)[:3])", 3),
     ("range(6)[-2:]", (4, 5)),
     ("range(6)[:]", (0, 1, 2, 3, 4, 5)),
@@ -124,6 +128,7 @@ def test_only_the_arm_chosen_is_evaluated():
     ("network n : [3, 8, 8] = for x in range(1.5) relu", "range takes whole numbers, not 1.5"),
     ("network n : [3, 8, 8] = conv3x3 len(range(4)[0.5:])", "a slice's ends must be whole numbers, not 0.5"),
     ("network n(c = 4) : [3, 8, 8] = conv3x3 c[1:]", "slicing takes a list, not the whole number 4"),
+    ("network n(c = 4) : [3, 8, 8] = conv3x3 sum([i for i in c])", "for in a list takes a list, not the whole number 4"),
 ])
 def test_expression_mistakes(text, message):
     assert error_of(text).message.startswith(message)
@@ -259,6 +264,15 @@ def test_stochastic_depth_rates_from_a_prefix_sum():
             "for i in range(depths[s]) droppath (rate * (sum(depths[:s]) + i) / (sum(depths) - 1))")
     rates = [layer.args["p"] for layer in archdsl.loads(text).layers()]
     assert rates == pytest.approx([0.1 * k / 5 for k in range(6)])
+
+
+def test_efficientnets_stochastic_depth_from_scaled_stage_lengths():
+    # torchvision: block k of all (ceil(n * depth) per stage) drops with 0.2 * k / total.
+    text = ("network n(rows = [1, 2, 2], depth = 1.2) : [4, 8, 8] = "
+            "for s in range(len(rows)) for j in range(ceil(rows[s] * depth)) "
+            "droppath (0.2 * (sum([ceil(n * depth) for n in rows[:s]]) + j) / sum([ceil(n * depth) for n in rows]))")
+    rates = [layer.args["p"] for layer in archdsl.loads(text).layers()]
+    assert rates == pytest.approx([0.2 * k / 8 for k in range(8)])
 
 
 def test_the_formatter_prints_the_new_syntax_canonically():

@@ -268,6 +268,13 @@ def conditional(test: Py, then: Py, otherwise: Py) -> Py:
     return Py(src, CONDITIONAL, test.names | then.names | otherwise.names, depth=_deepest([then, otherwise]))
 
 
+def tuple_for(item: Py, var: str, over: Py) -> Py:
+    """``tuple(item for var in over)``: a list made item by item (the language's ``[item for var in over]``)."""
+    names = (item.names - {var}) | over.names
+    depth = None if item.depth is None else item.depth + 1
+    return Py(f"tuple({item.src} for {var} in {_wrap(over, OR)})", ATOM, frozenset(names), depth=depth)
+
+
 def tuple_of(items: list[Py]) -> Py:
     if all(item.known for item in items):
         return const(tuple(item.value for item in items))

@@ -401,6 +401,18 @@ class _Writer:
             return pyexpr.tuple_of([self.translate(item, depth + 1) for item in expr.items])
         if isinstance(expr, ir.Index):
             return pyexpr.index(self.translate(expr.value, depth + 1), self.translate(expr.index, depth + 1))
+        if isinstance(expr, ir.ListFor):
+            over = self.translate(expr.values, depth + 1)
+            if over.known and isinstance(over.value, tuple):
+                items = []
+                for value in over.value:
+                    with self.binding(expr.name, pyexpr.const(value)):
+                        items.append(self.translate(expr.item, depth + 1))
+                if all(item.known for item in items):
+                    return pyexpr.tuple_of(items)
+            var = self.local(expr.name, "index", frozenset(self.indices))
+            with self.binding(expr.name, pyexpr.item_of(over, var)):
+                return pyexpr.tuple_for(self.translate(expr.item, depth + 1), var, over)
         if isinstance(expr, ir.SliceExpr):
             sides = [None if e is None else self.translate(e, depth + 1) for e in (expr.start, expr.end)]
             return pyexpr.sliced(self.translate(expr.value, depth + 1), *sides)
@@ -919,6 +931,9 @@ def _depth(expr: ir.Expr, env: dict[str, int]) -> int:
         return max(_depth(expr.value, env) - 1, 0)
     if isinstance(expr, ir.SliceExpr):
         return _depth(expr.value, env)
+    if isinstance(expr, ir.ListFor):
+        inner = {**env, expr.name: max(_depth(expr.values, env) - 1, 0)}
+        return min(1 + _depth(expr.item, inner), _MAX_NESTING)
     if isinstance(expr, ir.CondExpr):
         return max(_depth(expr.then, env), _depth(expr.otherwise, env))
     if isinstance(expr, ir.Func):
