@@ -217,10 +217,11 @@ def _call_errors(call: ir.Call, scope: tuple[str, ...], program: Program) -> lis
 
 def _expression_errors(expr: ir.Expr, scope: Sequence[str], program: Program) -> list[ArchError]:
     errors: list[ArchError] = []
-    for node in ir.subexpressions(expr):
-        if isinstance(node, ir.Var) and node.name not in scope and node.name not in _TRUTH:
+    for node in ir.free_names(expr):
+        if node.name not in scope and node.name not in _TRUTH:
             errors.append(unknown_name(node, scope, program))
-        elif isinstance(node, ir.Func) and node.name not in values.FUNCTIONS:
+    for node in ir.subexpressions(expr):
+        if isinstance(node, ir.Func) and node.name not in values.FUNCTIONS:
             errors.append(values.unknown_function(node.name, node.span))
     return errors
 

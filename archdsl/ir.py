@@ -399,22 +399,7 @@ def subexpressions(expr: Expr):
     while stack:
         node = stack.pop()
         yield node
-        if isinstance(node, UnOp):
-            stack.append(node.operand)
-        elif isinstance(node, BinOp):
-            stack.extend((node.left, node.right))
-        elif isinstance(node, Func):
-            stack.extend(node.args)
-        elif isinstance(node, ListExpr):
-            stack.extend(node.items)
-        elif isinstance(node, ListFor):
-            stack.extend((node.item, node.values))
-        elif isinstance(node, Index):
-            stack.extend((node.value, node.index))
-        elif isinstance(node, SliceExpr):
-            stack.extend(e for e in (node.value, node.start, node.end) if e is not None)
-        elif isinstance(node, CondExpr):
-            stack.extend((node.test, node.then, node.otherwise))
+        stack.extend(_children(node))
 
 
 def expression_size(expr: Expr) -> int:
@@ -422,9 +407,44 @@ def expression_size(expr: Expr) -> int:
     return sum(1 for _ in subexpressions(expr))
 
 
+def free_names(expr: Expr):
+    """The names (``Var`` nodes) an expression reads from its scope, without recursion: those a list
+    comprehension binds (``r`` of ``[r[6] for r in stages]``) are left out within it."""
+    stack: list[tuple[Expr, frozenset[str]]] = [(expr, frozenset())]
+    while stack:
+        node, bound = stack.pop()
+        if isinstance(node, Var):
+            if node.name not in bound:
+                yield node
+        elif isinstance(node, ListFor):
+            stack.extend(((node.values, bound), (node.item, bound | {node.name})))
+        else:
+            stack.extend((child, bound) for child in _children(node))
+
+
+def _children(node: Expr) -> tuple[Expr, ...]:
+    if isinstance(node, UnOp):
+        return (node.operand,)
+    if isinstance(node, BinOp):
+        return (node.left, node.right)
+    if isinstance(node, Func):
+        return node.args
+    if isinstance(node, ListExpr):
+        return node.items
+    if isinstance(node, ListFor):
+        return (node.item, node.values)
+    if isinstance(node, Index):
+        return (node.value, node.index)
+    if isinstance(node, SliceExpr):
+        return tuple(e for e in (node.value, node.start, node.end) if e is not None)
+    if isinstance(node, CondExpr):
+        return (node.test, node.then, node.otherwise)
+    return ()
+
+
 def names_read(expr: Expr) -> set[str]:
-    """The names an expression reads: ``c * k + 1`` reads c and k."""
-    return {node.name for node in subexpressions(expr) if isinstance(node, Var)}
+    """The names an expression reads from its scope: ``c * k + 1`` reads c and k."""
+    return {node.name for node in free_names(expr)}
 
 
 def format_dim(dim: Dim) -> str:

@@ -309,3 +309,18 @@ def test_convnext_is_torchvisions_function_through_a_key_map(torchvision, name: 
     x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(ours(x), reference(x), atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["convnext_tiny", "convnext_base", "efficientnet_b0", "efficientnet_b3",
+                                  "efficientnet_v2_s"])
+def test_stochastic_depth_rates_are_torchvisions(torchvision, name: str) -> None:
+    """Each residual block drops its branch with torchvision's rate, which grows with the block's index across
+    all stages (a prefix sum of the stages' block counts in the spec)."""
+    import torch
+
+    with torch.device("meta"):
+        reference = torchvision.models.get_model(name)
+    blocks = [m for m in reference.modules() if hasattr(m, "stochastic_depth")]
+    expected = [m.stochastic_depth.p for m in blocks if getattr(m, "use_res_connect", True)]
+    rates = [layer.args["p"] for layer in archdsl.load(name).layers() if layer.kind == "droppath"]
+    assert rates == pytest.approx(expected, abs=1e-12) and len(rates) == len(expected) > 0
