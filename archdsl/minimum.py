@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from archdsl import ir
 from archdsl.errors import ArchError, ShapeError
 from archdsl.program import Program
-from archdsl.resolve import input_of, resolve_network
+from archdsl.resolve import choose_network, input_of, resolve_network
+from archdsl.shapes import spatial_sizes
 from archdsl.symbolic import SEARCH_LIMIT, Sym, single_atom, smallest_satisfying
 
 AXES = ("H", "W")
@@ -54,13 +55,16 @@ def minimum_input(program: Program, network: str | None = None, params: dict | N
         raise ShapeError(f"--min-input needs an image input C×H×W, not {ir.format_shape(declared, '×')}")
     channels = declared[0]
     symbols = {axis: Sym.symbol(axis) for axis in AXES}
-    symbolic = resolve_network(program, network, params, (channels, symbols["H"], symbols["W"]))
+    try:
+        symbolic = resolve_network(program, network, params, (channels, symbols["H"], symbols["W"]))
+    except ArchError as err:
+        # A position embedding or Swin's windows, say: the network takes only inputs of its own size.
+        raise err.with_note(f"--min-input resolves the network at a symbolic input {channels}×H×W, which this "
+                            "layer refuses", choose_network(program, network).span) from None
     smallest = {axis: 1 for axis in AXES}
     set_by = {axis: "the input itself (every size >= 1 works)" for axis in AXES}
     for layer in ir.layers(symbolic.body):
-        if len(layer.out_shape) != 3:
-            continue
-        for size in layer.out_shape[1:]:
+        for size in spatial_sizes(layer.out_shape):
             if not isinstance(size, Sym):
                 continue
             atom = single_atom(size)

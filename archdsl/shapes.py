@@ -47,6 +47,13 @@ def channels(shape: Shape):
     return shape.features if isinstance(shape, Tokens) else shape[0]
 
 
+def spatial_sizes(shape: Shape) -> tuple:
+    """The sizes that follow the input's height and width: an image's H and W, the grid of tokens on one."""
+    if isinstance(shape, Tokens):
+        return shape.grid or ()
+    return tuple(shape[1:]) if layout(shape) == "image" else ()
+
+
 def to_image_hint(kind: str, shape: Shape) -> str | None:
     """What makes ``shape`` the image that ``kind`` needs: a layer before flatten, untokens for tokens."""
     if isinstance(shape, Tokens):
@@ -67,7 +74,8 @@ def require_rank(shape: Shape, rank: int, kind: str, what: str) -> Shape:
 def require_image_or_vector(shape: Shape, kind: str) -> Shape:
     """``shape`` when it is an image or a vector (what channel-wise layers such as ``bn`` take), else the error."""
     if isinstance(shape, Tokens):
-        raise LayerError(f"{kind} takes a vector or a C×H×W image, not {described(shape)}", hint=to_image_hint(kind, shape))
+        raise LayerError(f"{kind} takes a vector or a C×H×W image, but its input is {described(shape)}",
+                         hint=to_image_hint(kind, shape))
     return shape
 
 

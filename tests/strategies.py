@@ -7,7 +7,10 @@ by hand from the language's description: each layer becomes the torch module a p
 (``conv3x3 c`` is ``nn.Conv2d(in, c, 3, padding=1)``), with its input size read off the tensor that
 really arrives. So the oracle's shapes, parameters and verdicts come from torch, never from archdsl.
 
-Programs use the whole language: every layer kind and spelling with random hyperparameters, block
+Programs use the whole language: every layer kind and spelling with random hyperparameters (tokens too: a quarter
+of the networks turn their input into tokens first, and the oracle's token tensors are a ``Tokens`` subclass, so
+that what a tensor holds travels with it as archdsl's shape says it; Swin's window attention is torchvision's),
+block
 parameters used through expressions (``c * 2``, ``max(in.c // 2, 1)``, ``in.h % 5``, ``in.c``), defaults,
 keyword arguments, nested repeats, groups, ``if`` with comparisons and ``and``/``or``/``not`` (of
 numbers, decimals and booleans), ``concat`` and ``add`` with ``id`` branches, and imports across files;
@@ -98,6 +101,29 @@ class Reject(Exception):
     """The oracle refuses a program where torch itself would let a different computation through."""
 
 
+class Tokens(torch.Tensor):
+    """The oracle's tokens: N×L×D, or N×H×W×D on a grid. A tensor subclass, so that what the tensor holds travels
+    with it through torch's operations, as the language's shape says it; images and vectors are plain tensors."""
+
+
+def plain(x: torch.Tensor) -> torch.Tensor:
+    return x.as_subclass(torch.Tensor)
+
+
+def shape_of(x: torch.Tensor) -> tuple:
+    """What a block's in.c, in.h and in.w read: the tensor's sizes, as ``ir.Tokens`` for tokens."""
+    sizes = tuple(x.shape[1:])
+    return ir.Tokens(sizes) if isinstance(x, Tokens) else sizes
+
+
+def input_sizes(shape: tuple) -> list[tuple[str, int]]:
+    """in.c, in.h and in.w of a block's input, as the language defines them: an image's C, H, W; a vector's
+    length; the features of tokens and the H, W of their grid."""
+    if isinstance(shape, ir.Tokens):
+        return [("c", shape[-1]), *(zip("hw", shape[:2]) if len(shape) == 3 else [])]
+    return list(zip("chw", shape))
+
+
 TORCH_REJECTS = (RuntimeError, ValueError, IndexError, Reject)
 
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "//": lambda a, b: a // b,
@@ -116,10 +142,10 @@ def evaluate(e: Expr, env: dict, block_in: tuple[int, ...]):
     if isinstance(e, Ref):
         return env[e.name]
     if isinstance(e, InDim):
-        index = "chw".index(e.dim)
-        if index >= len(block_in):
-            raise Reject(f"in.{e.dim} of a vector")
-        return block_in[index]
+        sizes = dict(input_sizes(block_in))
+        if e.dim not in sizes:
+            raise Reject(f"in.{e.dim} of {block_in}")
+        return sizes[e.dim]
     if isinstance(e, Bin):
         left, right = numbers(evaluate(e.left, env, block_in), evaluate(e.right, env, block_in))
         if e.op in ("/", "//", "%") and right == 0:
@@ -327,6 +353,7 @@ _SLOTS = {
     "adaptiveavgpool": ["h", "w"], "adaptivemaxpool": ["h", "w"], "linear": ["out", "bias"], "fc": ["out", "bias"],
     "dropout": ["p"], "droppath": ["p"], "leakyrelu": ["slope"], "elu": ["alpha"], "bn": ["eps", "momentum"],
     "lrn": ["size", "alpha", "beta", "k"], "gn": ["groups"], "shuffle": ["groups"], "scale": ["init"],
+    "untokens": ["h", "w"], "token": ["index"], "posembed": ["length"],
 }  # fmt: skip
 
 
@@ -339,25 +366,33 @@ def _slots(spelling: str) -> list[str]:
 
 def _image(x: torch.Tensor, what: str) -> None:
     # torch's 2-d layers also take unbatched C×H×W input, and adaptive pooling even takes a
-    # (batch, features) matrix as one H×W image: an accident no hand-written model means.
-    if x.dim() != 4:
+    # (batch, features) matrix as one H×W image: an accident no hand-written model means; nor are N×H×W×D
+    # tokens an image.
+    if x.dim() != 4 or isinstance(x, Tokens):
         raise Reject(f"{what} on a {x.dim()}-d tensor")
+
+
+def _tokens(x: torch.Tensor, what: str, grid: bool = False) -> None:
+    if not isinstance(x, Tokens) or (grid and x.dim() != 4):
+        raise Reject(f"{what} on a {x.dim()}-d {type(x).__name__}")
 
 
 # The arguments' domains, as the language defines them ("channels ≤ 0, dropout outside [0, 1)" are
 # errors). torch checks less or oddly: nn.Linear(n, 0) and bias=5 pass, Conv2d(out=0) raises an
 # AttributeError, and the meta kernels divide by a zero stride. Shapes are torch's alone.
-_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size", "eps"}
+_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size", "eps", "heads", "window", "length"}
 _DECIMAL = {("dropout", "p"), ("droppath", "p"), ("lrn", "k"), ("lrn", "alpha"), ("lrn", "beta"), ("bn", "eps"),
             ("bn", "momentum"), ("ln", "eps"), ("gn", "eps"), ("leakyrelu", "slope"), ("elu", "alpha"),
-            ("scale", "init")}  # the other arguments but the booleans are whole numbers
+            ("scale", "init"), ("attention", "dropout"), ("windowattention", "dropout"), ("posembed", "std")}
 _BOOLEAN = {"bias", "ceil", "count_include_pad", "affine", "approximate"}
-_PROBABILITY = {("dropout", "p"), ("droppath", "p"), ("bn", "momentum")}
+_PROBABILITY = {("dropout", "p"), ("droppath", "p"), ("bn", "momentum"), ("attention", "dropout"),
+                ("windowattention", "dropout")}
 
 
 def _windowed(spelling: str) -> bool:
-    """Convolutions and pools: their k, s, p (and a convolution's d) take a pair (height, width) too."""
-    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool")
+    """Convolutions, pools and window attention: their k, s, p (a convolution's d, an attention's window and shift)
+    take a pair (height, width) too."""
+    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool", "windowattention")
 
 
 def check_domains(spelling: str, a: dict) -> None:
@@ -368,7 +403,7 @@ def check_domains(spelling: str, a: dict) -> None:
             continue
         numbers = [value]
         if isinstance(value, tuple):
-            if not (_windowed(spelling) and name in ("k", "s", "p", "d") and len(value) == 2):
+            if not (_windowed(spelling) and name in ("k", "s", "p", "d", "window", "shift") and len(value) == 2):
                 raise Reject(f"{spelling} {name}={value}")
             numbers = list(value)
         for number in numbers:
@@ -379,7 +414,8 @@ def check_domains(spelling: str, a: dict) -> None:
             if (spelling, name) in _PROBABILITY and not 0 <= number < 1:
                 raise Reject(f"{spelling} {name}={value}")
             positive = name in _POSITIVE and not (spelling == "lrn" and name == "k")  # lrn's k is a float constant
-            if positive and number <= 0 or name == "p" and (spelling, name) not in _PROBABILITY and number < 0:
+            if (positive and number <= 0 or name in ("p", "shift", "index") and (spelling, name) not in _PROBABILITY
+                    and number < 0 or (spelling, name) == ("posembed", "std") and number <= 0):
                 raise Reject(f"{spelling} {name}={value}")
 
 
@@ -431,8 +467,173 @@ class Shuffle(nn.Module):
         return x.reshape(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+class ToTokens(nn.Module):
+    """An image's positions as tokens on its grid, channels last."""
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1).as_subclass(Tokens)
+
+
+class ToImage(nn.Module):
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        self.height, self.width = height, width
+
+    def forward(self, x):
+        return plain(x).reshape(x.shape[0], self.height, self.width, x.shape[-1]).permute(0, 3, 1, 2)
+
+
+class Sequence(nn.Module):
+    """Tokens on a grid read as one sequence, row by row (a plain sequence stays)."""
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+class TakeToken(nn.Module):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return plain(Sequence()(x))[:, self.index]
+
+
+class MeanOfTokens(nn.Module):
+    def forward(self, x):
+        return plain(Sequence()(x)).mean(1)
+
+
+class ClassToken(nn.Module):
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, features))
+
+    def forward(self, x):
+        x = Sequence()(x)
+        return torch.cat([self.token.expand(x.shape[0], -1, -1).as_subclass(Tokens), x], 1)
+
+
+class PositionEmbedding(nn.Module):
+    def __init__(self, shape: tuple) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, *shape))
+
+    def forward(self, x):
+        return x + self.weight
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention with the tokens (read as a sequence) as query, key and value."""
+
+    def __init__(self, features: int, heads: int, dropout: float, bias: bool) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(features, heads, dropout=dropout, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        tokens = plain(Sequence()(x))
+        return self.attention(tokens, tokens, tokens, need_weights=False)[0].reshape(x.shape).as_subclass(Tokens)
+
+
+class ShiftedWindows(nn.Module):
+    """torchvision's ShiftedWindowAttention (Swin) on tokens on a grid."""
+
+    def __init__(self, features: int, heads: int, window, shift, dropout: float) -> None:
+        super().__init__()
+        import torchvision_oracle
+
+        if not torchvision_oracle.available():
+            raise Reject("windowattention needs torchvision as its oracle")
+        swin = torchvision_oracle.import_torchvision().models.swin_transformer
+        self.attention = swin.ShiftedWindowAttention(features, list(_per_axis(window)), list(_per_axis(shift)), heads,
+                                                     attention_dropout=dropout)
+
+    def forward(self, x):
+        return self.attention(plain(x)).as_subclass(Tokens)
+
+
+class PatchMerge(nn.Module):
+    """Swin's 2×2 space-to-depth, an odd side padded with zeros."""
+
+    def forward(self, x):
+        x = nn.functional.pad(plain(x), (0, 0, 0, x.shape[2] % 2, 0, x.shape[1] % 2))
+        parts = [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]]
+        return torch.cat(parts, -1).as_subclass(Tokens)
+
+
+class Flatten(nn.Module):
+    def forward(self, x):
+        return plain(x).flatten(1)
+
+
+_IMAGE_ONLY = ("conv", "maxpool", "avgpool", "gap", "gmp", "adaptiveavgpool", "adaptivemaxpool", "bn", "gn", "lrn",
+               "shuffle")
+
+
+def token_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module | None:
+    """The module for a token layer, or a layer on tokens; None for a layer that is no token layer."""
+    if spelling == "tokens":
+        _image(x, spelling)
+        return ToTokens()
+    if spelling in ("untokens", "token", "tokenmean", "clstoken", "posembed", "attention", "windowattention",
+                    "patchmerge"):
+        _tokens(x, spelling, grid=spelling in ("windowattention", "patchmerge"))
+    elif isinstance(x, Tokens) and (spelling in _IMAGE_ONLY or _SUGAR.match(spelling)):
+        raise Reject(f"{spelling} on tokens")
+    length = math.prod(x.shape[1:-1])
+    if spelling == "untokens":
+        h = a.get("h")
+        if h is None:
+            if x.dim() != 4:
+                raise Reject("untokens without sizes on a plain sequence")
+            return ToImage(x.shape[1], x.shape[2])
+        w = a.get("w", h)
+        if h * w != length or (x.dim() == 4 and (h, w) != tuple(x.shape[1:3])):
+            raise Reject(f"untokens {h} {w} of {tuple(x.shape[1:])}")
+        return ToImage(h, w)
+    if spelling == "token":
+        if a["index"] >= length:
+            raise Reject(f"token {a['index']} of {length}")
+        return TakeToken(a["index"])
+    if spelling == "tokenmean":
+        return MeanOfTokens()
+    if spelling == "clstoken":
+        return ClassToken(x.shape[-1])
+    if spelling == "posembed":
+        if a["length"] != length:
+            raise Reject(f"posembed {a['length']} of {length} tokens")
+        return PositionEmbedding(tuple(x.shape[1:]))
+    if spelling == "attention":
+        if x.shape[-1] % a["heads"]:
+            raise Reject("heads that do not divide the features")
+        return SelfAttention(x.shape[-1], a["heads"], a.get("dropout", 0.0), bool(a.get("bias", True)))
+    if spelling == "windowattention":
+        window, shift = _per_axis(a["window"]), _per_axis(a.get("shift", 0))
+        if x.shape[-1] % a["heads"] or any(x.shape[1 + i] % window[i] or shift[i] >= window[i] for i in (0, 1)):
+            raise Reject(f"windowattention {a} on {tuple(x.shape[1:])}")
+        return ShiftedWindows(x.shape[-1], a["heads"], window, shift, a.get("dropout", 0.0))
+    if spelling == "patchmerge":
+        return PatchMerge()
+    if not isinstance(x, Tokens):
+        return None
+    if spelling in ("linear", "fc"):
+        return nn.Linear(x.shape[-1], a["out"], bias=bool(a.get("bias", True)))
+    if spelling == "ln":
+        return nn.LayerNorm(x.shape[-1], eps=a.get("eps", 1e-5), elementwise_affine=bool(a.get("affine", True)))
+    if spelling == "scale":
+        return LayerScale((x.shape[-1],), a.get("init", 1e-6))
+    if spelling == "softmax":
+        return nn.Softmax(dim=-1)
+    if spelling == "flatten":
+        return Flatten()
+    return None
+
+
 def torch_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module:
     """The torch module a person writes for one layer of the language, given its input tensor."""
+    module = token_layer(spelling, a, x)
+    if module is not None:
+        return module
     match = _SUGAR.match(spelling)
     if match and match.group(1):  # convAxB: same padding, odd A and B
         kernel = (int(match.group(2)), int(match.group(3)))
@@ -527,7 +728,7 @@ class Oracle(nn.Module):
         y = self.run(self.program.body, x, env, shape)
         if self.program.output is not None:
             declared = tuple(evaluate(e, env, shape) for e in self.program.output)
-            if tuple(y.shape[1:]) != declared:
+            if tuple(y.shape[1:]) != declared or isinstance(y, Tokens) != (len(declared) == 2):
                 raise Reject(f"output {tuple(y.shape[1:])} is not the declared {declared}")
         return y
 
@@ -556,9 +757,11 @@ class Oracle(nn.Module):
         if isinstance(item, Branch):
             outputs = [self.run(branch, x, env, block_in) for branch in item.branches]
             if item.op == "concat":
+                if any(isinstance(y, Tokens) for y in outputs):
+                    raise Reject("concat of tokens")
                 return torch.cat(outputs, 1)
             # A residual sums equal shapes; torch would broadcast a 1-channel or 1×1 branch.
-            if any(y.shape != outputs[0].shape for y in outputs):
+            if any(y.shape != outputs[0].shape or isinstance(y, Tokens) != isinstance(outputs[0], Tokens) for y in outputs):
                 raise Reject("add of unequal shapes")
             total = outputs[0]
             for y in outputs[1:]:
@@ -566,8 +769,8 @@ class Oracle(nn.Module):
             return total
         assert isinstance(item, Call)
         block = self.program.blocks[item.name]
-        inner = call_env(block, item, env, block_in, tuple(x.shape[1:]))
-        return self.run(block.body, x, inner, tuple(x.shape[1:]))
+        inner = call_env(block, item, env, block_in, shape_of(x))
+        return self.run(block.body, x, inner, shape_of(x))
 
     def module(self, make, device) -> nn.Module:
         if self._cursor == len(self.layers):
@@ -623,10 +826,11 @@ def count_params(module: nn.Module) -> int:
 def is_attention(module: nn.Module) -> bool:
     """Attention modules, whose projections are read as weights (F.linear) rather than run as submodules: their
     MACs are counted as a whole."""
-    return isinstance(module, nn.MultiheadAttention) or type(module).__name__ == "WindowAttention"
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__ in ("WindowAttention",
+                                                                                   "ShiftedWindowAttention")
 
 
-def attention_macs(module: nn.Module, x: torch.Tensor) -> int:
+def attention_macs(module: nn.Module, args: tuple) -> int:
     """Multiply-accumulates of one sample through an attention module, as torch's own FlopCounterMode counts its
     matrix products (projections, QKᵀ and the weighted sum of the values; a MAC is two of its operations)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -634,15 +838,15 @@ def attention_macs(module: nn.Module, x: torch.Tensor) -> int:
 
     # The counter knows the products of scaled_dot_product_attention's math kernel, not the CPU's fused one.
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        module.forward(x[:1])  # not through its hooks: measure() calls this from one
+        module.forward(*(arg[:1] for arg in args))  # not through its hooks: measure() calls this from one
     return counter.get_total_flops() // 2
 
 
-def leaf_macs(module: nn.Module, out: torch.Tensor, x: torch.Tensor | None = None) -> int:
+def leaf_macs(module: nn.Module, out: torch.Tensor, args: tuple = ()) -> int:
     """Multiply-accumulates of one sample through a conv or linear weight, or an attention module given its
-    input ``x``, from the module itself."""
+    inputs ``args``, from the module itself."""
     if is_attention(module):
-        return attention_macs(module, x)
+        return attention_macs(module, args)
     per_sample = out[0].numel()
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
@@ -662,8 +866,9 @@ def measure(module: nn.Module, x: torch.Tensor) -> dict[str, Seen]:
             continue
 
         def hook(m, args, out, name=name):
+            out = out[0] if isinstance(out, tuple) else out  # nn.MultiheadAttention's (outputs, weights)
             shapes[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
-            leaf[name] = leaf_macs(m, out, args[0]) if is_attention(m) or not list(m.children()) else 0
+            leaf[name] = leaf_macs(m, out, args) if is_attention(m) or not list(m.children()) else 0
 
         hooks.append(sub.register_forward_hook(hook))
     try:
@@ -726,7 +931,11 @@ def copy_weights(source: nn.Module, target: nn.Module) -> None:
 _ACTIVATIONS = ["relu", "sigmoid", "tanh", "gelu", "leakyrelu", "softmax", "relu6", "silu", "swish", "hardswish",
                 "hardsigmoid", "elu", "selu", "mish"]
 _IMAGE_KINDS = ["conv", "convKxK", "convKxK", "convAxB", "pool", "poolK", "gap", "adaptiveavgpool", "gmp",
-                "adaptivemaxpool", "bn", "lrn", "shuffle", "flatten"]
+                "adaptivemaxpool", "bn", "lrn", "shuffle", "flatten", "tokens"]
+# On tokens: besides the layers of any shape, per-token linear layers and the token kinds; on a grid, Swin's too.
+_TOKEN_KINDS = ["linear", "linear", "attention", "attention", "clstoken", "posembed", "token", "tokenmean", "untokens",
+                "flatten"]
+_GRID_KINDS = ["windowattention", "windowattention", "patchmerge"]
 _ANY_KINDS = ["dropout", "droppath", "act", "act", "id", "bn", "ln", "gn", "scale"]
 _VECTOR_KINDS = ["linear", "linear", "flatten"]
 _PARAM_NAMES = ["c", "n", "k", "s", "width", "q"]
@@ -773,12 +982,15 @@ class _Gen:
         else:
             p.input = [Lit(c), Lit(h), Lit(w)]
         x = torch.empty(2, c, h, w, device="meta")
-        p.body, y = self.sequence(x, (c, h, w), depth=0, n=self.int(1, 6))
+        # A quarter of the networks work on tokens from the start, so that the token layers meet each other.
+        prefix = [Layer("tokens")] if self.pick([False, False, False, True]) else []
+        p.body, y = self.sequence(probe(p, prefix, x, (c, h, w)), (c, h, w), depth=0, n=self.int(1, 6))
+        p.body = prefix + p.body
         if self.chance():
             # Network parameters: their defaults cannot read in.c (there is no enclosing block).
             earlier = [("ch", c)] if p.params else []
             p.params += [(name, d) for name, _, d in self.lift(p.body, (c, h, w), (), earlier, all_defaults=True)]
-        if self.chance():
+        if self.chance() and not (isinstance(y, Tokens) and y.dim() == 4):  # tokens on a grid have no declaration
             if y is not None and (self.valid or self.chance()):
                 p.output = [Lit(d) for d in y.shape[1:]]
             else:
@@ -860,7 +1072,7 @@ class _Gen:
         features = y.shape[1] if op == "add" else self.int(1, 8)
         if y.dim() == 2 and math.prod(x.shape[1:]) * features <= 2_000_000:  # a projection of modest size
             options.append([Layer("flatten"), Layer(self.pick(["linear", "fc"]), [Lit(features)])])
-        elif x.dim() == 4:
+        elif x.dim() == 4 and not isinstance(x, Tokens):
             for s in range(1, 5):
                 if ((x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1) == tuple(y.shape[2:]):
                     c = y.shape[1] if op == "add" else self.int(1, 8)
@@ -873,19 +1085,33 @@ class _Gen:
     # layers
     def layer(self, x, block_in, depth):
         rank = None if x is None else x.dim()
+        tokens = isinstance(x, Tokens)
         kinds = list(_ANY_KINDS)
-        if rank == 4 or not self.valid:
+        if (rank == 4 and not tokens) or not self.valid:
             kinds += _IMAGE_KINDS * 2
         if rank == 2 or not self.valid:
             kinds += _VECTOR_KINDS * (2 if rank == 2 else 1)
+        if tokens or not self.valid:
+            kinds += _TOKEN_KINDS * (2 if tokens else 1) + (_GRID_KINDS * 2 if rank == 4 or not self.valid else [])
         kind = self.pick(kinds)
         return getattr(self, "layer_" + kind.lower())(x)
 
     def sizes(self, x):
         """(C, H, W) to draw sizes against; made up when the shape is unknown or not an image."""
-        if self.wild(x) or x.dim() != 4:
+        if self.wild(x) or x.dim() != 4 or isinstance(x, Tokens):
             return self.int(1, 8), self.int(1, 12), self.int(1, 12), True
         return x.shape[1], x.shape[2], x.shape[3], False
+
+    def token_sizes(self, x):
+        """(L, D, grid) of tokens to draw sizes against (grid None off a grid); made up when unknown."""
+        if self.wild(x) or not isinstance(x, Tokens):
+            grid = (self.int(1, 6), self.int(1, 6)) if self.chance() else None
+            return (math.prod(grid) if grid else self.int(1, 20)), self.int(1, 16), grid, True
+        grid = tuple(x.shape[1:3]) if x.dim() == 4 else None
+        return math.prod(x.shape[1:-1]), x.shape[-1], grid, False
+
+    def heads(self, features: int, wild: bool) -> int:
+        return self.int(1, 4) if wild else self.pick([h for h in range(1, min(features, 4) + 1) if features % h == 0])
 
     def channels(self) -> int:
         return self.int(1, 96 if self.big else 12)
@@ -1073,6 +1299,61 @@ class _Gen:
     def layer_id(self, x):
         return Layer("id")
 
+    def layer_tokens(self, x):
+        return Layer("tokens")
+
+    def layer_attention(self, x):
+        _, features, _, wild = self.token_sizes(x)
+        kw = {"heads": Lit(self.heads(features, wild))}
+        if self.chance():
+            kw["dropout"] = Lit(self.pick([0.0, 0.1]))
+        if self.chance():
+            kw["bias"] = Lit(self.chance())
+        return Layer("attention", [], kw)
+
+    def layer_windowattention(self, x):
+        _, features, grid, wild = self.token_sizes(x)
+        if grid is None or wild:
+            window = self.int(1, 4)
+            shift = self.int(0, 2)
+        else:
+            sides = [self.pick([w for w in range(1, min(size, 4) + 1) if size % w == 0]) for size in grid]
+            window = sides[0] if sides[0] == sides[1] and self.chance() else tuple(sides)
+            shift = tuple(self.int(0, side - 1) for side in sides)
+            shift = shift[0] if shift[0] == shift[1] and self.chance() else shift
+        kw = {"heads": Lit(self.heads(features, wild)), "window": Lit(window)}
+        if shift != 0 or self.chance():
+            kw["shift"] = Lit(shift)
+        return Layer("windowattention", [], kw)
+
+    def layer_patchmerge(self, x):
+        return Layer("patchmerge")
+
+    def layer_clstoken(self, x):
+        return Layer("clstoken")
+
+    def layer_posembed(self, x):
+        length, _, _, wild = self.token_sizes(x)
+        kw = {"std": Lit(self.pick([1.0, 0.5]))} if self.chance() else {}
+        return Layer("posembed", [Lit(self.int(1, 20) if wild else length)], kw)
+
+    def layer_token(self, x):
+        length, _, _, wild = self.token_sizes(x)
+        return Layer("token", [Lit(self.int(0, 5) if wild else self.int(0, min(length - 1, 5)))])
+
+    def layer_tokenmean(self, x):
+        return Layer("tokenmean")
+
+    def layer_untokens(self, x):
+        length, _, grid, wild = self.token_sizes(x)
+        if grid is not None and self.chance():
+            return Layer("untokens")
+        if wild:
+            return Layer("untokens", [Lit(self.int(1, 6)), Lit(self.int(1, 6))])
+        h = self.pick([d for d in range(1, length + 1) if length % d == 0]) if grid is None else grid[0]
+        w = length // h
+        return Layer("untokens", [Lit(h)] if h == w and self.chance() else [Lit(h), Lit(w)])
+
     def layer_linear(self, x):
         out = self.int(1, 64 if self.big else 16)
         kw = {"bias": Lit(self.pick([True, False, 0, 1]))} if self.chance() else {}
@@ -1093,7 +1374,7 @@ class _Gen:
         return self.new_block(x, depth)
 
     def new_block(self, x, depth):
-        block_in = tuple(x.shape[1:]) if x is not None else ()
+        block_in = shape_of(x) if x is not None else ()
         body, _ = self.sequence(x, block_in, depth + 1, self.int(1, 4))
         name = f"blk{len(self.program.blocks)}"  # after the body, which may define blocks of its own
         lifted = self.lift(body, block_in, block_in, [], all_defaults=False)
@@ -1141,7 +1422,7 @@ class _Gen:
                     options.append(Bin("//", Ref(name), Lit(d)))
             if u > v:
                 options += [Bin("-", Ref(name), Lit(u - v)), Bin("%", Bin("+", Ref(name), Lit(v)), Ref(name))]
-        for dim, size in zip("chw", block_in):
+        for dim, size in input_sizes(block_in):
             if size == v:
                 options += [InDim(dim), Fn("max", [InDim(dim), Lit(1)])]
             if size // 2 == v:

@@ -87,7 +87,7 @@ def test_torch_module_agrees_with_the_static_rules(key: str) -> None:
     y = module.eval()(x)
     assert declared_shape(tuple(y.shape[1:])) == out_shape or isinstance(out_shape, Tokens)
     assert tuple(y.shape[1:]) == tuple(out_shape)
-    assert leaf_macs(module, y, x) == kind.macs(args, shape, out_shape)
+    assert leaf_macs(module, y, (x,)) == kind.macs(args, shape, out_shape)
 
 
 @pytest.mark.parametrize("key", KINDS)

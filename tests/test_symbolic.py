@@ -125,7 +125,7 @@ def test_smallest_satisfying_is_the_boundary(a, m, b, at_least):
 @st.composite
 def networks(draw):
     """A random image network over [C, H, W]: windows (per axis too, and pools in ceil mode), same-padded convs
-    in add/concat branches, a head."""
+    in add/concat branches, a head (some through tokens and attention, whose counts grow with H·W)."""
     items = []
     channels = draw(st.integers(1, 4))
     for _ in range(draw(st.integers(1, 6))):
@@ -155,7 +155,10 @@ def networks(draw):
             items.append(f"add [ conv3x3 {channels} s={stride}; relu | conv1x1 {channels} s={stride} ]")
         else:
             items.append(choice)
-    head = draw(st.sampled_from(["flatten; linear 5", "gap; flatten; linear 5", "adaptiveavgpool 2; flatten"]))
+    head = draw(st.sampled_from(["flatten; linear 5", "gap; flatten; linear 5", "adaptiveavgpool 2; flatten",
+                                 "tokens; linear 8; attention heads=2; tokenmean; linear 5",
+                                 "tokens; ln; patchmerge; clstoken; attention heads=1; token 0",
+                                 "tokens; linear 4; untokens; flatten"]))
     return "network n : [3, H, W] = " + "; ".join(items) + "; " + head
 
 
@@ -184,7 +187,8 @@ def test_symbolic_shapes_evaluate_to_concrete_inference(text, extra_h, extra_w):
 
     for sym_node, node in zip(ir.walk(symbolic.body), ir.walk(concrete.body), strict=True):
         assert sym_node.path == node.path
-        assert tuple(at(d) for d in sym_node.out_shape) == node.out_shape
+        assert tuple(at(d) for d in sym_node.out_shape) == tuple(node.out_shape)
+        assert type(sym_node.out_shape) is type(node.out_shape)
         assert at(sym_node.params) == node.params
         assert at(sym_node.macs) == node.macs
     assert at(symbolic.params) == concrete.params and at(symbolic.macs) == concrete.macs
@@ -254,3 +258,43 @@ def test_a_large_minimum_is_found_at_once_and_one_past_the_search_is_an_error():
     beyond = load_program(Source("<net>", f"network n : [1, H, W] = avgpool {2**41 + 1}; flatten; linear 2"))
     with pytest.raises(ShapeError, match=f"no input up to {2**40:,} pixels in H is large enough for avgpool_0"):
         minimum_input(beyond)
+
+
+# -- tokens ------------------------------------------------------------------------------------------
+
+
+def test_attention_counts_at_a_symbolic_input_are_the_concrete_ones():
+    text = "network n : [3, H, W] = conv 64 k=8 s=8; tokens; clstoken; attention heads=4; token 0; linear 10"
+    symbolic, concrete = archdsl.loads(text), archdsl.loads(text, input_shape=(3, 40, 24))
+    tokens = (H // 8) * (W // 8) + 1
+    attention = next(layer for layer in symbolic.layers() if layer.kind == "attention")
+    assert attention.out_shape == ir.Tokens((tokens, 64))
+    assert attention.macs == 4 * tokens * 64 * 64 + 2 * tokens * tokens * 64  # projections, QKᵀ, weights times V
+    at = {"H": 40, "W": 24}
+    assert (attention.macs.evaluate(at), symbolic.macs.evaluate(at)) == (
+        next(layer for layer in concrete.layers() if layer.kind == "attention").macs, concrete.macs)
+
+
+def test_the_minimum_input_of_a_token_network_follows_its_grid():
+    # patchmerge pads an odd grid, so a 1×1 grid of 8×8 patches (an 8×8 image) is the smallest.
+    text = "network n : [3, H, W] = conv 32 k=8 s=8; tokens; patchmerge; linear 32; attention heads=4; tokenmean"
+    result = minimum_input(load_program(Source("<net>", text)))
+    assert result.shape() == (3, 8, 8)
+    assert result.set_by["H"].startswith("conv_0 (conv at <net>:1:25), whose output is floor(H / 8)")
+
+
+@pytest.mark.parametrize(("layers", "message"), [
+    ("clstoken; posembed 17", "posembed 17 needs a number of tokens known before the input size"),
+    ("windowattention heads=2 window=2", "windowattention needs a grid known before the input size"),
+    ("token 3", "token: whether token 3 exists depends on the input size"),
+    ("untokens 4 4", "untokens 4×4 needs a number of tokens known before the input size"),
+])  # fmt: skip
+def test_token_layers_that_fix_the_input_say_so_at_a_symbolic_input(layers, message):
+    text = f"network n : [3, H, W] = conv 16 k=8 s=8; tokens; {layers}"
+    with pytest.raises(ShapeError) as err:
+        _resolve(text)
+    assert err.value.message.startswith(message), err.value.message
+    _resolve(text, (3, 32, 32))  # concrete: 4×4 patches, 16 tokens and a class token
+    with pytest.raises(ShapeError) as err:
+        minimum_input(load_program(Source("<net>", text)))
+    assert err.value.notes[-1][0] == "--min-input resolves the network at a symbolic input 3×H×W, which this layer refuses"

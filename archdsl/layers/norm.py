@@ -37,7 +37,7 @@ class BatchNorm(LayerKind):
 
     def infer(self, args, shape):
         if isinstance(shape, Tokens):
-            raise LayerError(f"bn takes a vector or a C×H×W image, not {described(shape)}",
+            raise LayerError(f"bn takes a vector or a C×H×W image, but its input is {described(shape)}",
                              hint="ln normalises each token's features, as transformers do")
         return require_image_or_vector(shape, "bn")
 
@@ -113,6 +113,10 @@ class GroupNorm(LayerKind):
 
     def infer(self, args, shape):
         size, groups = require_image_or_vector(shape, "gn")[0], args["groups"]
+        if not isinstance(size, int):  # a flattened symbolic image: H·W·C
+            raise LayerError(f"whether {groups} groups divide the {size} features depends on the input size",
+                             hint="compile the network at a concrete input (--input), or normalise before 'flatten'",
+                             arg="groups")
         if size % groups:
             raise LayerError(f"{groups} groups do not divide the {size} channels", hint=divides_hint("gn", groups, size),
                              arg="groups")

@@ -65,6 +65,10 @@ class ToImage(LayerKind):
                                  "which lie on no grid", hint="untokens H W, with H·W the number of tokens")
             return (tokens.features, *tokens.grid)
         size = (args["h"], args["w"])
+        if not isinstance(tokens.length, int):
+            raise LayerError(f"untokens {show(size)} needs a number of tokens known before the input size, not "
+                             f"{tokens.length}", hint="on tokens from 'tokens', untokens alone takes their grid's size",
+                             arg="h")
         if tokens.grid is not None and size != tokens.grid:
             raise LayerError(f"untokens {show(size)} differs from the tokens' own {show(tokens.grid)} grid",
                              hint="leave the sizes out: untokens takes the grid's", arg="h")
@@ -94,8 +98,10 @@ class TakeToken(LayerKind):
     def infer(self, args, shape):
         tokens = require_tokens(shape, "token")
         length, index = tokens.length, args["index"]
-        past = index >= length if isinstance(length, int) else (length - index).sign() != 1
-        if past:
+        if not isinstance(length, int) and index > 0 and (length - index).sign() != 1:
+            raise LayerError(f"whether token {index} exists depends on the input size: the input is {described(tokens)}",
+                             hint="compile the network at a concrete input (--input), or take token 0", arg="index")
+        if isinstance(length, int) and index >= length:
             raise LayerError(f"token {index} does not exist: the input is {described(tokens)}, counted from 0",
                              hint="token 0 is the first (a class token)", arg="index")
         return (tokens.features,)
@@ -165,15 +171,15 @@ class PositionEmbedding(LayerKind):
 
     def infer(self, args, shape):
         tokens = require_tokens(shape, "posembed")
+        if isinstance(tokens.length, Sym):
+            raise LayerError(f"posembed {args['length']} needs a number of tokens known before the input size, not "
+                             f"{tokens.length}", hint="a position embedding fixes the input size: compile the "
+                             "network at its own input (--input)", arg="length")
         if tokens.length != args["length"]:
-            if isinstance(tokens.length, Sym):
-                hint = ("a position embedding fixes the input size: compile the network at its own input "
-                        "(--input), not a symbolic one")
-            else:
-                hint = (f"the embedding has a position per token: posembed {tokens.length} here, or give the "
-                        f"network the input that makes {args['length']} tokens")
             raise LayerError(f"posembed {args['length']} embeds {args['length']} positions, but the input is "
-                             f"{described(tokens)}", hint=hint, arg="length")
+                             f"{described(tokens)}", hint=f"the embedding has a position per token: posembed "
+                             f"{tokens.length} here, or give the network the input that makes {args['length']} tokens",
+                             arg="length")
         return shape
 
     def params(self, args, in_shape):
