@@ -11,8 +11,12 @@ node. For a spec such as::
 the diagram is ``input → [cluster residual(64): conv → BN + ReLU → conv → BN → (+) ← shortcut] → ReLU → output``.
 
 ``depth=N`` draws blocks nested N deep (top-level blocks are depth 1) as one node each, with the call,
-the in → out shape and the parameter count. Depth counts block calls only: a ``concat`` or ``add``
-is always drawn open, since its branches are the structure the diagram is for.
+the in → out shape and the parameter count; a run of calls alike (the same call, each taking the shape the last
+gives, as a ViT's twelve encoder blocks, or two calls in turn, as Swin's blocks) is one node,
+``encoder(12, 3072, 1e-06) ×12``. Depth counts block
+calls only: a ``concat`` or ``add`` is always drawn open, since its branches are the structure the diagram is
+for; and a network whose body is one block call (the zoo's ``vit(...)``) is that block, drawn open, depth
+counting from inside it.
 """
 
 from __future__ import annotations
@@ -144,12 +148,17 @@ class _Drawing:
         number of open blocks around ``nodes``; ``in_branch`` says whether a join's branch is.
         """
         tail = replace(tail, fold_into=None)
-        for node in nodes:
+        position = 0
+        while position < len(nodes):
+            node = nodes[position]
+            position += 1
             if isinstance(node, ir.Layer):
                 tail = self.layer(node, cluster, tail)
             elif isinstance(node, ir.Block):
                 if self.depth is not None and level + 1 >= self.depth:
-                    tail = self.box(cluster, tail, _collapsed(node), node.out_shape)
+                    run, period = _alike(nodes, position - 1)
+                    position += len(run) - 1
+                    tail = self.box(cluster, tail, _collapsed(run, period), run[-1].out_shape)
                 else:
                     inner = _Cluster(f"cluster_{node.path}", node.call, _where(node), level + 1, in_branch)
                     cluster.body.append(inner)
@@ -204,11 +213,37 @@ def _join(node: ir.Join) -> _Box:
 _JOIN_SIGNS = {"add": "+", "mul": "×"}
 
 
-def _collapsed(node: ir.Block) -> _Box:
-    sizes = f"{show(node.in_shape)} → {show(node.out_shape)}, {node.params:,} params"
-    label = f'<<b>{html.escape(node.call)}</b><br/><font point-size="9">{html.escape(sizes)}</font>>'
+def _alike(nodes: tuple[ir.Resolved, ...], start: int) -> tuple[list[ir.Block], int]:
+    """The block call at ``start`` and the calls alike that follow it, each taking the shape the one before gives:
+    the same call again (a repeat's blocks), or the same two in turn (Swin's blocks, windows and shifted windows).
+    Returns the run and its period, 1 or 2."""
+    for period in (1, 2):
+        pattern = nodes[start:start + period]
+        if len(pattern) < period or not all(isinstance(node, ir.Block) for node in pattern):
+            break
+        run = list(pattern)
+        for node in nodes[start + period:]:
+            model = pattern[len(run) % period]
+            if not (isinstance(node, ir.Block) and node.call == model.call and node.params == model.params
+                    and node.in_shape == run[-1].out_shape):
+                break
+            run.append(node)
+        run = run[:len(run) - len(run) % period]
+        if len(run) > period:
+            return run, period
+    return [nodes[start]], 1
+
+
+def _collapsed(run: list[ir.Block], period: int = 1) -> _Box:
+    """One node for a block call, or for a run of calls alike (``encoder(12, 3072, 1e-06) ×12``, or
+    ``swin_block(3, 0, 7); swin_block(3, 3, 7) ×2``)."""
+    first, last = run[0], run[-1]
+    params = sum(node.params for node in run)
+    sizes = f"{show(first.in_shape)} → {show(last.out_shape)}, {params:,} params"
+    call = "; ".join(node.call for node in run[:period]) + (f" ×{len(run) // period}" if len(run) > period else "")
+    label = f'<<b>{html.escape(call)}</b><br/><font point-size="9">{html.escape(sizes)}</font>>'
     attrs = {"fillcolor": BLOCK_COLOUR, "penwidth": "1.2"}
-    return _Box(node.path, label, attrs, [_where(node)])
+    return _Box(first.path, label, attrs, [_where(node) for node in run])
 
 
 def _run(start: Generator):
@@ -243,7 +278,8 @@ def draw(network: ir.Network, depth: int | None = None, direction: str = "TB", f
     drawing = _Drawing(depth, fold_activations)
     root = _Cluster(network.name, "", "", 0, False)
     drawing.place(root, _Box("input", "input", _IO, [f"input {show(network.input_shape)}"]))
-    tail = _run(drawing.sequence(network.body, root, _Tail("input", network.input_shape), 0, False))
+    sole = len(network.body) == 1 and isinstance(network.body[0], ir.Block)  # the network is that block
+    tail = _run(drawing.sequence(network.body, root, _Tail("input", network.input_shape), -1 if sole else 0, False))
     drawing.box(root, tail, _Box("output", "output", _IO, [f"output {show(network.output_shape)}"]),
                 network.output_shape)
 

@@ -88,12 +88,15 @@ def _implied(spelling: str) -> tuple[frozenset[str], dict]:
 
 
 def rows(network: ir.Network, depth: int | None = None, headers: bool = False) -> list[Row]:
-    """One row per node down to ``depth`` (a block or branch at the limit is one row), in execution order.
+    """One row per node down to ``depth`` (a block or branch at the limit is one row), in execution order; a network
+    whose body is one block call (the zoo's ``vit(...)``) is that block, its depth counted from inside it.
 
     Without ``headers`` the rows partition the network: their params and MACs add up to the totals.
     """
     out: list[Row] = []
-    stack: list[tuple[int, ir.Resolved]] = [(1, node) for node in reversed(network.body)]
+    # A network whose body is one block call is that block: depth counts from inside it, as the diagram's does.
+    top = 0 if len(network.body) == 1 and isinstance(network.body[0], ir.Block) else 1
+    stack: list[tuple[int, ir.Resolved]] = [(top, node) for node in reversed(network.body)]
     while stack:
         level, node = stack.pop()
         inside = ir.children(node)

@@ -75,6 +75,9 @@ def draw_svg(net: archdsl.CompiledNetwork, **options) -> Picture:
 
 
 def shape(dims: ir.Shape) -> str:
+    """How an edge shows a shape: 64×56×56, 197×768, and (56×56)×96 for tokens on a grid."""
+    if isinstance(dims, ir.Tokens) and dims.grid is not None:
+        return f"({dims[0]}×{dims[1]})×{dims[2]}"
     return "×".join(map(str, dims))
 
 
@@ -208,13 +211,35 @@ def test_depth_one_draws_each_top_level_call_as_one_node(specs, name):
 
 @needs_dot
 def test_depth_two_opens_stages_and_closes_residual_blocks(specs):
+    # The first stage's two residual blocks alike are one node ×2; the others begin with a strided block.
     net = specs["resnet18"]
     pic = draw_svg(net, depth=2)
     stages = [node for node in net.ir.body if isinstance(node, ir.Block)][1:]
     assert set(pic.clusters) == {f"cluster_{node.path}" for node in net.ir.body if isinstance(node, ir.Block)}
-    for stage in stages:
+    first, second = stages[0].body
+    assert pic.nodes[first.path][0] == ["residual(64, 1) ×2", f"64×24×24 → 64×24×24, {2 * first.params:,} params"]
+    assert second.path not in pic.nodes
+    assert pic.nodes[first.path][1] == f"{first.path} ({first.span})\n{second.path} ({second.span})"
+    for stage in stages[1:]:
         for residual in stage.body:
             assert pic.nodes[residual.path][0][0] == residual.call
+
+
+@needs_dot
+def test_a_transformers_blocks_are_one_node_and_its_sole_call_is_drawn_open() -> None:
+    # vit_b_16's body is one call, vit(...): at depth 1 it is drawn open, and its twelve encoder blocks alike are
+    # one node with their total; Swin's blocks alternate windows and shifted windows, two calls in turn.
+    pic = draw_svg(archdsl.load("vit_b_16"), depth=1)
+    assert pic.clusters == {"cluster_vit_0": "vit(16, 12, 12, 768, 3072, 224, 1000)"}
+    assert pic.nodes["vit_0.encoder_0"][0] == ["encoder(12, 3072, 1e-06) ×12", "197×768 → 197×768, 85,054,464 params"]
+    assert [edge[2] for edge in pic.into("vit_0.encoder_0")] == ["197×768"]
+    assert [pic.nodes[name][0][0] for name in ("vit_0.tokens_0", "vit_0.clstoken_0", "vit_0.posembed_0")] == [
+        "tokens", "class token", "position embedding 197"]
+    assert [edge[2] for edge in pic.into("vit_0.clstoken_0")] == ["(14×14)×768"]
+    swin = draw_svg(archdsl.load("swin_t"), depth=2)
+    assert swin.nodes["swin_0.stage_2.swin_block_0"][0] == [
+        "swin_block(12, 0, 7); swin_block(12, 3, 7) ×3", "(14×14)×384 → (14×14)×384, 10,658,952 params"]
+    assert swin.nodes["swin_0.stage_0.swin_block_0"][0][0] == "swin_block(3, 0, 7)"  # one pair: drawn as it is
 
 
 # -- the registry × this backend -----------------------------------------------------------------

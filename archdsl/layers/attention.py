@@ -18,6 +18,7 @@ from archdsl.layers import (
     positive,
     probability,
     register,
+    show_step,
 )
 from archdsl.shapes import LayerError, require_tokens, show
 
@@ -130,4 +131,4 @@ class WindowAttention(LayerKind):
     def label(self, args):
         window = pair(args["window"])
         text = f"window attention {show(window)}, {args['heads']} heads"
-        return text + (f", shift {show(pair(args['shift']))}" if pair(args["shift"]) != (0, 0) else "")
+        return text + (f", shift {show_step(args['shift'])}" if pair(args["shift"]) != (0, 0) else "")
