@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,7 +98,9 @@ def test_the_grid_trains_what_compiles_and_fits_and_reports_the_rest(grid, spec)
     assert lines[at + 1].startswith(f"  {spec}:3:") and "error:" in lines[at + 1]
     assert lines[at + 2].strip().startswith("3 |") and "^" in lines[at + 3]
     assert "0009 width=4 depth=1 lr=0.05: skipped, 2,158 params, more than --max-params 2,000" in lines
-    assert any(line.startswith("0005 width=3 depth=1 lr=0.05: test_acc ") for line in lines)
+    trained = next(line for line in lines if line.startswith("0005 width=3 depth=1 lr=0.05: test_acc "))
+    assert re.fullmatch(r"0005 width=3 depth=1 lr=0.05: test_acc 0\.\d{4}, best_test_acc 0\.\d{4} in epoch [12], "
+                        r"1,594 params, 22\.6 k MACs, [\d.]+ s", trained)
     assert lines[-2].startswith("12 configurations: 4 trained, 6 failed to compile, 2 too large; best test_acc ")
     assert lines[-1] == "wrote " + ", ".join(str(out / name) for name in
                                              ("sweep.csv", "accuracy.png", "accuracy.svg", "edf.png", "edf.svg"))
@@ -181,6 +184,22 @@ def test_samples_are_drawn_with_the_seed(spec, tmp_path):
     assert len({json.dumps(c) for c in drawn}) == 5 and plan["samples"] == 5 and plan["seed"] == 7
     assert {row["status"] for row in table(out)} == {"too-large"}
     assert parse_numbers("0.05,0.1,0.2", "--lr").size == 3
+
+
+def test_the_runner_s_options_apply_to_every_configuration(spec, tmp_path):
+    """A validation split and early stopping, as archdsl train takes them: sweep.csv gains the validation
+    columns, and the best epoch is the runner's, by its --monitor (val_acc with --val)."""
+    out = tmp_path / "validated"
+    result = sweep(spec, "-p", "width=2,3", *TRAINING, "--epochs", "3", "--val", "100", "--patience", "1",
+                   "--out", out)
+    assert result.exit_code == 0, result.output
+    for row in table(out):
+        history = metrics(out / "runs" / row["run"])
+        assert row["final_val_acc"] == history[-1]["val_acc"] and row["final_val_loss"] == history[-1]["val_loss"]
+        best = max(history, key=lambda epoch: float(epoch["val_acc"]))  # the first of equals, as the runner's
+        assert (row["best_val_acc"], row["best_epoch"]) == (best["val_acc"], best["epoch"])
+        assert "best_test_acc" not in row and row["epochs"] == str(len(history))
+        assert json.loads((out / "runs" / row["run"] / "run.json").read_text())["options"]["val"] == 100
 
 
 def test_a_configuration_that_fails_to_train_is_reported_and_tried_again_on_resume(spec, tmp_path):

@@ -47,7 +47,7 @@ class Outcome:
 def train_configuration(job: Job) -> Outcome:
     """Train (or finish training) one configuration; an ArchError is its outcome, anything else a bug."""
     from archdsl.arguments import load_network
-    from archdsl.runner import checkpoint, train
+    from archdsl.runner import train
     from archdsl.runner.options import TrainOptions
     from archdsl.runner.runfolder import RUN_JSON, SpecArgs
 
@@ -58,17 +58,12 @@ def train_configuration(job: Job) -> Outcome:
             if not (run_dir / RUN_JSON).exists():
                 spec = SpecArgs(job.spec_given, job.params, job.network, job.input)
                 train.start(net, TrainOptions(**job.options), spec=spec, stream=log)
-            elif not _finished(run_dir, checkpoint, train):  # killed after its last epoch: nothing to do
+            elif not train.finished(run_dir):  # else killed once it had finished: nothing to do
                 train.resume(net, run_dir, stream=log, **job.changes)
         except ArchError as err:
             print(err.render(), file=log)
             return Outcome(job.run, err.render())
     return Outcome(job.run, None)
-
-
-def _finished(run_dir: Path, checkpoint, train) -> bool:
-    latest = checkpoint.latest(run_dir)
-    return latest is not None and latest.epoch >= train.read_run(run_dir).options.epochs
 
 
 def run_here(jobs: list[Job], done: Callable[[Outcome], None]) -> None:

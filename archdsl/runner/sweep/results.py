@@ -5,8 +5,9 @@
     0001,trained,16,1,0.05,12810,470016,2,0.93...,0.66...,0.78...,0.71...,0.71...,2,3.914,
 
 A trained configuration's numbers come from its run folder's metrics.csv: ``final_X`` from its last row for
-every loss and accuracy column the runner writes, ``best_test_acc`` and ``best_epoch`` from its best epoch,
-``seconds`` the sum of its epochs' times (evaluation included, data loading not). No torch here.
+every loss and accuracy column the runner writes (val_loss and val_acc with --val), ``best_epoch`` and
+``best_M`` from the runner's best epoch by the run's --monitor M (test_acc by default), ``seconds`` the sum of
+its epochs' times (evaluation included, data loading not). No torch here.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from archdsl.atomic import write_text_atomic
 from archdsl.errors import UsageError
-from archdsl.runner.runfolder import MAX_RECORD_BYTES, METRICS_CSV
-from archdsl.runner.untrusted import read_limited
+from archdsl.runner import runfolder, selection
 
 CSV_NAME = "sweep.csv"
 PENDING, TRAINED, FAILED, COMPILE_ERROR, TOO_LARGE = "pending", "trained", "failed", "compile-error", "too-large"
@@ -38,7 +38,7 @@ class Row:
     status: str
     params: int | None = None
     macs: int | None = None
-    metrics: dict[str, float] = field(default_factory=dict)  # final_*, best_test_acc, best_epoch, epochs, seconds
+    metrics: dict[str, float] = field(default_factory=dict)  # epochs, final_*, best_<monitor>, best_epoch, seconds
     error: str | None = None  # the diagnostic of a failure or a compile error
 
     @property
@@ -50,8 +50,10 @@ class Row:
         where = " ".join([f"{name}={value}" for name, value in self.values.items()] + [f"lr={self.lr:g}"])
         size = f"{self.params:,} params, {_short(self.macs)} MACs" if self.params is not None else ""
         if self.status == TRAINED:
-            return (f"{self.run} {where}: test_acc {self.metrics['final_test_acc']:.4f} (best "
-                    f"{self.metrics['best_test_acc']:.4f}), {size}, {self.metrics['seconds']:.3g} s")
+            name, value = next((key, value) for key, value in self.metrics.items()
+                               if key.startswith("best_") and key != "best_epoch")
+            return (f"{self.run} {where}: test_acc {self.accuracy:.4f}, {name} {value:.4f} in epoch "
+                    f"{int(self.metrics['best_epoch'])}, {size}, {self.metrics['seconds']:.3g} s")
         if self.status == TOO_LARGE:
             return f"{self.run} {where}: skipped, {self.error}"
         what = "failed to compile" if self.status == COMPILE_ERROR else "failed"
@@ -64,21 +66,21 @@ def trained(row: Row, run_dir: Path) -> Row:
 
 
 def read_metrics(run_dir: Path) -> dict[str, float]:
-    path = run_dir / METRICS_CSV
-    data, _ = read_limited(path, MAX_RECORD_BYTES, f"the {METRICS_CSV} of a run")
-    try:
-        rows = [{name: float(value) for name, value in row.items()} for row in csv.DictReader(io.StringIO(data.decode()))]
-        if not rows:
-            raise ValueError("it has no epochs")
-        best = max(rows, key=lambda row: row["test_acc"] if math.isfinite(row["test_acc"]) else -1.0)
-        final = rows[-1]
-        metrics = {"epochs": float(len(rows))}
-        metrics.update({f"final_{name}": value for name, value in final.items() if name not in _NOT_RESULTS})
-        metrics.update(best_test_acc=best["test_acc"], best_epoch=best["epoch"],
-                       seconds=sum(row["seconds"] for row in rows))
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{METRICS_CSV} of the run {run_dir.name} cannot be read: {err}", file=str(path),
-                         hint="the runner writes it; the run folder was edited or damaged") from None
+    """The final and best results of a finished run, and its time; the best epoch is the runner's own, by the
+    run's --monitor (test_acc unless it has a validation split)."""
+    history = runfolder.read_metrics(run_dir)
+    if not history:
+        raise UsageError(f"the run {run_dir.name} has no epochs in its {runfolder.METRICS_CSV}",
+                         file=str(run_dir / runfolder.METRICS_CSV),
+                         hint="the runner writes it; the run folder was edited or damaged")
+    monitor = runfolder.read(run_dir).options.monitored
+    final = asdict(history[-1])
+    best = next(row for row in history if row.epoch == selection.best_epoch(history, monitor))
+    metrics = {"epochs": float(len(history))}
+    metrics.update({f"final_{name}": value for name, value in final.items()
+                    if name not in _NOT_RESULTS and value is not None})
+    metrics.update({f"best_{monitor}": best.metric(monitor), "best_epoch": float(best.epoch),
+                    "seconds": sum(row.seconds for row in history)})
     return metrics
 
 
