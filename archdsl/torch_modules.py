@@ -192,21 +192,19 @@ class WindowAttention(nn.Module):
         relative[:, :, 1] += window[1] - 1
         relative[:, :, 0] *= 2 * window[1] - 1
         self.register_buffer("relative_position_index", relative.sum(-1).flatten())
-        self.register_buffer("mask", self._mask(), persistent=False)
 
-    def _mask(self) -> torch.Tensor:
+    def _mask(self, x: torch.Tensor) -> torch.Tensor:
         """0 between positions of a window that were neighbours before the roll, −100 between the others:
-        (windows, window size, window size)."""
+        (windows, window size, window size). torchvision labels three regions along a shifted axis (before the last
+        window, the last window but the shift, the shift) and one along an axis without a shift; here the labels
+        are computed rather than assigned, so that torch.fx traces it. Made at each call, as torchvision makes it,
+        so that the module holds no tensor that its state_dict leaves out."""
         (height, width), (wh, ww), (sh, sw) = self.grid, self.window, self.shift
-        regions = torch.zeros(height, width)
-        if sh + sw == 0:
-            return regions.new_zeros(1, wh * ww, wh * ww)
-        count = 0
-        # torchvision's slices, negative ends and all: an axis without a shift is one region along it.
-        for h in ((0, -wh), (-wh, -sh), (-sh, None)):
-            for w in ((0, -ww), (-ww, -sw), (-sw, None)):
-                regions[h[0]:h[1], w[0]:w[1]] = count
-                count += 1
+        rows = torch.arange(height, device=x.device)
+        columns = torch.arange(width, device=x.device)
+        row_regions = (rows >= height - wh).long() + (rows >= height - sh).long() if sh else rows * 0
+        column_regions = (columns >= width - ww).long() + (columns >= width - sw).long() if sw else columns * 0
+        regions = (3 * row_regions[:, None] + column_regions[None, :]).to(x.dtype)
         regions = regions.view(height // wh, wh, width // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
         differ = regions.unsqueeze(1) - regions.unsqueeze(2)
         return differ.masked_fill(differ != 0, -100.0).masked_fill(differ == 0, 0.0)
@@ -228,7 +226,7 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index]
         attention = attention + bias.view(size, size, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
         if shifted:
-            attention = attention.view(-1, windows, self.heads, size, size) + self.mask.unsqueeze(1).unsqueeze(0)
+            attention = attention.view(-1, windows, self.heads, size, size) + self._mask(x).unsqueeze(1).unsqueeze(0)
             attention = attention.view(-1, self.heads, size, size)
         attention = nn.functional.softmax(attention, dim=-1)
         attention = nn.functional.dropout(attention, p=self.dropout, training=self.training)

@@ -52,6 +52,7 @@ SETTINGS = {
     "lenet": {"classes": 7}, "resnet18": {"in_channels": 3}, "densenet": {"growth": 8},
     # Loops over list parameters: other lists, shorter and narrower.
     "anynet": {"depths": [1, 2], "channels": [8, 16], "groups": [4, 8], "bot_mul": [1, 0.5]},
+    "d2l_vit": {"hidden": 64, "mlp": 128, "heads": 4, "blocks": 3, "classes": 7},
     "resnext": {"depths": [1, 1], "channels": [16, 32]},
 }  # fmt: skip
 
@@ -245,6 +246,7 @@ SMALL = {
     "vgg16": ({"ratio": 8}, (1, 32, 32)), "vgg19": ({"ratio": 8}, (1, 32, 32)), "nin": ({}, (1, 67, 67)),
     "googlenet": ({}, (1, 32, 32)), "resnet18": ({}, (1, 32, 32)), "densenet": ({"growth": 8}, (1, 32, 32)),
     "resnext": ({}, (1, 32, 32)), "anynet": ({}, (1, 32, 32)),
+    "d2l_vit": ({"hidden": 64, "mlp": 128, "heads": 4, "patch": 32}, None),
 }  # fmt: skip
 
 
@@ -614,3 +616,37 @@ def test_exported_models_score_on_fashion_mnist_what_eval_reports(tmp_path: Path
         }
     correct = {name: int((logits.argmax(axis=1) == labels).sum()) for name, logits in scores.items()}
     assert correct == {"python": reported, "onnx": reported, "torchscript": reported}
+
+
+# -- the zoo's transformers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t"])
+def test_the_transformers_export_to_python_and_reproduce_the_built_module(name: str, tmp_path: Path) -> None:
+    net = archdsl.load(name)
+    net_class = getattr(import_source(python_source(net), tmp_path), network_class_name(net))
+    assert_reproduces(net, net_class, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t"])
+def test_the_transformers_export_to_torchscript_and_onnx(name: str, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    from archdsl.export.onnx import write_onnx
+
+    net = archdsl.load(name)
+    module = built(net)
+    x = torch.randn(3, *net.input_shape, generator=torch.Generator().manual_seed(2))  # not the traced batch of 2
+    with torch.no_grad():
+        expected = module(x)
+    assert write_torchscript(module, net.input_shape, tmp_path / f"{name}.pt") == "scripted"
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(tmp_path / f"{name}.pt"))(x), expected)
+    how = write_onnx(module, net.input_shape, tmp_path / f"{name}.onnx", net.params)
+    assert how.endswith(f"checked by onnx.checker, weights in {name}.onnx.data")  # over 100 MiB
+    onnx.checker.check_model(str(tmp_path / f"{name}.onnx"))
+    session = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(y, expected.numpy(), **ONNX_TOLERANCE)

@@ -352,6 +352,8 @@ def test_every_token_kind_is_in_the_network() -> None:
 
 
 def test_every_token_kind_traces_scripts_and_exports_to_onnx(tmp_path) -> None:
+    # TorchScript in eval mode only: after its first runs, its executor fuses the dropouts of a training graph,
+    # which then draw their random numbers in another order.
     module = built(EVERY_TOKEN)
     x = images(3, 8, 16, 16)
     for training in (False, True):
@@ -361,9 +363,12 @@ def test_every_token_kind_traces_scripts_and_exports_to_onnx(tmp_path) -> None:
         traced = torch.fx.symbolic_trace(module)
         torch.manual_seed(5)
         assert torch.equal(traced(x), expected), f"fx, training={training}"
-        scripted = torch.jit.script(module)
-        torch.manual_seed(5)
-        assert torch.allclose(scripted(x), expected, atol=1e-6), f"TorchScript, training={training}"
+    module.eval()
+    scripted = torch.jit.script(module)
+    with torch.no_grad():
+        expected = module(x)
+        for _ in range(3):  # the profiling runs and the optimised one
+            assert torch.allclose(scripted(x), expected, atol=1e-6)
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
