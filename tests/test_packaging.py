@@ -131,7 +131,7 @@ def test_the_core_is_small_and_the_extras_name_the_rest() -> None:
                                                                    "pydantic"]
     extras = PROJECT["optional-dependencies"]
     assert {_distribution(req) for req in extras["train"]} == {"torch", "numpy", "safetensors", "matplotlib",
-                                                               "rich", "pillow"}
+                                                               "rich", "pillow", "tensorboard"}
     assert {_distribution(req) for req in extras["export"]} == {"onnx", "onnxscript"}
     assert {_distribution(req) for req in extras["lsp"]} == {"pygls", "lsprotocol"}
     torch = next(req for req in extras["train"] if _distribution(req) == "torch")
