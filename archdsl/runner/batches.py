@@ -43,12 +43,13 @@ class Preprocessor:
         """
         if augmenter is not None:
             images = augmenter.geometric(images)
-        x = images.to(torch.float32)
+        x = images
         if tuple(x.shape[-2:]) != self.size:
             shrinking = self.size[0] < x.shape[-2] or self.size[1] < x.shape[-1]
             # Antialiasing only changes a downscale; upscaling takes the plain kernel (same result, faster).
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=shrinking)
-        x = torch.addcmul(self.shift, x, self.scale)
+            x = F.interpolate(x.to(torch.float32), size=self.size, mode="bilinear", align_corners=False,
+                              antialias=shrinking)
+        x = torch.addcmul(self.shift, x, self.scale)  # on uint8 images it converts as it goes: one pass
         if augmenter is not None:
             x = augmenter.erase(x)
         if self.channels_last:

@@ -1,4 +1,5 @@
-"""The learning curves, as the book draws them: loss and accuracies against epochs."""
+"""The learning curves, as the book draws them: loss and accuracies against epochs (and the validation
+split's, with --val)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ def figure(history: list[EpochMetrics], title: str):
     FigureCanvasAgg(drawn)
     loss_axes, acc_axes = drawn.subplots(1, 2)
     loss_axes.plot(epochs, [row.train_loss for row in history], "-o", label="train loss")
-    loss_axes.plot(epochs, [row.test_loss for row in history], "--o", label="test loss")
     acc_axes.plot(epochs, [row.train_acc for row in history], "-o", label="train acc")
+    if all(row.val_loss is not None for row in history):  # a run with --val
+        loss_axes.plot(epochs, [row.val_loss for row in history], ":o", label="val loss")
+        acc_axes.plot(epochs, [row.val_acc for row in history], ":o", label="val acc")
+    loss_axes.plot(epochs, [row.test_loss for row in history], "--o", label="test loss")
     acc_axes.plot(epochs, [row.test_acc for row in history], "--o", label="test acc")
     for axes, label in ((loss_axes, "loss"), (acc_axes, "accuracy")):
         axes.set_xlabel("epoch")
