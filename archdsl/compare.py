@@ -28,7 +28,7 @@ from archdsl import ir
 from archdsl.compiled import CompiledNetwork
 from archdsl.errors import UsageError
 from archdsl.layers import REGISTRY
-from archdsl.summary import MACS_LEGEND, format_table, json_dim, json_shape
+from archdsl.summary import ATTENTION_LEGEND, MACS_LEGEND, format_table, json_dim, json_shape
 from archdsl.symbolic import Dim
 
 FAMILIES = tuple(dict.fromkeys(kind.family for kind in REGISTRY.values()))
@@ -89,7 +89,7 @@ def side_by_side(a: CompiledNetwork, b: CompiledNetwork) -> dict:
         "families": rows,
         "total": {"a": total_a.as_json(), "b": total_b.as_json(), "ratio": _ratios(total_a, total_b)},
         "ratio": "b / a",
-        "legend": MACS_LEGEND,
+        "legend": MACS_LEGEND + (f" {ATTENTION_LEGEND}" if "attention" in costs_a or "attention" in costs_b else ""),
     }
 
 
@@ -106,7 +106,7 @@ def render_side_by_side(data: dict) -> str:
         ])
     header = ["family", "layers A / B", "params A", "params B", "B/A", "MACs A", "MACs B", "B/A"]
     table = format_table(header, body, right={1, 2, 3, 4, 5, 6, 7})
-    note = textwrap.fill(f"B/A: B's count over A's. {MACS_LEGEND}", width=100)
+    note = textwrap.fill(f"B/A: B's count over A's. {data['legend']}", width=100)
     return f"A  {data['a']['label']}\nB  {data['b']['label']}\n\n{table}\n\n{note}\n"
 
 
