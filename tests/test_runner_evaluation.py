@@ -119,3 +119,16 @@ def test_the_commands_print_the_tables_and_the_top_classes(run, tmp_path):
     assert done.exit_code == 0, done.output
     assert "best checkpoint of epoch 1" in done.output.splitlines()[0]
     assert "true \\ predicted" in done.output
+
+
+def test_eval_of_a_run_folder_one_may_only_read_still_reports(run, tmp_path, monkeypatch):
+    """The figures stand without the picture: a folder that cannot take confusion.png is a note, not an error."""
+    run_dir, _, _ = run
+
+    def refuse(result, title):
+        raise UsageError(f"cannot write {run_dir / 'confusion.png'}: Permission denied")
+
+    monkeypatch.setattr(evaluation, "write_confusion", refuse)
+    result = evaluation.evaluate(NET, run_dir)
+    assert result.report().splitlines()[-1] == (
+        f"note: the confusion matrix was not drawn: cannot write {run_dir / 'confusion.png'}: Permission denied")

@@ -11,6 +11,7 @@ a prediction on an image file of the test set is the prediction that eval counts
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ class EvalResult:
     classes: tuple[str, ...] = ()
     confusion: np.ndarray | None = None  # rows: true class, columns: predicted
     weights: str = "last"
+    not_drawn: str | None = None  # why confusion.png could not be written (a run folder of someone else's)
 
     def line(self) -> str:
         which = "best checkpoint" if self.weights == "best" else "checkpoint"
@@ -121,8 +123,9 @@ class EvalResult:
             rows = [[f"{i} {name}", *(f"{n:,}" for n in row)]
                     for i, (name, row) in enumerate(zip(self.classes, self.confusion, strict=True))]
             parts += ["", format_table(header, rows, set(range(1, len(header))))]
-        parts += ["", f"confusion matrix drawn in {self.run_dir / CONFUSION}.png and .svg"]
-        return "\n".join(parts)
+        drawn = (f"confusion matrix drawn in {self.run_dir / CONFUSION}.png and .svg" if self.not_drawn is None
+                 else f"note: the confusion matrix was not drawn: {self.not_drawn}")
+        return "\n".join([*parts, "", drawn])
 
 
 def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir: str | None = None,
@@ -150,7 +153,10 @@ def evaluate(net: Network, run_dir: Path, *, device: str | None = None, data_dir
     result = EvalResult(info.folder, chosen.epoch, measured.mean_loss, measured.accuracy, measured.count,
                         image_data.classes, measured.confusion, weights)
     if context.is_main:
-        write_confusion(result, f"{net.name} on {image_data.name}")
+        try:
+            write_confusion(result, f"{net.name} on {image_data.name}")
+        except UsageError as err:  # the figures stand without the picture (a run folder one may only read)
+            return dataclasses.replace(result, not_drawn=err.message)
     return result
 
 
