@@ -37,9 +37,9 @@ def files_of(*epochs: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def options(tmp_path_factory) -> TrainOptions:
-    """On this data and seed, val_acc is best at epoch 2 of 8 (the MLP overfits random images)."""
+    """On this data and seed, val_acc is best at epoch 2 of 6 (the MLP overfits random images)."""
     data = tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz", train=90, test=30)
-    return TrainOptions(data=str(data), epochs=8, batch_size=10, lr=0.5, threads=1, val=30)
+    return TrainOptions(data=str(data), epochs=6, batch_size=10, lr=0.5, threads=1, val=30)
 
 
 def start(options: TrainOptions, out: Path, **changes) -> train.RunResult:
@@ -48,28 +48,28 @@ def start(options: TrainOptions, out: Path, **changes) -> train.RunResult:
 
 def test_keep_both_keeps_the_best_and_the_last_and_both_load(options, tmp_path):
     result = start(options, tmp_path / "run")
-    assert (result.best_epoch, result.final.epoch) == (2, 8)
-    assert names(result.run_dir) == files_of(2, 8)
+    assert (result.best_epoch, result.final.epoch) == (2, 6)
+    assert names(result.run_dir) == files_of(2, 6)
     last = evaluation.evaluate(tiny_network(), result.run_dir)
     best = evaluation.evaluate(tiny_network(), result.run_dir, weights="best")
-    assert (last.epoch, best.epoch) == (8, 2)
-    assert (last.test_acc, best.test_acc) == (result.history[7].test_acc, result.history[1].test_acc)
+    assert (last.epoch, best.epoch) == (6, 2)
+    assert (last.test_acc, best.test_acc) == (result.history[5].test_acc, result.history[1].test_acc)
     assert best.line().endswith("(30 examples, best checkpoint of epoch 2)")
 
 
 def test_keep_last_keeps_one_checkpoint_and_says_the_best_is_gone(options, tmp_path):
     result = start(options, tmp_path / "run", keep="last")
-    assert names(result.run_dir) == files_of(8)
+    assert names(result.run_dir) == files_of(6)
     with pytest.raises(UsageError) as caught:
         evaluation.evaluate(tiny_network(), result.run_dir, weights="best")
     assert caught.value.message == "the run's best epoch by val_acc is 2, and its checkpoint was not kept"
-    assert caught.value.hint == "the run keeps last (--keep); its last checkpoint is epoch 8"
+    assert caught.value.hint == "the run keeps last (--keep); its last checkpoint is epoch 6"
 
 
 def test_the_monitor_chooses_the_best_epoch(options, tmp_path):
     by_loss = start(options, tmp_path / "loss", monitor="val_loss")
     assert by_loss.best_epoch == 1
-    assert names(by_loss.run_dir) == files_of(1, 8)
+    assert names(by_loss.run_dir) == files_of(1, 6)
     with pytest.raises(UsageError, match="--monitor val_acc needs a validation split"):
         options.replace(val=None, monitor="val_acc")
 
@@ -95,13 +95,13 @@ def test_keep_best_ends_with_the_best_alone_and_cannot_train_further(options, tm
     result = start(options, tmp_path / "run", keep="best")
     assert names(result.run_dir) == ["ended.json", *files_of(2)]
     assert json.loads((result.run_dir / "checkpoints" / "ended.json").read_text()) == {
-        "format": 1, "epoch": 8, "best": 2}
+        "format": 1, "epoch": 6, "best": 2}
     assert evaluation.evaluate(tiny_network(), result.run_dir).epoch == 2
     assert evaluation.evaluate(tiny_network(), result.run_dir, weights="best").epoch == 2
     assert train.finished(result.run_dir)
     with pytest.raises(UsageError) as caught:
         train.resume(tiny_network(), result.run_dir, epochs=12, stream=io.StringIO())
-    assert caught.value.message == (f"the run in {result.run_dir} ended after epoch 8 with --keep best, which kept "
+    assert caught.value.message == (f"the run in {result.run_dir} ended after epoch 6 with --keep best, which kept "
                                     "only the checkpoint of its best epoch (2); training further needs the last "
                                     "epoch's")
     assert caught.value.hint == f"start a new run from its weights: --init-from {result.run_dir}"
@@ -114,7 +114,7 @@ def test_a_resumed_run_keeps_what_an_uninterrupted_one_keeps(options, tmp_path, 
     assert names(first.run_dir) == (["ended.json", *files_of(2)] if keep == "best" else files_of(2, 4))
     if keep == "best":  # ended: a resume is refused; the straight run is what it would have been
         return
-    resumed = train.resume(tiny_network(), first.run_dir, epochs=8, stream=io.StringIO())
+    resumed = train.resume(tiny_network(), first.run_dir, epochs=6, stream=io.StringIO())
     assert outcome(resumed.history) == outcome(straight.history)
     assert names(resumed.run_dir) == names(straight.run_dir)
     for name in names(straight.run_dir):
