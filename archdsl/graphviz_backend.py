@@ -11,9 +11,9 @@ node. For a spec such as::
 the diagram is ``input → [cluster residual(64): conv → BN + ReLU → conv → BN → (+) ← shortcut] → ReLU → output``.
 
 ``depth=N`` draws blocks nested N deep (top-level blocks are depth 1) as one node each, with the call,
-the in → out shape and the parameter count; a run of calls alike (the same call, each taking the shape the last
-gives, as a ViT's twelve encoder blocks, or two calls in turn, as Swin's blocks) is one node,
-``encoder(12, 3072, 1e-06) ×12``. Depth counts block
+the in → out shape and the parameter count; a run of calls of one block, each taking the shape the last gives
+(a ViT's twelve encoder blocks, a stage's Swin blocks), is one node: ``encoder(12, 3072, 1e-06) ×12``, or
+``swin_block ×6`` where the calls' arguments differ. Depth counts block
 calls only: a ``concat`` or ``add`` is always drawn open, since its branches are the structure the diagram is
 for; and a network whose body is one block call (the zoo's ``vit(...)``) is that block, drawn open, depth
 counting from inside it.
@@ -156,9 +156,9 @@ class _Drawing:
                 tail = self.layer(node, cluster, tail)
             elif isinstance(node, ir.Block):
                 if self.depth is not None and level + 1 >= self.depth:
-                    run, period = _alike(nodes, position - 1)
+                    run = _alike(nodes, position - 1)
                     position += len(run) - 1
-                    tail = self.box(cluster, tail, _collapsed(run, period), run[-1].out_shape)
+                    tail = self.box(cluster, tail, _collapsed(run), run[-1].out_shape)
                 else:
                     inner = _Cluster(f"cluster_{node.path}", node.call, _where(node), level + 1, in_branch)
                     cluster.body.append(inner)
@@ -213,37 +213,32 @@ def _join(node: ir.Join) -> _Box:
 _JOIN_SIGNS = {"add": "+", "mul": "×"}
 
 
-def _alike(nodes: tuple[ir.Resolved, ...], start: int) -> tuple[list[ir.Block], int]:
-    """The block call at ``start`` and the calls alike that follow it, each taking the shape the one before gives:
-    the same call again (a repeat's blocks), or the same two in turn (Swin's blocks, windows and shifted windows).
-    Returns the run and its period, 1 or 2."""
-    for period in (1, 2):
-        pattern = nodes[start:start + period]
-        if len(pattern) < period or not all(isinstance(node, ir.Block) for node in pattern):
+def _alike(nodes: tuple[ir.Resolved, ...], start: int) -> list[ir.Block]:
+    """The block call at ``start`` and the calls of the same block that follow it, each with as many parameters and
+    taking the shape the one before gives: a repeat's blocks, a stage's (whose arguments may differ from block to
+    block, as Swin's shifts and stochastic-depth rates do)."""
+    first = nodes[start]
+    run = [first]
+    for node in nodes[start + 1:]:
+        if not (isinstance(node, ir.Block) and node.block == first.block and node.params == first.params
+                and node.in_shape == run[-1].out_shape):
             break
-        run = list(pattern)
-        for node in nodes[start + period:]:
-            model = pattern[len(run) % period]
-            if not (isinstance(node, ir.Block) and node.call == model.call and node.params == model.params
-                    and node.in_shape == run[-1].out_shape):
-                break
-            run.append(node)
-        run = run[:len(run) - len(run) % period]
-        if len(run) > period:
-            return run, period
-    return [nodes[start]], 1
+        run.append(node)
+    return run
 
 
-def _collapsed(run: list[ir.Block], period: int = 1) -> _Box:
-    """One node for a block call, or for a run of calls alike (``encoder(12, 3072, 1e-06) ×12``, or
-    ``swin_block(3, 0, 7); swin_block(3, 3, 7) ×2``)."""
+def _collapsed(run: list[ir.Block]) -> _Box:
+    """One node for a block call, or for a run of calls of one block: ``encoder(12, 3072, 1e-06) ×12`` where the
+    calls are the same, ``swin_block ×6`` where their arguments differ (each call is in the tooltip)."""
     first, last = run[0], run[-1]
     params = sum(node.params for node in run)
     sizes = f"{show(first.in_shape)} → {show(last.out_shape)}, {params:,} params"
-    call = "; ".join(node.call for node in run[:period]) + (f" ×{len(run) // period}" if len(run) > period else "")
+    call = first.call if all(node.call == first.call for node in run) else first.block
+    call += f" ×{len(run)}" if len(run) > 1 else ""
     label = f'<<b>{html.escape(call)}</b><br/><font point-size="9">{html.escape(sizes)}</font>>'
     attrs = {"fillcolor": BLOCK_COLOUR, "penwidth": "1.2"}
-    return _Box(first.path, label, attrs, [_where(node) for node in run])
+    return _Box(first.path, label, attrs, [f"{node.call}: {_where(node)}" if len(run) > 1 else _where(node)
+                                           for node in run])
 
 
 def _run(start: Generator):

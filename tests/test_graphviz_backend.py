@@ -219,7 +219,8 @@ def test_depth_two_opens_stages_and_closes_residual_blocks(specs):
     first, second = stages[0].body
     assert pic.nodes[first.path][0] == ["residual(64, 1) ×2", f"64×24×24 → 64×24×24, {2 * first.params:,} params"]
     assert second.path not in pic.nodes
-    assert pic.nodes[first.path][1] == f"{first.path} ({first.span})\n{second.path} ({second.span})"
+    assert pic.nodes[first.path][1] == (f"residual(64, 1): {first.path} ({first.span})\n"
+                                        f"residual(64, 1): {second.path} ({second.span})")
     for stage in stages[1:]:
         for residual in stage.body:
             assert pic.nodes[residual.path][0][0] == residual.call
@@ -228,7 +229,7 @@ def test_depth_two_opens_stages_and_closes_residual_blocks(specs):
 @needs_dot
 def test_a_transformers_blocks_are_one_node_and_its_sole_call_is_drawn_open() -> None:
     # vit_b_16's body is one call, vit(...): at depth 1 it is drawn open, and its twelve encoder blocks alike are
-    # one node with their total; Swin's blocks alternate windows and shifted windows, two calls in turn.
+    # one node with their total; a Swin stage's blocks differ in their shifts and rates: one node by the block's name.
     pic = draw_svg(archdsl.load("vit_b_16"), depth=1)
     assert pic.clusters == {"cluster_vit_0": "vit(16, 12, 12, 768, 3072, 224, 1000)"}
     assert pic.nodes["vit_0.encoder_0"][0] == ["encoder(12, 3072, 1e-06) ×12", "197×768 → 197×768, 85,054,464 params"]
@@ -238,8 +239,9 @@ def test_a_transformers_blocks_are_one_node_and_its_sole_call_is_drawn_open() ->
     assert [edge[2] for edge in pic.into("vit_0.clstoken_0")] == ["(14×14)×768"]
     swin = draw_svg(archdsl.load("swin_t"), depth=2)
     assert swin.nodes["swin_0.stage_2.swin_block_0"][0] == [
-        "swin_block(12, 0, 7); swin_block(12, 3, 7) ×3", "(14×14)×384 → (14×14)×384, 10,658,952 params"]
-    assert swin.nodes["swin_0.stage_0.swin_block_0"][0][0] == "swin_block(3, 0, 7)"  # one pair: drawn as it is
+        "swin_block ×6", "(14×14)×384 → (14×14)×384, 10,658,952 params"]
+    assert swin.nodes["swin_0.stage_2.swin_block_0"][1].splitlines()[1].startswith(
+        "swin_block(12, 3, 0.0909091, 7): swin_0.stage_2.swin_block_1 (")
 
 
 # -- the registry × this backend -----------------------------------------------------------------

@@ -324,3 +324,15 @@ def test_stochastic_depth_rates_are_torchvisions(torchvision, name: str) -> None
     expected = [m.stochastic_depth.p for m in blocks if getattr(m, "use_res_connect", True)]
     rates = [layer.args["p"] for layer in archdsl.load(name).layers() if layer.kind == "droppath"]
     assert rates == pytest.approx(expected, abs=1e-12) and len(rates) == len(expected) > 0
+
+
+@pytest.mark.parametrize("name", FAMILIES["swin"])
+def test_swin_drops_both_branches_of_a_block_at_torchvisions_rate(torchvision, name: str) -> None:
+    # A Swin block applies its one StochasticDepth to the attention's branch and the MLP's: two droppath layers.
+    import torch
+
+    with torch.device("meta"):
+        reference = torchvision.models.get_model(name)
+    expected = [m.stochastic_depth.p for m in reference.modules() if type(m).__name__ == "SwinTransformerBlock"]
+    rates = [layer.args["p"] for layer in archdsl.load(name).layers() if layer.kind == "droppath"]
+    assert rates == pytest.approx([p for p in expected for _ in range(2)], abs=1e-12) and rates[-1] > 0
