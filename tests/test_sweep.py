@@ -248,6 +248,7 @@ def test_a_folder_that_is_not_a_new_one_or_a_sweep_is_refused(spec, grid, tmp_pa
     assert_one_error(sweep(spec, "--resume", tmp_path), f"{tmp_path} is not an archdsl sweep folder (no sweep.json)")
     assert_one_error(sweep(spec, "--resume", out, "--lr", "0.2"),
                      "--resume goes on with the sweep as it was planned; drop --lr")
+    assert_one_error(sweep(spec, "--resume", out, "--threads", "0"), "--threads must be at least 1, got 0")
     edited = tmp_path / "tiny.arch"
     edited.write_text(TINY.replace("relu;", "relu6;", 1))
     assert_one_error(sweep(edited, "--resume", out), f"{edited} is not the spec this sweep began with")

@@ -111,6 +111,7 @@ def resume(spec: str | Path, folder: str | Path, *, jobs: int = 1, ray: str | No
     changes = {"threads": threads, "device": device,
                "data_dir": os.path.abspath(data_dir) if data_dir is not None else None}
     changes = {name: value for name, value in changes.items() if value is not None}
+    plan.options.replace(**changes)  # refuses --threads 0 and the like before anything is written
     with sweep_folder.claim(folder):
         plan = sweep_folder.read(folder)  # as it is now that no other process runs the sweep
         if ray is not None:
