@@ -8,8 +8,9 @@
    device) and as whole commands (``archdsl compile`` against a script that imports torch and prints
    torchinfo's summary);
 3. the same for the zoo (issue 12): ``archdsl compile NAME`` and its summary against torchinfo's of
-   torchvision's model, built on the meta device (``--only zoo``);
-4. forward+backward step time of the built module against the hand-written reference (tests/references.py).
+   torchvision's model, built on the meta device (``--only zoo``), the transformers (issue 13) among them;
+4. forward+backward step time of the built module against the hand-written reference (tests/references.py),
+   and of the zoo's vit_b_16 against torchvision's (``--only steps``).
 
 torchinfo and torchvision are test-only dependencies (the test extra; ``pip install torchvision==0.28.0
 --no-deps``); without them those rows say so.
@@ -38,7 +39,7 @@ from archdsl import parser, summary
 
 SPECS = ["lenet", "alexnet", "vgg11", "vgg16", "vgg19", "nin", "googlenet", "resnet18", "densenet"]
 PEER_SPECS = ["vgg16", "googlenet", "resnet18", "densenet"]
-ZOO_NAMES = ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny", "regnet_y_400mf"]
+ZOO_NAMES = ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny", "regnet_y_400mf", "vit_b_16", "swin_t"]
 
 
 def generated_spec(layers: int) -> str:
@@ -267,6 +268,51 @@ def step_times(repeat: int) -> list[str]:
     return rows
 
 
+def transformer_steps(repeat: int, batch: int = 8) -> list[str]:
+    """The zoo's vit_b_16, built, against torchvision's vit_b_16: a forward+backward step at one batch on the CPU.
+
+    The two run in turn, the order alternating; each pair gives a ratio, and the median of those ratios is
+    reported with the medians and minima of the times, since other work on a shared machine slows single steps
+    by seconds."""
+    import torch
+
+    try:
+        import torchvision_oracle
+    except ImportError:
+        return ["tests/torchvision_oracle.py is missing: not measured."]
+    if not torchvision_oracle.available():
+        return [f"torchvision is not installed ({torchvision_oracle.INSTALL_HINT}): not measured."]
+    models = torchvision_oracle.import_torchvision().models
+    torch.manual_seed(0)
+    ours, theirs = archdsl.load("vit_b_16").build(), models.vit_b_16()
+    x, y = torch.randn(batch, 3, 224, 224), torch.randint(0, 1000, (batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(model: torch.nn.Module) -> float:
+        start = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        return time.perf_counter() - start
+
+    for model in (theirs, ours):
+        step(model)
+    ref_times, our_times, ratios = [], [], []
+    for index in range(repeat):
+        if index % 2:
+            our, ref = step(ours), step(theirs)
+        else:
+            ref, our = step(theirs), step(ours)
+        ref_times.append(ref)
+        our_times.append(our)
+        ratios.append(our / ref)
+    rows = ["| network | batch | threads | torchvision step, median / min (ms) | archdsl step, median / min (ms) | "
+            "ratio archdsl/torchvision, median of pairs / of minima |", "|---|---:|---:|---:|---:|---:|"]
+    rows.append(f"| vit_b_16 | {batch} | {torch.get_num_threads()} | {statistics.median(ref_times) * 1e3:.0f} / "
+                f"{min(ref_times) * 1e3:.0f} | {statistics.median(our_times) * 1e3:.0f} / {min(our_times) * 1e3:.0f} | "
+                f"{statistics.median(ratios):.3f} / {min(our_times) / min(ref_times):.3f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -297,6 +343,8 @@ def main() -> None:
     if args.only in (None, "steps"):
         print("### Forward + backward step, built module against hand-written reference (CPU)\n", file=out)
         print("\n".join(step_times(7 if args.quick else 15)) + "\n", file=out)
+        print("### Forward + backward step, the zoo's vit_b_16 against torchvision's (CPU)\n", file=out)
+        print("\n".join(transformer_steps(7 if args.quick else 15)) + "\n", file=out)
     print(out.getvalue())
 
 
