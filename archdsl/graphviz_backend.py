@@ -51,7 +51,7 @@ FAMILY_COLOURS = {
     "identity": "#ffffff",
     "scale": "#d0e0e3",
     "embedding": "#d9f2e6",
-    "attention": "#f9d9e8",
+    "attention": "#f8b8d8",
 }
 BLOCK_COLOUR = "#dde4ee"
 FONT = "Helvetica"

@@ -18,21 +18,25 @@ from archdsl.graphviz_backend import save
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
 
-# (file in docs/img, spec, options of CompiledNetwork.graph)
+# (file in docs/img, spec, its network (None: its only one), options of CompiledNetwork.graph); the zoo's specs by
+# their path, so that the tooltips name archdsl/zoo/... rather than where the package is installed.
 PICTURES = [
-    ("googlenet.svg", "specs/googlenet.arch", {}),
-    ("googlenet-depth1.svg", "specs/googlenet.arch", {"depth": 1}),
-    ("resnet18.svg", "specs/resnet18.arch", {}),
-    ("resnet18-depth2.svg", "specs/resnet18.arch", {"depth": 2}),
-    ("densenet-depth1.svg", "specs/densenet.arch", {"depth": 1}),
+    ("googlenet.svg", "specs/googlenet.arch", None, {}),
+    ("googlenet-depth1.svg", "specs/googlenet.arch", None, {"depth": 1}),
+    ("resnet18.svg", "specs/resnet18.arch", None, {}),
+    ("resnet18-depth2.svg", "specs/resnet18.arch", None, {"depth": 2}),
+    ("densenet-depth1.svg", "specs/densenet.arch", None, {"depth": 1}),
+    ("d2l_vit.svg", "specs/d2l_vit.arch", None, {}),
+    ("vit_b_16-depth1.svg", "archdsl/zoo/vit.arch", "vit_b_16", {"depth": 1}),
+    ("swin_t-depth2.svg", "archdsl/zoo/swin.arch", "swin_t", {"depth": 2}),
 ]
 
 
 def main() -> None:
     os.chdir(ROOT)
     IMG.mkdir(parents=True, exist_ok=True)
-    for name, spec, options in PICTURES:
-        save(archdsl.load(spec).graph(**options), IMG / name)
+    for name, spec, network, options in PICTURES:
+        save(archdsl.load(spec, network=network).graph(**options), IMG / name)
         print(f"wrote docs/img/{name} ({(IMG / name).stat().st_size / 1024:.0f} KiB)")
 
 
