@@ -149,9 +149,11 @@ class ArchLexer(RegexLexer):
             (r"else\b", Keyword, "#pop"),
             include("test"),
         ],
+        # A list, a list made by a for ([ceil(n * d) for n in xs]), an index, a slice (xs[a:b]).
         "list": [
             (r"\]", Punctuation, "#pop"),
-            (r",", Punctuation),
+            (r"[,:]", Punctuation),
+            (rf"(for)(\s+)({NAME})(\s+)(in)\b", bygroups(Keyword, Whitespace, Name, Whitespace, Keyword)),
             include("expression"),
         ],
         "parentheses": [

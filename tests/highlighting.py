@@ -78,6 +78,8 @@ def expected_tokens(text: str) -> list[Expected]:
             add(children[0], "function")
         elif node.data == "loop":
             add(children[1], "variable")
+        elif node.data == "list_for":  # [ITEM for NAME in LIST]
+            add(children[3], "variable")
         elif node.data == "input_dim":
             start, end = children[0], children[-1]
             found.append(Expected(start.start_pos, end.end_pos, "input", text[start.start_pos:end.end_pos]))
