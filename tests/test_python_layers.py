@@ -118,3 +118,41 @@ def test_windows_per_axis_and_ceil_mode_size_the_generated_classes(tmp_path: Pat
         stage = next(node for node in net.ir.body if node.name == "stage_0")
         assert tuple(generated.stage_0.out_shape) == stage.out_shape
         reproduces(net, generated)
+
+
+TOKEN_BLOCKS = """
+block swin(heads, shift) =
+    add [ ln; windowattention heads=heads window=4 shift=shift; droppath 0.1 | id ];
+    add [ ln; linear 2 * in.c; gelu; linear in.c | id ]
+block encoder(heads) = add [ ln; attention heads=heads dropout=0.1 | id ]; add [ ln; linear in.c; gelu | id ]
+network tokens_net(heads = 2) : [8, 16, 16] =
+    conv 16 k=2 s=2; tokens; swin(heads, 0); swin(heads, 2); patchmerge; ln; linear 32 bias=false;
+    clstoken; posembed 17 std=1; encoder(heads * 2); softmax; token 0; linear 10
+"""
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_the_token_kinds_export_to_a_standalone_file_that_reproduces_them(tmp_path: Path, training: bool) -> None:
+    # Blocks on tokens on a grid and on a plain sequence: in.c is the tokens' features; each kind is written as
+    # archdsl's module, defined in the file.
+    net = archdsl.loads(TOKEN_BLOCKS)
+    source = python_source(net)
+    for line in [
+        "self.tokens_0 = ToTokens()",
+        "b0.windowattention_0 = WindowAttention(features, heads, 4, shift, (height, width))",
+        "b0.linear_0 = nn.Linear(features, 2 * in_shape[2])",  # in.c of tokens on a grid: their features
+        "self.patchmerge_0 = PatchMerge(height % 2, width % 2)",
+        "self.clstoken_0 = ClassToken(32)",
+        "self.posembed_0 = PositionEmbedding(((height + 1) // 2 * ((width + 1) // 2) + 1, 32), std=1.0)",
+        "self.encoder_0 = Encoder(heads * 2, in_shape=((height + 1) // 2 * ((width + 1) // 2) + 1, 32))",
+        "b0.attention_0 = SelfAttention(features, heads, dropout=0.1)",
+        "self.softmax_0 = nn.Softmax(dim=-1)",
+        "self.token_0 = TakeToken(0)",
+    ]:  # fmt: skip
+        assert line in source, line
+    classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
+    assert [name for name in classes if name in HELPERS] == [
+        "DropPath", "ToTokens", "TakeToken", "ClassToken", "PositionEmbedding", "SelfAttention", "WindowAttention",
+        "PatchMerge"]
+    module = imported(source, tmp_path)
+    reproduces(net, getattr(module, network_class_name(net))(), training)
