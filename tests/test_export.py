@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from conftest import CASES, SPECS, file_size_limit
 from hypothesis import HealthCheck, assume, given, settings
 from strategies import programs, randomise_normalisation
 from test_runner_support import CNN_SPEC, DATA_ROOT, FASHION_DIR
-from click.testing import CliRunner
 
 import archdsl
 from archdsl.cli import app
@@ -69,6 +69,18 @@ def import_source(source: str, folder: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def assert_ruff_clean(folder: Path) -> None:
+    """The Python files in ``folder`` pass ruff's checks and are formatted as ruff formats them, at the
+    repository's line length."""
+    ruff = [sys.executable, "-m", "ruff"]
+    check = subprocess.run([*ruff, "check", "--isolated", "--no-cache", str(folder)],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", "--diff", "--line-length", "120", str(folder)],
+                         capture_output=True, text=True, check=False)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 def built(net: archdsl.CompiledNetwork, seed: int = 0) -> torch.nn.Module:
@@ -167,14 +179,7 @@ def test_generated_files_pass_ruff(tmp_path: Path) -> None:
     inputs = InputSpec(net.input_shape, mean=(0.4913725490196078, 0.4823529411764706, 0.4466666666666667),
                        std=(0.24705882352941178, 0.24352941176470588, 0.2615686274509804), built_in=True)
     (tmp_path / "trained.py").write_text(python_source(net, "trained.safetensors", inputs), encoding="utf-8")
-    ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--isolated", "--no-cache", str(tmp_path)],
-                           capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
-    # Formatted as ruff would format it, at the repository's line length.
-    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", "--diff", "--line-length", "120", str(tmp_path)],
-                         capture_output=True, text=True, check=False)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    assert_ruff_clean(tmp_path)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -10,8 +10,6 @@ As in test_export.py, the oracle is archdsl's own module: the generated Python c
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_export import ONNX_TOLERANCE, assert_reproduces, built, import_source
+from test_export import ONNX_TOLERANCE, assert_reproduces, assert_ruff_clean, built, import_source
 
 import archdsl
 from archdsl import zoo
@@ -182,13 +180,7 @@ def test_generated_files_pass_ruff(tmp_path: Path) -> None:
     for name in ("efficientnet_b0", "mobilenet_v3_small", "regnet_y_400mf", "inception_v3", "squeezenet1_0",
                  "shufflenet_v2_x1_0"):
         (tmp_path / f"{name}.py").write_text(python_source(archdsl.load(name)), encoding="utf-8")
-    ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--isolated", "--no-cache", str(tmp_path)],
-                           capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
-    fmt = subprocess.run([*ruff, "format", "--isolated", "--check", "--diff", "--line-length", "120", str(tmp_path)],
-                         capture_output=True, text=True, check=False)
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    assert_ruff_clean(tmp_path)
 
 
 # -- the zoo ---------------------------------------------------------------------------------------

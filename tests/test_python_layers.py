@@ -8,31 +8,17 @@ The oracle is archdsl's built module: the generated class loads its state_dict s
 from __future__ import annotations
 
 import ast
-import importlib.util
-import itertools
 from pathlib import Path
 
 import pytest
 import torch
 from strategies import randomise_normalisation
+from test_export import import_source
 from test_torch_modules import EVERY_NEW
 
 import archdsl
 from archdsl.export.python import network_class_name, python_source
 from archdsl.export.python_layers import HELPERS
-
-_counter = itertools.count()
-
-
-def imported(source: str, folder: Path):
-    """The generated file as a module, imported from ``folder`` as a user would import it."""
-    name = f"exported_layers_{next(_counter)}"
-    path = folder / f"{name}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def reproduces(net: archdsl.CompiledNetwork, generated: torch.nn.Module, training: bool = False) -> None:
@@ -86,7 +72,7 @@ def test_every_new_kind_exports_to_a_standalone_file_that_reproduces_it(tmp_path
     assert imports == {"torch"}  # standalone: archdsl's modules are defined in the file
     classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
     assert [name for name in classes if name in HELPERS] == ["LayerNorm2d", "Scale", "DropPath", "ChannelShuffle"]
-    module = imported(source, tmp_path)
+    module = import_source(source, tmp_path)
     reproduces(net, getattr(module, network_class_name(net))(), training)
 
 
@@ -111,7 +97,7 @@ def test_windows_per_axis_and_ceil_mode_size_the_generated_classes(tmp_path: Pat
     """The classes compute the sizes themselves (the input's are keyword arguments), ceil_mode taken from a
     parameter included: at each input size they agree with archdsl's."""
     source = python_source(archdsl.loads(SIZED))
-    module = imported(source, tmp_path)
+    module = import_source(source, tmp_path)
     for h, w in [(12, 12), (13, 17), (9, 24), (15, 10)]:
         net = archdsl.loads(SIZED, input_shape=(3, h, w), ceil=ceil)
         generated = module.G(ceil=ceil, H=h, W=w)
@@ -154,5 +140,5 @@ def test_the_token_kinds_export_to_a_standalone_file_that_reproduces_them(tmp_pa
     assert [name for name in classes if name in HELPERS] == [
         "DropPath", "ToTokens", "TakeToken", "ClassToken", "PositionEmbedding", "SelfAttention", "WindowAttention",
         "PatchMerge"]
-    module = imported(source, tmp_path)
+    module = import_source(source, tmp_path)
     reproduces(net, getattr(module, network_class_name(net))(), training)
