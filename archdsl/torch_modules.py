@@ -159,9 +159,22 @@ class SelfAttention(nn.MultiheadAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         tokens = x.flatten(1, -2).transpose(0, 1)
         out, _ = nn.functional.multi_head_attention_forward(
-            tokens, tokens, tokens, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
-            self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
-            training=self.training, need_weights=False)
+            tokens,
+            tokens,
+            tokens,
+            self.embed_dim,
+            self.num_heads,
+            self.in_proj_weight,
+            self.in_proj_bias,
+            self.bias_k,
+            self.bias_v,
+            self.add_zero_attn,
+            self.dropout,
+            self.out_proj.weight,
+            self.out_proj.bias,
+            training=self.training,
+            need_weights=False,
+        )
         return out.transpose(0, 1).reshape(x.shape)
 
 
@@ -171,8 +184,15 @@ class WindowAttention(nn.Module):
     relative position bias, the grid first rolled back by ``shift`` and masked where a window joins parts that the
     roll brought together. Where one window covers an axis, that axis is not shifted (torchvision's rule)."""
 
-    def __init__(self, features: int, heads: int, window: int | tuple[int, int], shift: int | tuple[int, int],
-                 grid: tuple[int, int], dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        features: int,
+        heads: int,
+        window: int | tuple[int, int],
+        shift: int | tuple[int, int],
+        grid: tuple[int, int],
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         window = (window, window) if isinstance(window, int) else tuple(window)
         shift = (shift, shift) if isinstance(shift, int) else tuple(shift)
@@ -184,7 +204,8 @@ class WindowAttention(nn.Module):
         self.qkv = nn.Linear(features, 3 * features)
         self.proj = nn.Linear(features, features)
         self.relative_position_bias_table = nn.Parameter(
-            nn.init.trunc_normal_(torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), heads), std=0.02))
+            nn.init.trunc_normal_(torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), heads), std=0.02)
+        )
         # The index of each pair of a window's positions into the table, by their offset (torchvision's).
         coords = torch.stack(torch.meshgrid(torch.arange(window[0]), torch.arange(window[1]), indexing="ij")).flatten(1)
         relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
@@ -216,7 +237,11 @@ class WindowAttention(nn.Module):
         shifted = self.shift[0] + self.shift[1] > 0
         if shifted:
             x = torch.roll(x, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
-        x = x.reshape(-1, height // wh, wh, width // ww, ww, channels).permute(0, 1, 3, 2, 4, 5).reshape(-1, size, channels)
+        x = (
+            x.reshape(-1, height // wh, wh, width // ww, ww, channels)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(-1, size, channels)
+        )
         # The projections' weights are read as torchvision reads them (F.linear), not by calling the submodules.
         qkv = nn.functional.linear(x, self.qkv.weight, self.qkv.bias)
         qkv = qkv.reshape(-1, size, 3, self.heads, channels // self.heads).permute(2, 0, 3, 1, 4)

@@ -100,7 +100,7 @@ def assert_reproduces(net: archdsl.CompiledNetwork, generated_class, tmp_path: P
     x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(generated(x), oracle(x))
-    assert tuple(generated.out_shape) == net.output_shape
+    assert tuple(generated.out_shape) == tuple(net.output_shape)  # a plain tuple, where archdsl says Tokens
 
 
 # -- the Python source ----------------------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_the_mutants_reach_every_outcome(spec_copy):
     """The mutation fuzzer is not vacuous: over a fixed sample it meets valid, syntax, name and shape outcomes."""
     seen = set()
 
-    @settings(CI, max_examples=300)
+    @settings(CI, max_examples=600)
     @given(spec_mutants())
     def collect(mutant):
         seen.add(compile_mutant(spec_copy, *mutant))

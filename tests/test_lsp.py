@@ -136,7 +136,8 @@ async def test_hover_on_a_layer_a_block_call_and_a_parameter(client, folder):
         text_document=t.TextDocumentIdentifier(uri=document), position=at(6, 15)))
     assert hover.range == span(6, 13, 19)
     assert hover.contents.value == (
-        "```\nlinear out bias=true\n```\n\nfully connected layer: linear N bias=true; takes a flat input (linear)\n\n"
+        "```\nlinear out bias=true\n```\n\nfully connected layer: linear N bias=true; takes a flat input, or tokens (it acts on each token's features) "
+        "(linear)\n\n"
         "- `out`: output features\n- `bias`: learn a bias\n\n`linear_0`: out=10, bias=true  \n"
         "784 → 10, 7,850 params, 7,840 MACs")
     hover = await client.text_document_hover_async(t.HoverParams(
