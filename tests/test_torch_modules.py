@@ -353,7 +353,8 @@ def test_every_token_kind_is_in_the_network() -> None:
 
 def test_every_token_kind_traces_scripts_and_exports_to_onnx(tmp_path) -> None:
     # TorchScript in eval mode only: after its first runs, its executor fuses the dropouts of a training graph,
-    # which then draw their random numbers in another order.
+    # which then draw their random numbers in another order; and its fused kernels may sum in another order, hence
+    # ONNX's tolerance.
     module = built(EVERY_TOKEN)
     x = images(3, 8, 16, 16)
     for training in (False, True):
@@ -368,7 +369,7 @@ def test_every_token_kind_traces_scripts_and_exports_to_onnx(tmp_path) -> None:
     with torch.no_grad():
         expected = module(x)
         for _ in range(3):  # the profiling runs and the optimised one
-            assert torch.allclose(scripted(x), expected, atol=1e-6)
+            assert torch.allclose(scripted(x), expected, rtol=1e-4, atol=1e-5)
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
