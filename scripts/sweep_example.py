@@ -87,8 +87,11 @@ def main() -> None:
     found = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.DOTALL)
     if found is None:
         sys.exit(f"{PAGE}: no {start} ... {end} section")
-    PAGE.write_text(f"{text[:found.start()]}{start}\n{measured}\n\n{table(rows)}\n{end}{text[found.end():]}",
-                    encoding="utf-8")
+    figures = ("![Test accuracy of the sampled AnyNet configurations against MACs and parameters, the Pareto front "
+               "marked](img/sweep-anynet-accuracy.svg)\n\n![Error distribution functions of the sampled AnyNet "
+               "configurations by depths, channels, bottleneck ratio and learning rate](img/sweep-anynet-edf.svg)")
+    section = f"{start}\n{measured}\n\n{figures}\n\n{table(rows)}\n{end}"
+    PAGE.write_text(text[:found.start()] + section + text[found.end():], encoding="utf-8")
     print(f"wrote {PAGE.relative_to(ROOT)} and docs/img/sweep-anynet-*.svg from {out}")
 
 

@@ -97,7 +97,8 @@ def test_the_grid_is_the_product_the_last_parameter_fastest():
     assert [grid.configuration(i) for i in grid.indices(None, 0)] == [
         {"width": w, "depth": d, "depths": ds}
         for w, d, ds in itertools.product([16, 32, 64], [1, 2, 3, 4], [(1, 1), (2, 2)])]
-    assert grid.describe(None) == "a grid of width x depth x depths"
+    assert grid.describe(None) == "24 configurations (a grid of width x depth x depths)"
+    assert space("width=16").describe(None) == "1 configuration"
 
 
 def test_samples_are_distinct_seeded_and_drawn_from_the_whole_space():
@@ -111,7 +112,7 @@ def test_samples_are_distinct_seeded_and_drawn_from_the_whole_space():
     assert all(len(anynet.configuration(index)["depths"]) == 4 for index in drawn)
     small = space("width=16,32,64", "depth=1..4")
     assert sorted(small.indices(12, seed=0)) == list(range(12))  # every configuration, in a seeded order
-    assert small.describe(5) == "5 sampled from 12 (width x depth)"
+    assert small.describe(5) == "5 configurations sampled from 12 (width x depth)"
 
 
 @pytest.mark.parametrize(("items", "samples", "message"), [

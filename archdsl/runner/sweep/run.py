@@ -88,8 +88,7 @@ def start(spec: str | Path, parameters: Sequence[str], lr: str | None, options: 
     sweep_folder.check_new(folder)
     if ray is not None:
         connect_ray(ray, _threads(options, {}, jobs, ray))
-    echo(f"sweep of {definition.name} in {spec}: {len(configurations)} configurations "
-         f"({space.describe(samples)}); {_where(jobs, ray)}; sweep folder {folder}")
+    echo(f"sweep of {definition.name} in {spec}: {space.describe(samples)}; {_where(jobs, ray)}; sweep folder {folder}")
     with sweep_folder.create(folder, plan):
         return _run(plan, folder, Path(spec), definition.name, {}, jobs, ray, echo)
 

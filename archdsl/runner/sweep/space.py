@@ -151,11 +151,12 @@ class Space:
         return random.Random(seed).sample(range(size), samples)
 
     def describe(self, samples: int | None) -> str:
-        varied = [parameter.name.lstrip("-") for parameter in self.parameters if parameter.size > 1]
-        axes = " x ".join(varied) or "one configuration"
+        """``12 configurations (a grid of width x lr)``, ``32 configurations sampled from 96 (depths x lr)``."""
+        varied = " x ".join(parameter.name.lstrip("-") for parameter in self.parameters if parameter.size > 1)
         if samples is None:
-            return f"a grid of {axes}"
-        return f"{samples} sampled from {self.size:,} ({axes})"
+            return f"{self.size:,} configuration{'s' if self.size > 1 else ''}" + (f" (a grid of {varied})" if varied
+                                                                                  else "")
+        return f"{samples:,} configuration{'s' if samples > 1 else ''} sampled from {self.size:,} ({varied})"
 
 
 def parse_parameter(item: str, option: str = "--param") -> Parameter:
