@@ -24,6 +24,7 @@ ZOO = REPO / "archdsl" / "zoo"
 SPECS = [REPO / "specs" / "googlenet.arch", ZOO / "convnext.arch",  # convnext_tiny: the file's first network
          max(ZOO.glob("*.arch"), key=lambda p: len(p.read_text()))]
 EDITS, WARMUP = 31, 3
+PAUSE = 0.1  # seconds between two edits
 
 
 async def latencies(path: Path) -> tuple[list[float], list[float]]:
@@ -45,6 +46,7 @@ async def latencies(path: Path) -> tuple[list[float], list[float]]:
     to_diagnostics, to_hints = [], []
     whole = t.Range(start=t.Position(line=0, character=0), end=t.Position(line=text.count("\n") + 1, character=0))
     for version in range(2, 2 + WARMUP + EDITS):
+        await asyncio.sleep(PAUSE)  # keystrokes apart, as typing: a burst is throttled (archdsl/lsp/server.py)
         edited = text + f"\n# edit {version}\n"
         start = time.perf_counter()
         client.text_document_did_change(t.DidChangeTextDocumentParams(

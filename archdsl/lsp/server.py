@@ -2,8 +2,10 @@
 
 Documents are analysed in one worker thread, so the server keeps reading while it works. A burst of edits is
 coalesced: when an analysis ends and the document has changed meanwhile, its result is dropped unpublished and
-the newest text is analysed, so a hundred keystrokes cost a few analyses, and the diagnostics published are
-always those of the newest version (they carry it). Requests (hover, inlay hints, ...) are answered from the
+the newest text is analysed, and one document's diagnostics are published at most once every
+``PUBLISH_INTERVAL`` seconds (the first edit after a pause is answered at once, the rest of a burst waits out the
+interval), so a hundred keystrokes cost a few analyses however fast the machine, and the diagnostics published
+are always those of the newest version (they carry it). Requests (hover, inlay hints, ...) are answered from the
 analysis of the current version, made on demand when the last one is stale.
 """
 
@@ -22,6 +24,8 @@ from archdsl.lsp.analysis import Analysis, analyze, file_path
 
 log = logging.getLogger(__name__)
 
+PUBLISH_INTERVAL = 0.05  # seconds between two publications of one document's diagnostics
+
 
 class ArchServer(LanguageServer):
     """The server, with each open document's latest analysis."""
@@ -35,6 +39,7 @@ class ArchServer(LanguageServer):
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archdsl-analysis")
         self.analyses: dict[str, tuple[int | None, str, Analysis]] = {}  # uri -> (version, text, analysis)
         self.running: set[str] = set()  # documents whose diagnostics are being made
+        self.published_at: dict[str, float] = {}  # uri -> the event loop's time of its last publication
 
     def encoding(self) -> str:
         return str(self.workspace.position_encoding or "utf-16")
@@ -58,7 +63,11 @@ class ArchServer(LanguageServer):
         if uri in self.running:
             return  # the loop below picks up the newest text
         self.running.add(uri)
+        loop = asyncio.get_running_loop()
         try:
+            pause = self.published_at.get(uri, float("-inf")) + PUBLISH_INTERVAL - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)  # the edits of a burst that arrive meanwhile are answered together
             while uri in self.workspace.text_documents:
                 document = self.workspace.get_text_document(uri)
                 current, text = document.version, document.source
@@ -70,6 +79,7 @@ class ArchServer(LanguageServer):
                     continue  # stale: dropped unpublished
                 self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
                     uri=uri, version=current, diagnostics=features.diagnostics(context)))
+                self.published_at[uri] = loop.time()
                 if _refreshes_inlay_hints(self):
                     self.workspace_inlay_hint_refresh(None)
                 break
@@ -109,6 +119,7 @@ async def did_save(ls: ArchServer, params: lsp.DidSaveTextDocumentParams) -> Non
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: ArchServer, params: lsp.DidCloseTextDocumentParams) -> None:
     ls.analyses.pop(params.text_document.uri, None)
+    ls.published_at.pop(params.text_document.uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[]))
 
 
