@@ -202,6 +202,33 @@ def test_the_runner_s_options_apply_to_every_configuration(spec, tmp_path):
         assert json.loads((out / "runs" / row["run"] / "run.json").read_text())["options"]["val"] == 100
 
 
+# Stage widths as a list parameter, as specs/anynet.arch takes its depths and channels.
+STAGES = """\
+network stages(widths = [4, 8], classes = 10) : [1, 28, 28] -> [classes] =
+    for w in widths <conv3x3 w; relu; maxpool2>;
+    flatten; linear classes
+"""
+
+
+def test_a_list_parameter_is_swept_and_its_runs_read_back(tmp_path):
+    """Each configuration's run.json records the list as a list, and eval reads that run.json back (its schema
+    once took numbers alone, and every configuration of docs/sweeps.md's AnyNet example failed there)."""
+    spec = tmp_path / "stages.arch"
+    spec.write_text(STAGES)
+    out = tmp_path / "lists"
+    result = sweep(spec, "-p", "widths=[2|4,4..5]", *TRAINING, "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = table(out)
+    assert [(row["widths"], row["status"]) for row in rows] == [
+        ("[2,4]", "trained"), ("[2,5]", "trained"), ("[4,4]", "trained"), ("[4,5]", "trained")]
+    run = out / "runs" / rows[-1]["run"]
+    assert json.loads((run / "run.json").read_text())["param_values"]["widths"] == [4, 5]
+    from archdsl.cli import app
+
+    scored = CliRunner().invoke(app, ["eval", str(spec), "--checkpoint", str(run)])
+    assert scored.exit_code == 0, scored.output
+
+
 def test_a_configuration_that_fails_to_train_is_reported_and_tried_again_on_resume(spec, tmp_path):
     out = tmp_path / "diverges"
     result = sweep(spec, "-p", "width=2", "--lr", "1e9", *TRAINING, "--out", out)

@@ -63,7 +63,7 @@ OPTIMIZER_COPIES = 2
 class Spec(Protocol):
     name: str
     fingerprint: str
-    param_values: dict[str, int | float]
+    param_values: dict[str, ir.Value]
     input_shape: tuple[int, ...]
 
 

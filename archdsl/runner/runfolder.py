@@ -35,7 +35,7 @@ from archdsl.atomic import is_temporary, remove_temporary, write_text_atomic
 from archdsl.errors import UsageError
 from archdsl.runner.datasets import Normalization
 from archdsl.runner.options import TrainOptions
-from archdsl.runner.untrusted import Count, Record, Sha256, read_limited, record_of, schema_error
+from archdsl.runner.untrusted import Count, ParamValue, Record, Sha256, read_limited, record_of, schema_error
 
 RUN_JSON = "run.json"
 SPEC_FILE = "spec.arch"
@@ -215,7 +215,7 @@ class _RunRecord(Record):
     network: str
     spec: _SpecRecord
     spec_hash: Sha256
-    param_values: dict[str, int | float]
+    param_values: dict[str, ParamValue]
     input_shape: list[Count]
     output_shape: list[Count]
     params: Annotated[int, Field(ge=0)]

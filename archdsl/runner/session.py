@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from archdsl import ir
 from archdsl.errors import UsageError
 from archdsl.runner import checkpoint, datasets, runfolder, selection
 from archdsl.runner.batches import DeviceData
@@ -36,7 +37,7 @@ class Network(Protocol):
     output_shape: tuple[int, ...]
     params: int
     macs: int
-    param_values: dict[str, int | float]
+    param_values: dict[str, ir.Value]
     source_path: str | None
     source_text: str
     fingerprint: str

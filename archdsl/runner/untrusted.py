@@ -15,9 +15,10 @@ import hashlib
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, BinaryIO, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from typing_extensions import TypeAliasType
 
 from archdsl import reading
 from archdsl.errors import UsageError
@@ -26,6 +27,8 @@ CHUNK = 1 << 20
 
 Count = Annotated[int, Field(ge=1)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# A network parameter's value as JSON holds it: a number, a truth value, or a list of them (`depths=[3, 4, 6, 3]`).
+ParamValue = TypeAliasType("ParamValue", Union[bool, int, float, list["ParamValue"]])
 
 
 class Record(BaseModel):
