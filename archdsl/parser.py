@@ -20,6 +20,7 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.grammar import Rule
 from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.parse_tree_builder import PropagatePositions
 
 from archdsl import ir, layers, values
 from archdsl.errors import ArchError, LimitError, ParseError, ResolveError
@@ -81,8 +82,30 @@ def _lark() -> Lark:
     grammar = GRAMMAR.read_text()
     tables = _shipped_tables(grammar)
     if tables is not None:
-        return Lark._load_from_dict(tables["data"], tables["memo"])
-    return Lark(grammar, **_LARK_OPTIONS)
+        parser = Lark._load_from_dict(tables["data"], tables["memo"])
+    else:
+        parser = Lark(grammar, **_LARK_OPTIONS)
+    _skip_unit_rule_positions(parser)
+    return parser
+
+
+def _skip_unit_rule_positions(parser: Lark) -> None:
+    """Drop Lark's position bookkeeping from the unit rules of the expression ladder (``?sum: product``).
+
+    Such a reduction returns its one child unchanged, and the bookkeeping would set that child's container
+    positions to the child's own: it changes nothing, yet a number in a call's argument climbs a dozen of these
+    rungs, and they were a fifth of the time of parsing a zoo family (``tests/test_parser.py`` checks that every
+    position stays as Lark sets it). Where Lark's internals are not as expected, nothing is changed.
+    """
+    callbacks = getattr(getattr(getattr(parser.parser, "parser", None), "parser", None), "callbacks", None)
+    if not isinstance(callbacks, dict):
+        return
+    for rule, callback in callbacks.items():
+        options = getattr(rule, "options", None)
+        unit = (options is not None and options.expand1 and not rule.alias and len(rule.expansion) == 1
+                and not rule.expansion[0].name.startswith("_"))  # an inlined rule would make a new node
+        if unit and isinstance(callback, PropagatePositions):
+            callbacks[rule] = callback.node_builder
 
 
 def _shipped_tables(grammar: str) -> dict | None:

@@ -6,12 +6,14 @@ checked for their kind and location only.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from archdsl import ir
 from archdsl.errors import ArchError, ParseError
 from archdsl.parser import parse
-from archdsl.source import Source
+from archdsl.source import Source, Span
 
 
 def module(text: str) -> ir.Module:
@@ -227,3 +229,38 @@ def test_the_cache_holds_up_under_threads():
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(count, texts)) == [i % (parser.CACHE_ENTRIES * 2) for i in range(2000)]
     assert len(parser._cache) <= parser.CACHE_ENTRIES
+
+
+def _spans(node) -> list[tuple]:
+    """Every span in a syntax tree, with the field that holds it, in order."""
+    found = []
+    if isinstance(node, ir.Frozen):
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if isinstance(value, Span):
+                found.append((type(node).__name__, name, value.line, value.column, value.end_line, value.end_column))
+            else:
+                found += _spans(value)
+    elif isinstance(node, tuple):
+        for item in node:
+            found += _spans(item)
+    return found
+
+
+def test_unit_rules_without_position_bookkeeping_keep_every_span() -> None:
+    """The parser skips Lark's position propagation on unit rules (``?sum: product``) for speed; every span of
+    every shipped spec, and of expressions in parentheses, is what Lark's full propagation gives."""
+    from lark import Lark
+
+    from archdsl import parser
+
+    full = Lark(parser.GRAMMAR.read_text(), **parser._LARK_OPTIONS)
+    root = Path(__file__).resolve().parents[1]
+    texts = [path.read_text() for folder in ("specs", "archdsl/zoo") for path in sorted((root / folder).rglob("*.arch"))]
+    texts.append("network n(a = 2) : [1, 8, 8] = conv ((a + 1) * (2)) k=(3); repeat (a) <relu>; "
+                 "for w in [(a), a * (1 + 1)] conv3x3 (-(-w)); linear (range((a))[-(1)]) k=[x for x in range(a)[:(1)]]")
+    assert len(texts) > 30
+    for text in texts:
+        source = Source("x.arch", text)
+        expected = parser._ToIR(source).transform(full.parse(text))
+        assert _spans(parse(source)) == _spans(expected)
