@@ -17,9 +17,9 @@ from pathlib import Path
 
 import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.grammar import Rule
 from lark.lexer import TerminalDef
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.parse_tree_builder import PropagatePositions
 
 from archdsl import ir, layers, values
