@@ -23,7 +23,8 @@ MACS_LEGEND = (
 LEGEND = MACS_LEGEND + " Memory: fp32; activations are the outputs of every layer in one sample's forward pass."
 ATTENTION_LEGEND = (
     "Attention: its query, key, value and output projections and its two matrix products (QKᵀ and the weighted sum "
-    "of the values), as torchvision counts its transformers' GFLOPS; softmax and position biases are left out."
+    "of the values), as torchvision counts its transformers' GFLOPS; softmax, masks and position bias tables are "
+    "left out, and Swin V2's position-bias MLP (run once per forward pass) is counted."
 )
 
 

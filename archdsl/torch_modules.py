@@ -201,11 +201,9 @@ class WindowAttention(nn.Module):
         self.grid = grid
         self.shift = [0 if window[i] >= grid[i] else shift[i] for i in range(2)]
         self.dropout = dropout
+        self._define_position_bias()
         self.qkv = nn.Linear(features, 3 * features)
         self.proj = nn.Linear(features, features)
-        self.relative_position_bias_table = nn.Parameter(
-            nn.init.trunc_normal_(torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), heads), std=0.02)
-        )
         # The index of each pair of a window's positions into the table, by their offset (torchvision's).
         coords = torch.stack(torch.meshgrid(torch.arange(window[0]), torch.arange(window[1]), indexing="ij")).flatten(1)
         relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
@@ -213,6 +211,32 @@ class WindowAttention(nn.Module):
         relative[:, :, 1] += window[1] - 1
         relative[:, :, 0] *= 2 * window[1] - 1
         self.register_buffer("relative_position_index", relative.sum(-1).flatten())
+
+    def _define_position_bias(self) -> None:
+        """A learned bias per head and relative offset, (2·wh − 1)(2·ww − 1) × heads (before the projections, as
+        ``WindowAttention2`` defines its own)."""
+        (wh, ww), heads = self.window, self.heads
+        self.relative_position_bias_table = nn.Parameter(
+            nn.init.trunc_normal_(torch.zeros((2 * wh - 1) * (2 * ww - 1), heads), std=0.02)
+        )
+
+    def _bias_table(self) -> torch.Tensor:
+        """The bias of each relative offset and head."""
+        return self.relative_position_bias_table
+
+    def _position_bias(self) -> torch.Tensor:
+        """The bias of each head between each pair of a window's positions: (1, heads, window size, window size)."""
+        size = self.window[0] * self.window[1]
+        bias = self._bias_table()[self.relative_position_index]
+        return bias.view(size, size, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+
+    def _qkv_bias(self) -> torch.Tensor:
+        return self.qkv.bias
+
+    def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Scaled dot products of the queries and keys."""
+        q = q * q.shape[-1] ** -0.5
+        return q.matmul(k.transpose(-2, -1))
 
     def _mask(self, x: torch.Tensor) -> torch.Tensor:
         """0 between positions of a window that were neighbours before the roll, −100 between the others:
@@ -235,6 +259,7 @@ class WindowAttention(nn.Module):
         channels = x.shape[-1]
         windows, size = (height // wh) * (width // ww), wh * ww
         shifted = self.shift[0] + self.shift[1] > 0
+        bias = self._position_bias()
         if shifted:
             x = torch.roll(x, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
         x = (
@@ -243,25 +268,57 @@ class WindowAttention(nn.Module):
             .reshape(-1, size, channels)
         )
         # The projections' weights are read as torchvision reads them (F.linear), not by calling the submodules.
-        qkv = nn.functional.linear(x, self.qkv.weight, self.qkv.bias)
+        qkv = nn.functional.linear(x, self.qkv.weight, self._qkv_bias())
         qkv = qkv.reshape(-1, size, 3, self.heads, channels // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        q = q * (channels // self.heads) ** -0.5
-        attention = q.matmul(k.transpose(-2, -1))
-        bias = self.relative_position_bias_table[self.relative_position_index]
-        attention = attention + bias.view(size, size, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        attention = self._scores(qkv[0], qkv[1]) + bias
         if shifted:
             attention = attention.view(-1, windows, self.heads, size, size) + self._mask(x).unsqueeze(1).unsqueeze(0)
             attention = attention.view(-1, self.heads, size, size)
         attention = nn.functional.softmax(attention, dim=-1)
         attention = nn.functional.dropout(attention, p=self.dropout, training=self.training)
-        x = attention.matmul(v).transpose(1, 2).reshape(-1, size, channels)
+        x = attention.matmul(qkv[2]).transpose(1, 2).reshape(-1, size, channels)
         x = nn.functional.linear(x, self.proj.weight, self.proj.bias)
         x = x.view(-1, height // wh, width // ww, wh, ww, channels).permute(0, 1, 3, 2, 4, 5)
         x = x.reshape(-1, height, width, channels)
         if shifted:
             x = torch.roll(x, shifts=(self.shift[0], self.shift[1]), dims=(1, 2))
         return x
+
+
+class WindowAttention2(WindowAttention):
+    """Swin V2's shifted-window attention (torchvision's ``ShiftedWindowAttentionV2``): the windows, shift and mask
+    of ``WindowAttention``, with cosine attention (the cosine similarity of each query and key, times a learned
+    factor per head of at most 100, kept as its logarithm ``logit_scale``) and a continuous position bias: an MLP
+    (``cpb_mlp``: 2 → 512, ReLU, 512 → heads) of each relative offset, scaled to [−8, 8] per axis and taken as
+    sign · log2(1 + |offset|) / 3, then 16 · sigmoid. The keys' third of the ``qkv`` bias is read as zeros.
+    A window has at least 2 positions along each axis (the offsets are divided by its side less one)."""
+
+    def _define_position_bias(self) -> None:
+        (wh, ww), heads = self.window, self.heads
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones((heads, 1, 1))))
+        rows = torch.arange(-(wh - 1), wh, dtype=torch.float32) / (wh - 1)
+        columns = torch.arange(-(ww - 1), ww, dtype=torch.float32) / (ww - 1)
+        offsets = torch.stack(torch.meshgrid([rows, columns], indexing="ij")).permute(1, 2, 0).unsqueeze(0) * 8
+        self.register_buffer("relative_coords_table", torch.sign(offsets) * torch.log2(offsets.abs() + 1.0) / 3.0)
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, heads, bias=False))
+
+    def _bias_table(self) -> torch.Tensor:
+        # The MLP's weights are read as the projections' are (F.linear), not by calling the submodules. 16·sigmoid
+        # applies to each value, here before the table is read rather than after, as torchvision does: the same numbers.
+        hidden = nn.functional.linear(self.relative_coords_table, self.cpb_mlp[0].weight, self.cpb_mlp[0].bias)
+        table = nn.functional.linear(nn.functional.relu(hidden), self.cpb_mlp[2].weight).view(-1, self.heads)
+        return 16 * torch.sigmoid(table)
+
+    def _qkv_bias(self) -> torch.Tensor:
+        third = self.qkv.bias.shape[0] // 3
+        return torch.cat(
+            [self.qkv.bias[:third], torch.zeros_like(self.qkv.bias[third : 2 * third]), self.qkv.bias[2 * third :]]
+        )
+
+    def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Cosine similarities, times the factor of each head (log(100) = 4.605170185988092 bounds its logarithm)."""
+        attention = nn.functional.normalize(q, dim=-1) @ nn.functional.normalize(k, dim=-1).transpose(-2, -1)
+        return attention * torch.clamp(self.logit_scale, max=4.605170185988092).exp()
 
 
 class PatchMerge(nn.Module):

@@ -383,16 +383,18 @@ def _tokens(x: torch.Tensor, what: str, grid: bool = False) -> None:
 _POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size", "eps", "heads", "window", "length"}
 _DECIMAL = {("dropout", "p"), ("droppath", "p"), ("lrn", "k"), ("lrn", "alpha"), ("lrn", "beta"), ("bn", "eps"),
             ("bn", "momentum"), ("ln", "eps"), ("gn", "eps"), ("leakyrelu", "slope"), ("elu", "alpha"),
-            ("scale", "init"), ("attention", "dropout"), ("windowattention", "dropout"), ("posembed", "std")}
+            ("scale", "init"), ("attention", "dropout"), ("windowattention", "dropout"), ("windowattention2", "dropout"),
+            ("posembed", "std")}
 _BOOLEAN = {"bias", "ceil", "count_include_pad", "affine", "approximate"}
 _PROBABILITY = {("dropout", "p"), ("droppath", "p"), ("bn", "momentum"), ("attention", "dropout"),
-                ("windowattention", "dropout")}
+                ("windowattention", "dropout"), ("windowattention2", "dropout")}
+_WINDOW_ATTENTION = ("windowattention", "windowattention2")
 
 
 def _windowed(spelling: str) -> bool:
     """Convolutions, pools and window attention: their k, s, p (a convolution's d, an attention's window and shift)
     take a pair (height, width) too."""
-    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool", "windowattention")
+    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool", *_WINDOW_ATTENTION)
 
 
 def check_domains(spelling: str, a: dict) -> None:
@@ -536,17 +538,23 @@ class SelfAttention(nn.Module):
 
 
 class ShiftedWindows(nn.Module):
-    """torchvision's ShiftedWindowAttention (Swin) on tokens on a grid."""
+    """torchvision's ShiftedWindowAttention (Swin) on tokens on a grid, or with ``v2`` its ShiftedWindowAttentionV2
+    (Swin V2)."""
 
-    def __init__(self, features: int, heads: int, window, shift, dropout: float) -> None:
+    def __init__(self, features: int, heads: int, window, shift, dropout: float, v2: bool = False) -> None:
         super().__init__()
         import torchvision_oracle
 
         if not torchvision_oracle.available():
             raise Reject("windowattention needs torchvision as its oracle")
         swin = torchvision_oracle.import_torchvision().models.swin_transformer
-        self.attention = swin.ShiftedWindowAttention(features, list(_per_axis(window)), list(_per_axis(shift)), heads,
-                                                     attention_dropout=dropout)
+        kind = swin.ShiftedWindowAttentionV2 if v2 else swin.ShiftedWindowAttention
+        attention = kind(features, list(_per_axis(window)), list(_per_axis(shift)), heads, attention_dropout=dropout)
+        if v2:
+            # torchvision registers the position-bias MLP after the projections but runs it before them; weights
+            # copy by order of use (copy_weights), so the MLP goes first, as archdsl's WindowAttention2 holds it.
+            attention._modules = {"cpb_mlp": attention._modules.pop("cpb_mlp"), **attention._modules}
+        self.attention = attention
 
     def forward(self, x):
         return self.attention(plain(x)).as_subclass(Tokens)
@@ -575,9 +583,9 @@ def token_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module | None:
     if spelling == "tokens":
         _image(x, spelling)
         return ToTokens()
-    if spelling in ("untokens", "token", "tokenmean", "clstoken", "posembed", "attention", "windowattention",
+    if spelling in ("untokens", "token", "tokenmean", "clstoken", "posembed", "attention", *_WINDOW_ATTENTION,
                     "patchmerge"):
-        _tokens(x, spelling, grid=spelling in ("windowattention", "patchmerge"))
+        _tokens(x, spelling, grid=spelling in (*_WINDOW_ATTENTION, "patchmerge"))
     elif isinstance(x, Tokens) and (spelling in _IMAGE_ONLY or _SUGAR.match(spelling)):
         raise Reject(f"{spelling} on tokens")
     length = math.prod(x.shape[1:-1])
@@ -607,11 +615,14 @@ def token_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module | None:
         if x.shape[-1] % a["heads"]:
             raise Reject("heads that do not divide the features")
         return SelfAttention(x.shape[-1], a["heads"], a.get("dropout", 0.0), bool(a.get("bias", True)))
-    if spelling == "windowattention":
+    if spelling in _WINDOW_ATTENTION:
         window, shift = _per_axis(a["window"]), _per_axis(a.get("shift", 0))
         if x.shape[-1] % a["heads"] or any(x.shape[1 + i] % window[i] or shift[i] >= window[i] for i in (0, 1)):
-            raise Reject(f"windowattention {a} on {tuple(x.shape[1:])}")
-        return ShiftedWindows(x.shape[-1], a["heads"], window, shift, a.get("dropout", 0.0))
+            raise Reject(f"{spelling} {a} on {tuple(x.shape[1:])}")
+        v2 = spelling == "windowattention2"
+        if v2 and min(window) < 2:  # torchvision's continuous position bias divides by the side less one: NaN
+            raise Reject(f"windowattention2 window={window}")
+        return ShiftedWindows(x.shape[-1], a["heads"], window, shift, a.get("dropout", 0.0), v2)
     if spelling == "patchmerge":
         return PatchMerge()
     if not isinstance(x, Tokens):
@@ -826,8 +837,8 @@ def count_params(module: nn.Module) -> int:
 def is_attention(module: nn.Module) -> bool:
     """Attention modules, whose projections are read as weights (F.linear) rather than run as submodules: their
     MACs are counted as a whole."""
-    return isinstance(module, nn.MultiheadAttention) or type(module).__name__ in ("WindowAttention",
-                                                                                   "ShiftedWindowAttention")
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__ in (
+        "WindowAttention", "WindowAttention2", "ShiftedWindowAttention", "ShiftedWindowAttentionV2")
 
 
 def attention_macs(module: nn.Module, args: tuple) -> int:
@@ -861,14 +872,19 @@ def measure(module: nn.Module, x: torch.Tensor) -> dict[str, Seen]:
     shapes: dict[str, tuple] = {}
     leaf: dict[str, int] = {}
     hooks = []
+    # An attention module's MACs are counted as a whole, with those of any submodule it calls (torchvision's Swin
+    # V2 calls its position-bias MLP).
+    attentions = [name for name, sub in module.named_modules() if name and is_attention(sub)]
     for name, sub in module.named_modules():
         if not name:
             continue
+        counted = (is_attention(sub) or not list(sub.children())) and not any(
+            name.startswith(outer + ".") for outer in attentions)
 
-        def hook(m, args, out, name=name):
+        def hook(m, args, out, name=name, counted=counted):
             out = out[0] if isinstance(out, tuple) else out  # nn.MultiheadAttention's (outputs, weights)
             shapes[name] = (tuple(args[0].shape[1:]), tuple(out.shape[1:]))
-            leaf[name] = leaf_macs(m, out, args) if is_attention(m) or not list(m.children()) else 0
+            leaf[name] = leaf_macs(m, out, args) if counted else 0
 
         hooks.append(sub.register_forward_hook(hook))
     try:
@@ -935,7 +951,7 @@ _IMAGE_KINDS = ["conv", "convKxK", "convKxK", "convAxB", "pool", "poolK", "gap",
 # On tokens: besides the layers of any shape, per-token linear layers and the token kinds; on a grid, Swin's too.
 _TOKEN_KINDS = ["linear", "linear", "attention", "attention", "clstoken", "posembed", "token", "tokenmean", "untokens",
                 "flatten"]
-_GRID_KINDS = ["windowattention", "windowattention", "patchmerge"]
+_GRID_KINDS = ["windowattention", "windowattention", "windowattention2", "patchmerge"]
 _ANY_KINDS = ["dropout", "droppath", "act", "act", "id", "bn", "ln", "gn", "scale"]
 _VECTOR_KINDS = ["linear", "linear", "flatten"]
 _PARAM_NAMES = ["c", "n", "k", "s", "width", "q"]
@@ -1311,20 +1327,31 @@ class _Gen:
             kw["bias"] = Lit(self.chance())
         return Layer("attention", [], kw)
 
-    def layer_windowattention(self, x):
+    def layer_windowattention(self, x, key: str = "windowattention"):
         _, features, grid, wild = self.token_sizes(x)
-        if grid is None or wild:
+        fits = None
+        if grid is not None and not wild:
+            fits = [[w for w in range(1, min(size, 4) + 1) if size % w == 0] for size in grid]
+            # Swin V2's windows have at least 2 positions along each axis; where none tiles the grid, Swin's do.
+            if key == "windowattention2" and all(options[-1] > 1 for options in fits):
+                fits = [[w for w in options if w > 1] for options in fits]
+            else:
+                key = "windowattention"
+        if fits is None:
             window = self.int(1, 4)
             shift = self.int(0, 2)
         else:
-            sides = [self.pick([w for w in range(1, min(size, 4) + 1) if size % w == 0]) for size in grid]
+            sides = [self.pick(options) for options in fits]
             window = sides[0] if sides[0] == sides[1] and self.chance() else tuple(sides)
             shift = tuple(self.int(0, side - 1) for side in sides)
             shift = shift[0] if shift[0] == shift[1] and self.chance() else shift
         kw = {"heads": Lit(self.heads(features, wild)), "window": Lit(window)}
         if shift != 0 or self.chance():
             kw["shift"] = Lit(shift)
-        return Layer("windowattention", [], kw)
+        return Layer(key, [], kw)
+
+    def layer_windowattention2(self, x):
+        return self.layer_windowattention(x, "windowattention2")
 
     def layer_patchmerge(self, x):
         return Layer("patchmerge")

@@ -321,6 +321,21 @@ def test_torchscript_reloads_to_the_same_outputs(name: str, tmp_path: Path) -> N
         assert torch.equal(reloaded(x), module(x))
 
 
+def test_torchscript_runs_sequences_of_the_same_layers_in_their_own_order(tmp_path: Path) -> None:
+    # TorchScript shares one compiled type among nn.Sequential modules with the same layers' names and types in
+    # any order: without the order as a constant, both branches would run linear_0 then relu_0 (Swin V2's MLP
+    # branch, normalised last, after Swin's, normalised first, likewise). The module is left as it was.
+    net = archdsl.loads("network n : [8] =\n    add [ linear 8; relu | id ];\n    add [ relu; linear 8 | id ]\n")
+    module = built(net)
+    keys = list(module.state_dict())
+    assert write_torchscript(module, net.input_shape, tmp_path / "n.pt") == "scripted"
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(tmp_path / "n.pt"))(x), module(x))
+    assert list(module.state_dict()) == keys
+    assert not any(hasattr(m, "layer_order") for m in module.modules())
+
+
 def test_torchscript_falls_back_to_tracing_and_says_so(tmp_path: Path, monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise RuntimeError("cannot script this")
@@ -626,7 +641,7 @@ def test_exported_models_score_on_fashion_mnist_what_eval_reports(tmp_path: Path
 # -- the zoo's transformers -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["vit_b_16", "swin_t"])
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "swin_v2_t"])
 def test_the_transformers_export_to_python_and_reproduce_the_built_module(name: str, tmp_path: Path) -> None:
     net = archdsl.load(name)
     net_class = getattr(import_source(python_source(net), tmp_path), network_class_name(net))
@@ -634,7 +649,7 @@ def test_the_transformers_export_to_python_and_reproduce_the_built_module(name: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vit_b_16", "swin_t"])
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "swin_v2_t"])
 def test_the_transformers_export_to_torchscript_and_onnx(name: str, tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")

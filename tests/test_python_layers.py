@@ -142,3 +142,17 @@ def test_the_token_kinds_export_to_a_standalone_file_that_reproduces_them(tmp_pa
         "PatchMerge"]
     module = import_source(source, tmp_path)
     reproduces(net, getattr(module, network_class_name(net))(), training)
+
+
+def test_swin_v2_attention_is_defined_with_the_class_it_derives_from(tmp_path: Path) -> None:
+    # WindowAttention2 is WindowAttention with cosine attention and a continuous position bias: the file defines
+    # both, the base first, and reproduces the built module.
+    net = archdsl.loads("network n : [8, 16, 16] =\n    conv 16 k=2 s=2; tokens; windowattention2 heads=4 window=4 "
+                        "shift=2; untokens\n")
+    source = python_source(net)
+    assert "self.windowattention2_0 = WindowAttention2(16, 4, 4, 2, (8, 8))" in source
+    classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
+    assert [name for name in classes if name in HELPERS] == ["ToTokens", "ToImage", "WindowAttention",
+                                                             "WindowAttention2"]
+    module = import_source(source, tmp_path)
+    reproduces(net, getattr(module, network_class_name(net))())

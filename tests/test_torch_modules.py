@@ -7,8 +7,8 @@ whole ConvNeXt block, torchvision's CNBlock, is compared with its spec). The res
 one network holding every new kind and option goes through torch.fx, TorchScript, channels-last modules and
 tensors, ONNX (onnxruntime) and (marked slow) torch.compile to the same outputs.
 
-The token layers likewise: ``windowattention`` is torchvision's ShiftedWindowAttention (Swin), ``patchmerge`` its
-patch merging, ``tokens`` its ViT's patch flattening, ``attention`` nn.MultiheadAttention; a network of every token
+The token layers likewise: ``windowattention`` is torchvision's ShiftedWindowAttention (Swin), ``windowattention2``
+its ShiftedWindowAttentionV2 (Swin V2), ``patchmerge`` its patch merging, ``tokens`` its ViT's patch flattening, ``attention`` nn.MultiheadAttention; a network of every token
 kind goes through torch.fx, TorchScript and ONNX.
 """
 
@@ -269,28 +269,35 @@ def test_archdsls_modules_stand_alone() -> None:
 EVERY_TOKEN = """
 network every_token : [8, 16, 16] =
     conv 16 k=2 s=2; tokens; ln; windowattention heads=2 window=4 shift=2;
+    windowattention2 heads=4 window=(4, 2) shift=(2, 1);
     linear 32; gelu; linear 16; scale; droppath 0.1;
     patchmerge; ln; linear 32 bias=false; untokens; tokens; clstoken; posembed 17;
     add [ ln; attention heads=4 dropout=0.1 | id ]; softmax;
     concat [ token 0 | tokenmean ]; linear 10
 """
 TOKEN_KINDS = {"tokens", "untokens", "token", "tokenmean", "clstoken", "posembed", "patchmerge", "attention",
-               "windowattention"}
+               "windowattention", "windowattention2"}
 
 
 @pytest.mark.parametrize(("grid", "window", "shift"), [
     ((8, 8), (4, 4), (2, 2)), ((8, 8), (4, 4), (0, 0)), ((7, 7), (7, 7), (3, 3)), ((14, 7), (7, 7), (3, 3)),
     ((6, 12), (3, 4), (1, 2)), ((4, 6), (2, 3), (0, 1)),
 ])  # fmt: skip
-def test_window_attention_is_torchvisions(torchvision, grid, window, shift) -> None:
+@pytest.mark.parametrize("v2", [False, True])
+def test_window_attention_is_torchvisions(torchvision, grid, window, shift, v2: bool) -> None:
     # torchvision's ShiftedWindowAttention with its own weights (a random bias table): the same names and outputs.
     # A grid that one window covers along an axis is not shifted along it (14x7 with 7x7 windows: rows only);
-    # windows of (2, 3) shifted by (0, 1) mask along the width alone.
-    from torchvision.models.swin_transformer import ShiftedWindowAttention
+    # windows of (2, 3) shifted by (0, 1) mask along the width alone. Swin V2's ShiftedWindowAttentionV2 likewise,
+    # with a random bias of the keys (read as zeros) and logit scales on both sides of log(100), where they stop.
+    from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
     torch.manual_seed(0)
-    theirs = ShiftedWindowAttention(12, list(window), list(shift), num_heads=3)
-    ours = torch_modules.WindowAttention(12, 3, window, shift, grid)
+    theirs = (ShiftedWindowAttentionV2 if v2 else ShiftedWindowAttention)(12, list(window), list(shift), num_heads=3)
+    if v2:
+        with torch.no_grad():
+            theirs.qkv.bias.normal_()
+            theirs.logit_scale.copy_(torch.tensor([1.0, 4.0, 6.0]).view(3, 1, 1))
+    ours = (torch_modules.WindowAttention2 if v2 else torch_modules.WindowAttention)(12, 3, window, shift, grid)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     x = images(2, *grid, 12)
     for training in (False, True):

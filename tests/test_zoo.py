@@ -50,13 +50,15 @@ FAMILIES = {
     "shufflenet_v2": ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"],
     "squeezenet": ["squeezenet1_0", "squeezenet1_1"],
     "swin": ["swin_t", "swin_s", "swin_b"],
+    "swin_v2": ["swin_v2_t", "swin_v2_s", "swin_v2_b"],
     "vgg": ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
     "vit": ["vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"],
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
 FAST = {"alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
-        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "swin_t", "vgg11", "vit_b_32"}
+        "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "swin_t", "swin_v2_t",
+        "vgg11", "vit_b_32"}
 # Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
 # rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
 # convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
@@ -70,8 +72,8 @@ DOCUMENTED_WITH_AUX = {"inception_v3"}
 # 518 (its position embedding is 37² + 1 long there).
 AT_WEIGHTS = {"vit_h_14": {"image_size": 518}}
 # An input smaller than 224 for the built-module tests: a ViT's position embedding fixes its size, which a
-# parameter sets; Swin's windows tile its grids at 224 (and 448, ...) only.
-SMALL = {"vit_b_32": {"image_size": 96}, "swin_t": {}}
+# parameter sets; Swin's windows tile its grids at 224 (and 448, ...) only, Swin V2's at 256 (and 512, ...).
+SMALL = {"vit_b_32": {"image_size": 96}, "swin_t": {}, "swin_v2_t": {}}
 ATOL = 1e-4
 
 
@@ -326,13 +328,14 @@ def test_stochastic_depth_rates_are_torchvisions(torchvision, name: str) -> None
     assert rates == pytest.approx(expected, abs=1e-12) and len(rates) == len(expected) > 0
 
 
-@pytest.mark.parametrize("name", FAMILIES["swin"])
+@pytest.mark.parametrize("name", FAMILIES["swin"] + FAMILIES["swin_v2"])
 def test_swin_drops_both_branches_of_a_block_at_torchvisions_rate(torchvision, name: str) -> None:
     # A Swin block applies its one StochasticDepth to the attention's branch and the MLP's: two droppath layers.
     import torch
 
     with torch.device("meta"):
         reference = torchvision.models.get_model(name)
-    expected = [m.stochastic_depth.p for m in reference.modules() if type(m).__name__ == "SwinTransformerBlock"]
+    blocks = ("SwinTransformerBlock", "SwinTransformerBlockV2")
+    expected = [m.stochastic_depth.p for m in reference.modules() if type(m).__name__ in blocks]
     rates = [layer.args["p"] for layer in archdsl.load(name).layers() if layer.kind == "droppath"]
     assert rates == pytest.approx([p for p in expected for _ in range(2)], abs=1e-12) and rates[-1] > 0

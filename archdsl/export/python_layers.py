@@ -335,7 +335,8 @@ def _attention(kind, args, shape, call):
 def _window_attention(kind, args, shape, call):
     _tokens(shape, call, grid=True)
     h, w, c = shape.dims
-    module = _constructor("WindowAttention", [c, args["heads"], args["window"], args["shift"], pyexpr.tuple_of([h, w])],
+    cls = "WindowAttention2" if kind.key == "windowattention2" else "WindowAttention"
+    module = _constructor(cls, [c, args["heads"], args["window"], args["shift"], pyexpr.tuple_of([h, w])],
                           [("dropout", args["dropout"], 0.0)])
     return module, shape
 
@@ -390,6 +391,7 @@ EMITTERS: dict[str, _Emitter] = {
     "patchmerge": _Emitter(_patch_merge),
     "attention": _Emitter(_attention),
     "windowattention": _Emitter(_window_attention),
+    "windowattention2": _Emitter(_window_attention),
 }
 
 
@@ -402,12 +404,29 @@ def _module_sources(path: Path) -> dict[str, str]:
     return {node.name: ast.get_source_segment(text, node) for node in ast.parse(text).body if isinstance(node, ast.ClassDef)}
 
 
+def _module_bases(path: Path) -> dict[str, list[str]]:
+    """The classes of the file at ``path`` that each of its classes derives from (``WindowAttention2`` from
+    ``WindowAttention``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.name: [base.id for base in node.bases if isinstance(base, ast.Name)] for node in tree.body
+            if isinstance(node, ast.ClassDef)}
+
+
+_MODULES = Path(__file__).parent.parent / "torch_modules.py"
 # The layers' modules, and the normalisation that a trained network's export puts first.
-HELPERS: dict[str, str] = {**_module_sources(Path(__file__).parent.parent / "torch_modules.py"),
-                           **_module_sources(Path(__file__).parent / "normalize.py")}
+HELPERS: dict[str, str] = {**_module_sources(_MODULES), **_module_sources(Path(__file__).parent / "normalize.py")}
+_BASES = {name: [base for base in bases if base in HELPERS] for name, bases in _module_bases(_MODULES).items()}
 
 
 def helper_sources(texts: Iterable[str]) -> list[str]:
-    """The classes of ``HELPERS`` that the generated ``texts`` construct, in ``HELPERS``' order."""
+    """The classes of ``HELPERS`` that the generated ``texts`` construct, and those they derive from, in ``HELPERS``'
+    order (a base class is defined before the classes that derive from it)."""
     text = "\n".join(texts)
-    return [source for name, source in HELPERS.items() if re.search(rf"(?<![\w.]){name}\(", text)]
+    used = {name for name in HELPERS if re.search(rf"(?<![\w.]){name}\(", text)}
+    pending = list(used)
+    while pending:
+        for base in _BASES.get(pending.pop(), []):
+            if base not in used:
+                used.add(base)
+                pending.append(base)
+    return [source for name, source in HELPERS.items() if name in used]

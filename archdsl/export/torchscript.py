@@ -7,6 +7,7 @@ TorchScript is deprecated upstream in favour of ``torch.export``; the ONNX expor
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -22,7 +23,8 @@ def write_torchscript(module, input_shape: tuple[int, ...], path: Path) -> str:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
         try:
-            compiled, how = torch.jit.script(module), "scripted"
+            with _sequences_ordered(module):
+                compiled, how = torch.jit.script(module), "scripted"
         except Exception as scripting:  # torch.jit raises several kinds of frontend errors
             try:
                 compiled, how = torch.jit.trace(module, torch.zeros(2, *input_shape)), "traced"
@@ -35,3 +37,26 @@ def write_torchscript(module, input_shape: tuple[int, ...], path: Path) -> str:
         torch.jit.save(compiled, buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return how
+
+
+@contextlib.contextmanager
+def _sequences_ordered(module):
+    """Each ``nn.Sequential`` of ``module`` with a constant that names its layers in order, while it is scripted.
+
+    TorchScript gives one compiled type to the modules of a class whose constants, attributes and submodules (their
+    names and types, compared as sorted lists) are the same, and an ``nn.Sequential``'s forward runs its layers in
+    the order of the first of them: ``add [ linear 8; relu | id ]; add [ relu; linear 8 | id ]`` would run
+    ``linear, relu`` twice, and Swin V2's ``linear; gelu; linear; ln`` scripted after Swin's ``ln; linear; gelu;
+    linear`` (in one process, the type store is global) would normalise first. With the order a constant, such
+    sequences differ."""
+    import torch
+
+    sequences = [m for m in module.modules() if type(m) is torch.nn.Sequential]
+    for sequence in sequences:
+        sequence.__constants__ = ["layer_order"]
+        sequence.layer_order = tuple(sequence._modules)
+    try:
+        yield
+    finally:
+        for sequence in sequences:
+            del sequence.__constants__, sequence.layer_order

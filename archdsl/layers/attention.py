@@ -1,9 +1,12 @@
-"""Attention over tokens: ``attention heads=H`` (multi-head self-attention, ``nn.MultiheadAttention``) and Swin's
-``windowattention heads=H window=7 shift=3`` (within windows of the grid, with a relative position bias).
+"""Attention over tokens: ``attention heads=H`` (multi-head self-attention, ``nn.MultiheadAttention``), Swin's
+``windowattention heads=H window=7 shift=3`` (within windows of the grid, with a relative position bias) and Swin
+V2's ``windowattention2 heads=H window=8 shift=4`` (cosine attention, with a continuous position bias).
 
 MACs, as torchvision counts its transformers' GFLOPS: the query, key, value and output projections (4·L·D² over L
 tokens of D features) and the two matrix products, QKᵀ and the weighted sum of the values (L²·D each; within
-windows of N tokens, L·N·D each). Softmax, the bias table and masks are left out, as normalisation is.
+windows of N tokens, L·N·D each). Softmax, the bias table and masks are left out, as normalisation is. Swin V2's
+position-bias MLP is counted: it is matrix products (2 → 512 → heads) over the window's offsets, run once per
+forward pass whatever the batch, and torchvision's documented GFLOPS include it.
 """
 
 from __future__ import annotations
@@ -99,12 +102,12 @@ class WindowAttention(LayerKind):
                              arg="shift")
 
     def infer(self, args, shape):
-        tokens = require_tokens(shape, "windowattention", grid=True)
+        tokens = require_tokens(shape, self.key, grid=True)
         _check_heads(args["heads"], tokens.features)
         window = pair(args["window"])
         for axis, size, side in zip(("height", "width"), tokens.grid, window):
             if not isinstance(size, int):
-                raise LayerError(f"windowattention needs a grid known before the input size, not {show(tokens.grid)}",
+                raise LayerError(f"{self.key} needs a grid known before the input size, not {show(tokens.grid)}",
                                  hint="compile the network at a concrete input (--input)")
             if size % side:
                 fits = [w for w in range(1, size + 1) if size % w == 0]
@@ -132,3 +135,47 @@ class WindowAttention(LayerKind):
         window = pair(args["window"])
         text = f"window attention {show(window)}, {args['heads']} heads"
         return text + (f", shift {show_step(args['shift'])}" if pair(args["shift"]) != (0, 0) else "")
+
+
+# The hidden features of Swin V2's continuous position bias (torchvision's cpb_mlp: 2 -> 512 -> heads).
+CPB_HIDDEN = 512
+
+
+@register
+class WindowAttention2(WindowAttention):
+    """Swin V2's window attention (torchvision's ``ShiftedWindowAttentionV2``): the windows, shift and mask of
+    ``windowattention``, with cosine attention (the cosine similarity of each query and key, times a learned factor
+    per head, at most 100) and a continuous position bias: an MLP of 2 → 512 → heads features over each relative
+    offset (log-spaced), 16·sigmoid of its output. The key's third of the projection bias is held but read as zeros.
+    Parameters: the projections, a factor per head and the MLP's 2·512 + 512 + 512·heads."""
+
+    key = "windowattention2"
+    known_elsewhere = ("shiftedwindowattentionv2", "shifted_window_attention_v2", "window_attention_v2",
+                       "windowattentionv2", "swinv2attention")
+    doc = ("Swin V2's (shifted) window attention over tokens on a grid, cosine attention with a continuous position "
+           "bias: windowattention2 heads=H window=8 shift=0 dropout=0; the window divides the grid, at least 2×2")
+
+    def validate(self, args):
+        super().validate(args)
+        window = pair(args["window"])
+        if min(window) < 2:
+            raise LayerError(f"window must be at least 2 on each axis, but it is {show(window)}",
+                             hint="the continuous position bias divides each offset by the window's side less one; "
+                                  "windowattention takes windows of one token", arg="window")
+
+    def params(self, args, in_shape):
+        # The MLP: 2 -> 512 with biases, 512 -> heads without.
+        mlp = 3 * CPB_HIDDEN + CPB_HIDDEN * args["heads"]
+        return _projections(in_shape.features, True) + args["heads"] + mlp
+
+    def macs(self, args, in_shape, out_shape):
+        height, width = pair(args["window"])
+        offsets = (2 * height - 1) * (2 * width - 1)
+        return super().macs(args, in_shape, out_shape) + offsets * CPB_HIDDEN * (2 + args["heads"])
+
+    def build(self, args, in_shape):
+        return archdsl_modules().WindowAttention2(in_shape.features, args["heads"], args["window"], args["shift"],
+                                                  in_shape.grid, args["dropout"])
+
+    def label(self, args):
+        return "cosine " + super().label(args)
