@@ -1,7 +1,7 @@
 """The modules archdsl builds where torch has none that fits: LayerNorm over the channels of an image,
 a learned factor per channel, stochastic depth, the channel shuffle and selection, and the token layers (image to
 tokens and back, one token or their mean, a class token, a position embedding, self-attention over the tokens,
-Swin's shifted-window attention and patch merging).
+Swin's shifted-window attention, Swin V2's, and patch merging).
 
 Each is written as torchvision writes it, so that its weights copy over and its outputs match
 bit for bit, and so that ``torch.fx.symbolic_trace``, ``torch.jit.script``, the ONNX export and
