@@ -156,3 +156,11 @@ def test_swin_v2_attention_is_defined_with_the_class_it_derives_from(tmp_path: P
                                                              "WindowAttention2"]
     module = import_source(source, tmp_path)
     reproduces(net, getattr(module, network_class_name(net))())
+
+
+@pytest.mark.parametrize("text", ["network n : [2, 3, 3] = tokens; untokens 3", "network n : [9, 4] = untokens 3"])
+def test_untokens_with_one_size_is_a_square(tmp_path: Path, text: str) -> None:
+    net = archdsl.loads(text + "\n")
+    source = python_source(net)
+    assert "ToImage(3, 3, " in source
+    reproduces(net, getattr(import_source(source, tmp_path), network_class_name(net))())

@@ -286,6 +286,8 @@ def _to_image(kind, args, shape, call):
     h, w = args["h"], args["w"]
     if h is None:
         h, w = shape.dims[0], shape.dims[1]
+    elif w is None:  # untokens H: a square, as the kind's finish() makes it
+        w = h
     features = shape.dims[-1]
     return _constructor("ToImage", [h, w, features]), Shape(3, dims=(features, h, w))
 
