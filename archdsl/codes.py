@@ -280,8 +280,9 @@ CODES: tuple[Code, ...] = (
          "Multi-head attention splits each token's features among its heads: the number of heads divides them.",
          Example(_net("conv 16 k=4 s=4; tokens; attention heads=3", "[3, 16, 16]")),
          Example(_net("conv 16 k=4 s=4; tokens; attention heads=4", "[3, 16, 16]"))),
-    Code("A315", "windows that do not tile the grid", ShapeError, r"\S+: windows of \S+ do not tile",
-         "Window attention cuts the grid of tokens into windows: the window divides its height and width.",
+    Code("A315", "windows that do not tile the grid", ShapeError, r"\S+: (windows|partitions) of \S+ do not tile",
+         "Window attention cuts the grid of tokens into windows, and MaxViT's partition attention into partitions: "
+         "the window or partition divides its height and width.",
          Example(_net("conv 16 k=4 s=4; tokens; windowattention heads=2 window=3", "[3, 16, 16]")),
          Example(_net("conv 16 k=4 s=4; tokens; windowattention heads=2 window=2", "[3, 16, 16]"))),
     # -- values --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The modules archdsl builds where torch has none that fits: LayerNorm over the channels of an image,
 a learned factor per channel, stochastic depth, the channel shuffle and selection, and the token layers (image to
 tokens and back, one token or their mean, a class token, a position embedding, self-attention over the tokens,
-Swin's shifted-window attention, Swin V2's, and patch merging).
+Swin's shifted-window attention, Swin V2's, MaxViT's block and grid attention, and patch merging).
 
 Each is written as torchvision writes it, so that its weights copy over and its outputs match
 bit for bit, and so that ``torch.fx.symbolic_trace``, ``torch.jit.script``, the ONNX export and
@@ -238,6 +238,29 @@ class WindowAttention(nn.Module):
         q = q * q.shape[-1] ** -0.5
         return q.matmul(k.transpose(-2, -1))
 
+    def _split(self, x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
+        """N×H×W×C tokens as N×windows×(wh·ww)×C: the grid's windows of wh×ww row by row, each one's tokens row by
+        row."""
+        (height, width), channels = self.grid, x.shape[-1]
+        x = x.reshape(-1, height // wh, wh, width // ww, ww, channels).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(-1, (height // wh) * (width // ww), wh * ww, channels)
+
+    def _merge(self, x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
+        """The inverse of ``_split``: windows of wh×ww tokens (N×windows×(wh·ww)×C, or any shape that holds those
+        values in that order) as N×H×W×C tokens."""
+        (height, width), channels = self.grid, x.shape[-1]
+        x = x.reshape(-1, height // wh, width // ww, wh, ww, channels).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(-1, height, width, channels)
+
+    def _partition(self, x: torch.Tensor) -> torch.Tensor:
+        """N×H×W×C tokens as the sequences that attention runs within: (N·windows)×(wh·ww)×C."""
+        (wh, ww), channels = self.window, x.shape[-1]
+        return self._split(x, wh, ww).reshape(-1, wh * ww, channels)
+
+    def _departition(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``_partition``."""
+        return self._merge(x, self.window[0], self.window[1])
+
     def _mask(self, x: torch.Tensor) -> torch.Tensor:
         """0 between positions of a window that were neighbours before the roll, −100 between the others:
         (windows, window size, window size). torchvision labels three regions along a shifted axis (before the last
@@ -262,11 +285,7 @@ class WindowAttention(nn.Module):
         bias = self._position_bias()
         if shifted:
             x = torch.roll(x, shifts=(-self.shift[0], -self.shift[1]), dims=(1, 2))
-        x = (
-            x.reshape(-1, height // wh, wh, width // ww, ww, channels)
-            .permute(0, 1, 3, 2, 4, 5)
-            .reshape(-1, size, channels)
-        )
+        x = self._partition(x)
         # The projections' weights are read as torchvision reads them (F.linear), not by calling the submodules.
         qkv = nn.functional.linear(x, self.qkv.weight, self._qkv_bias())
         qkv = qkv.reshape(-1, size, 3, self.heads, channels // self.heads).permute(2, 0, 3, 1, 4)
@@ -278,8 +297,7 @@ class WindowAttention(nn.Module):
         attention = nn.functional.dropout(attention, p=self.dropout, training=self.training)
         x = attention.matmul(qkv[2]).transpose(1, 2).reshape(-1, size, channels)
         x = nn.functional.linear(x, self.proj.weight, self.proj.bias)
-        x = x.view(-1, height // wh, width // ww, wh, ww, channels).permute(0, 1, 3, 2, 4, 5)
-        x = x.reshape(-1, height, width, channels)
+        x = self._departition(x)
         if shifted:
             x = torch.roll(x, shifts=(self.shift[0], self.shift[1]), dims=(1, 2))
         return x
@@ -319,6 +337,47 @@ class WindowAttention2(WindowAttention):
         """Cosine similarities, times the factor of each head (log(100) = 4.605170185988092 bounds its logarithm)."""
         attention = nn.functional.normalize(q, dim=-1) @ nn.functional.normalize(k, dim=-1).transpose(-2, -1)
         return attention * torch.clamp(self.logit_scale, max=4.605170185988092).exp()
+
+
+class PartitionAttention(WindowAttention):
+    """MaxViT's attention within partitions of N×H×W×C tokens on a grid (torchvision's ``PartitionAttentionLayer``'s
+    partitioning around its ``RelativePositionalMultiHeadAttention``): with ``grid_partition`` false, within windows
+    of ``partition`` tokens (block attention); with it true, among the ph×pw tokens that lie H/ph and W/pw apart
+    (grid attention: torchvision's windows of (H/ph)×(W/pw) with their two axes swapped). A learned bias per head
+    and relative offset within the partition, as ``WindowAttention``'s, its index held as a (ph·pw)×(ph·pw) matrix
+    as torchvision holds it; the keys are scaled by features^−0.5 (not the head's), as torchvision scales them."""
+
+    def __init__(
+        self,
+        features: int,
+        heads: int,
+        partition: int | tuple[int, int],
+        grid_partition: bool,
+        grid: tuple[int, int],
+    ) -> None:
+        super().__init__(features, heads, partition, 0, grid)
+        self.grid_partition = grid_partition
+        size = self.window[0] * self.window[1]
+        self.relative_position_index = self.relative_position_index.view(size, size)
+
+    def _scores(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        k = k * (q.shape[-1] * self.heads) ** -0.5
+        return q.matmul(k.transpose(-2, -1))
+
+    def _partition(self, x: torch.Tensor) -> torch.Tensor:
+        (height, width), (ph, pw), channels = self.grid, self.window, x.shape[-1]
+        if self.grid_partition:
+            x = self._split(x, height // ph, width // pw).transpose(1, 2)
+        else:
+            x = self._split(x, ph, pw)
+        return x.reshape(-1, ph * pw, channels)
+
+    def _departition(self, x: torch.Tensor) -> torch.Tensor:
+        (height, width), (ph, pw), channels = self.grid, self.window, x.shape[-1]
+        if self.grid_partition:
+            x = x.reshape(-1, (height // ph) * (width // pw), ph * pw, channels).transpose(1, 2)
+            return self._merge(x, height // ph, width // pw)
+        return self._merge(x, ph, pw)
 
 
 class PatchMerge(nn.Module):

@@ -380,21 +380,23 @@ def _tokens(x: torch.Tensor, what: str, grid: bool = False) -> None:
 # The arguments' domains, as the language defines them ("channels ≤ 0, dropout outside [0, 1)" are
 # errors). torch checks less or oddly: nn.Linear(n, 0) and bias=5 pass, Conv2d(out=0) raises an
 # AttributeError, and the meta kernels divide by a zero stride. Shapes are torch's alone.
-_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size", "eps", "heads", "window", "length"}
+_POSITIVE = {"out", "k", "s", "d", "groups", "h", "w", "size", "eps", "heads", "window", "length", "partition"}
 _DECIMAL = {("dropout", "p"), ("droppath", "p"), ("lrn", "k"), ("lrn", "alpha"), ("lrn", "beta"), ("bn", "eps"),
             ("bn", "momentum"), ("ln", "eps"), ("gn", "eps"), ("leakyrelu", "slope"), ("elu", "alpha"),
             ("scale", "init"), ("attention", "dropout"), ("windowattention", "dropout"), ("windowattention2", "dropout"),
             ("posembed", "std")}
-_BOOLEAN = {"bias", "ceil", "count_include_pad", "affine", "approximate"}
+_BOOLEAN = {"bias", "ceil", "count_include_pad", "affine", "approximate", "grid"}
 _PROBABILITY = {("dropout", "p"), ("droppath", "p"), ("bn", "momentum"), ("attention", "dropout"),
                 ("windowattention", "dropout"), ("windowattention2", "dropout")}
 _WINDOW_ATTENTION = ("windowattention", "windowattention2")
+# The attention kinds on tokens on a grid.
+_GRID_ATTENTION = (*_WINDOW_ATTENTION, "partitionattention")
 
 
 def _windowed(spelling: str) -> bool:
-    """Convolutions, pools and window attention: their k, s, p (a convolution's d, an attention's window and shift)
-    take a pair (height, width) too."""
-    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool", *_WINDOW_ATTENTION)
+    """Convolutions, pools and window attention: their k, s, p (a convolution's d, an attention's window, shift and
+    partition) take a pair (height, width) too."""
+    return bool(_SUGAR.match(spelling)) or spelling in ("conv", "maxpool", "avgpool", *_GRID_ATTENTION)
 
 
 def check_domains(spelling: str, a: dict) -> None:
@@ -405,7 +407,8 @@ def check_domains(spelling: str, a: dict) -> None:
             continue
         numbers = [value]
         if isinstance(value, tuple):
-            if not (_windowed(spelling) and name in ("k", "s", "p", "d", "window", "shift") and len(value) == 2):
+            if not (_windowed(spelling) and name in ("k", "s", "p", "d", "window", "shift", "partition")
+                    and len(value) == 2):
                 raise Reject(f"{spelling} {name}={value}")
             numbers = list(value)
         for number in numbers:
@@ -560,6 +563,39 @@ class ShiftedWindows(nn.Module):
         return self.attention(plain(x)).as_subclass(Tokens)
 
 
+class MaxVitPartitions(nn.Module):
+    """torchvision's MaxViT attention (RelativePositionalMultiHeadAttention) in its PartitionAttentionLayer's
+    partitions of tokens on a grid: windows, or with ``grid`` the partitions spread over the grid. torchvision's
+    partitions are square, and its grid partitions need a square grid."""
+
+    def __init__(self, features: int, heads: int, partition, grid: bool, size: tuple[int, int]) -> None:
+        super().__init__()
+        import torchvision_oracle
+
+        if not torchvision_oracle.available():
+            raise Reject("partitionattention needs torchvision as its oracle")
+        side, other = _per_axis(partition)
+        if side != other or (grid and size[0] != size[1]):
+            raise Reject(f"partitionattention partition={partition} grid={grid} on a {size} grid")
+        if side == 1 or features == heads:
+            # torchvision's einsum makes a product over one position or one feature an elementwise one, which torch's
+            # flop counter leaves out (archdsl counts it, as a matrix product of that size).
+            raise Reject(f"partitionattention partition={partition} with {features // heads} features a head")
+        maxvit = torchvision_oracle.import_torchvision().models.maxvit
+        layer = maxvit.PartitionAttentionLayer(features, features // heads, side, "grid" if grid else "window", size,
+                                               1, nn.GELU, nn.LayerNorm, 0.0, 0.0, 0.0)
+        # Only the attention and the partitioning (no tensors): the layer's norm and MLP are other layers here.
+        self.attention = layer.attn_layer[1]
+        self.p, self.groups = layer.p, (size[0] // layer.p, size[1] // layer.p)
+        self.partition, self.departition = layer.partition_op, layer.departition_op
+        self.swap, self.unswap = layer.partition_swap, layer.departition_swap
+
+    def forward(self, x):
+        x = self.swap(self.partition(plain(x).permute(0, 3, 1, 2), self.p))
+        x = self.departition(self.unswap(self.attention(x)), self.p, *self.groups)
+        return x.permute(0, 2, 3, 1).as_subclass(Tokens)
+
+
 class PatchMerge(nn.Module):
     """Swin's 2×2 space-to-depth, an odd side padded with zeros."""
 
@@ -583,9 +619,9 @@ def token_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module | None:
     if spelling == "tokens":
         _image(x, spelling)
         return ToTokens()
-    if spelling in ("untokens", "token", "tokenmean", "clstoken", "posembed", "attention", *_WINDOW_ATTENTION,
+    if spelling in ("untokens", "token", "tokenmean", "clstoken", "posembed", "attention", *_GRID_ATTENTION,
                     "patchmerge"):
-        _tokens(x, spelling, grid=spelling in (*_WINDOW_ATTENTION, "patchmerge"))
+        _tokens(x, spelling, grid=spelling in (*_GRID_ATTENTION, "patchmerge"))
     elif isinstance(x, Tokens) and (spelling in _IMAGE_ONLY or _SUGAR.match(spelling)):
         raise Reject(f"{spelling} on tokens")
     length = math.prod(x.shape[1:-1])
@@ -623,6 +659,12 @@ def token_layer(spelling: str, a: dict, x: torch.Tensor) -> nn.Module | None:
         if v2 and min(window) < 2:  # torchvision's continuous position bias divides by the side less one: NaN
             raise Reject(f"windowattention2 window={window}")
         return ShiftedWindows(x.shape[-1], a["heads"], window, shift, a.get("dropout", 0.0), v2)
+    if spelling == "partitionattention":
+        partition = _per_axis(a["partition"])
+        if x.shape[-1] % a["heads"] or any(x.shape[1 + i] % partition[i] for i in (0, 1)):
+            raise Reject(f"{spelling} {a} on {tuple(x.shape[1:])}")
+        return MaxVitPartitions(x.shape[-1], a["heads"], a["partition"], bool(a.get("grid", False)),
+                                tuple(x.shape[1:3]))
     if spelling == "patchmerge":
         return PatchMerge()
     if not isinstance(x, Tokens):
@@ -838,7 +880,8 @@ def is_attention(module: nn.Module) -> bool:
     """Attention modules, whose projections are read as weights (F.linear) rather than run as submodules: their
     MACs are counted as a whole."""
     return isinstance(module, nn.MultiheadAttention) or type(module).__name__ in (
-        "WindowAttention", "WindowAttention2", "ShiftedWindowAttention", "ShiftedWindowAttentionV2")
+        "WindowAttention", "WindowAttention2", "ShiftedWindowAttention", "ShiftedWindowAttentionV2",
+        "PartitionAttention", "MaxVitPartitions")
 
 
 def attention_macs(module: nn.Module, args: tuple) -> int:
@@ -951,7 +994,7 @@ _IMAGE_KINDS = ["conv", "convKxK", "convKxK", "convAxB", "pool", "poolK", "gap",
 # On tokens: besides the layers of any shape, per-token linear layers and the token kinds; on a grid, Swin's too.
 _TOKEN_KINDS = ["linear", "linear", "attention", "attention", "clstoken", "posembed", "token", "tokenmean", "untokens",
                 "flatten"]
-_GRID_KINDS = ["windowattention", "windowattention", "windowattention2", "patchmerge"]
+_GRID_KINDS = ["windowattention", "windowattention", "windowattention2", "partitionattention", "patchmerge"]
 _ANY_KINDS = ["dropout", "droppath", "act", "act", "id", "bn", "ln", "gn", "scale"]
 _VECTOR_KINDS = ["linear", "linear", "flatten"]
 _PARAM_NAMES = ["c", "n", "k", "s", "width", "q"]
@@ -1352,6 +1395,20 @@ class _Gen:
 
     def layer_windowattention2(self, x):
         return self.layer_windowattention(x, "windowattention2")
+
+    def layer_partitionattention(self, x):
+        # Square partitions (torchvision's), of a side that divides both sides of the grid; grid partitions on a
+        # square grid.
+        _, features, grid, wild = self.token_sizes(x)
+        if grid is None or wild:
+            partition, spread = self.int(1, 4), self.chance()
+        else:
+            partition = self.pick([p for p in range(1, min(min(grid), 4) + 1) if grid[0] % p == grid[1] % p == 0])
+            spread = grid[0] == grid[1] and self.chance()
+        kw = {"heads": Lit(self.heads(features, wild)), "partition": Lit(partition)}
+        if spread or self.chance():
+            kw["grid"] = Lit(spread)
+        return Layer("partitionattention", [], kw)
 
     def layer_patchmerge(self, x):
         return Layer("patchmerge")

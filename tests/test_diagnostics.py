@@ -21,7 +21,7 @@ from archdsl.cli import app
 from conftest import CASES, REPO
 
 ERRORS = CASES / "errors"
-SPECS = sorted(ERRORS.glob("[0-9][0-9]_*.arch"))
+SPECS = sorted(ERRORS.glob("[0-9][0-9]*_*.arch"), key=lambda spec: int(spec.name.split("_")[0]))
 
 
 def arguments(spec) -> list[str]:

@@ -641,7 +641,7 @@ def test_exported_models_score_on_fashion_mnist_what_eval_reports(tmp_path: Path
 # -- the zoo's transformers -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "swin_v2_t"])
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"])
 def test_the_transformers_export_to_python_and_reproduce_the_built_module(name: str, tmp_path: Path) -> None:
     net = archdsl.load(name)
     net_class = getattr(import_source(python_source(net), tmp_path), network_class_name(net))
@@ -649,7 +649,7 @@ def test_the_transformers_export_to_python_and_reproduce_the_built_module(name: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "swin_v2_t"])
+@pytest.mark.parametrize("name", ["vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"])
 def test_the_transformers_export_to_torchscript_and_onnx(name: str, tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")

@@ -252,7 +252,8 @@ network every : [3, 16, 16] =
     sigmoid; tanh; gelu; leakyrelu slope=0.2; id; conv1x7 8 s=2; ln; gn 2; shuffle 4; concat [ chunk 2 0 | slice 4 8 ];
     scale; droppath 0.1;
     relu6; silu; hardswish; hardsigmoid; elu; selu; mish; maxpool 3 s=2 ceil=true; adaptivemaxpool 2;
-    tokens; windowattention heads=2 window=1; windowattention2 heads=2 window=2 shift=1; patchmerge; untokens; tokens;
+    tokens; windowattention heads=2 window=1; windowattention2 heads=2 window=2 shift=1;
+    partitionattention heads=2 partition=2 grid=true; patchmerge; untokens; tokens;
     clstoken; posembed 2;
     attention heads=2; concat [ token 0 | tokenmean ];
     flatten; dropout 0.1; linear 10; softmax
@@ -272,7 +273,7 @@ def test_every_registered_kind_has_a_colour_and_a_label():
         "channels 4:8", "scale 1e-06",
         "droppath 0.1", "ReLU6", "SiLU", "Hardswish", "Hardsigmoid", "ELU", "SELU", "Mish", "maxpool 3×3, /2, ceil",
         "adaptive maxpool 2×2", "tokens", "window attention 1×1, 2 heads",
-        "cosine window attention 2×2, 2 heads, shift 1", "patch merge 2×2", "untokens", "tokens",
+        "cosine window attention 2×2, 2 heads, shift 1", "grid attention 2×2, 2 heads", "patch merge 2×2", "untokens", "tokens",
         "class token", "position embedding 2", "attention, 2 heads", "token 0", "mean of tokens",
         "flatten", "dropout 0.1", "linear 10", "Softmax",
     ]

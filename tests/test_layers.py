@@ -28,7 +28,7 @@ KINDS = sorted(REGISTRY)
 # Values for required arguments, chosen so that each kind takes a 4×9×9 image, a 12-vector, 16×8 tokens or 4×4×8
 # tokens on a grid.
 REQUIRED_VALUES = {"out": 6, "k": 3, "h": 2, "p": 0.25, "groups": 2, "parts": 2, "index": 1, "start": 1, "end": 3,
-                   "heads": 2, "window": 2, "length": 16}
+                   "heads": 2, "window": 2, "length": 16, "partition": 2}
 INPUTS = ((4, 9, 9), (12,), Tokens((16, 8)), Tokens((4, 4, 8)))
 
 

@@ -164,3 +164,17 @@ def test_untokens_with_one_size_is_a_square(tmp_path: Path, text: str) -> None:
     source = python_source(net)
     assert "ToImage(3, 3, " in source
     reproduces(net, getattr(import_source(source, tmp_path), network_class_name(net))())
+
+
+def test_maxvit_attention_is_defined_with_the_class_it_derives_from(tmp_path: Path) -> None:
+    # PartitionAttention is WindowAttention in MaxViT's partitions: the file defines both, the base first, and
+    # reproduces the built module, block attention and grid attention.
+    net = archdsl.loads("network n : [8, 16, 16] =\n    conv 16 k=2 s=2; tokens; partitionattention heads=4 partition=4; "
+                        "partitionattention heads=2 partition=(2, 4) grid=true; untokens\n")
+    source = python_source(net)
+    assert "self.partitionattention_1 = PartitionAttention(16, 2, (2, 4), True, (8, 8))" in source
+    classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
+    assert [name for name in classes if name in HELPERS] == ["ToTokens", "ToImage", "WindowAttention",
+                                                             "PartitionAttention"]
+    module = import_source(source, tmp_path)
+    reproduces(net, getattr(module, network_class_name(net))())

@@ -8,8 +8,9 @@ one network holding every new kind and option goes through torch.fx, TorchScript
 tensors, ONNX (onnxruntime) and (marked slow) torch.compile to the same outputs.
 
 The token layers likewise: ``windowattention`` is torchvision's ShiftedWindowAttention (Swin), ``windowattention2``
-its ShiftedWindowAttentionV2 (Swin V2), ``patchmerge`` its patch merging, ``tokens`` its ViT's patch flattening, ``attention`` nn.MultiheadAttention; a network of every token
-kind goes through torch.fx, TorchScript and ONNX.
+its ShiftedWindowAttentionV2 (Swin V2), ``partitionattention`` MaxViT's attention in its partitions, ``patchmerge``
+its patch merging, ``tokens`` its ViT's patch flattening, ``attention`` nn.MultiheadAttention; a network of every
+token kind goes through torch.fx, TorchScript and ONNX.
 """
 
 from __future__ import annotations
@@ -270,13 +271,14 @@ EVERY_TOKEN = """
 network every_token : [8, 16, 16] =
     conv 16 k=2 s=2; tokens; ln; windowattention heads=2 window=4 shift=2;
     windowattention2 heads=4 window=(4, 2) shift=(2, 1);
+    partitionattention heads=4 partition=(2, 4) grid=true; partitionattention heads=2 partition=4;
     linear 32; gelu; linear 16; scale; droppath 0.1;
     patchmerge; ln; linear 32 bias=false; untokens; tokens; clstoken; posembed 17;
     add [ ln; attention heads=4 dropout=0.1 | id ]; softmax;
     concat [ token 0 | tokenmean ]; linear 10
 """
 TOKEN_KINDS = {"tokens", "untokens", "token", "tokenmean", "clstoken", "posembed", "patchmerge", "attention",
-               "windowattention", "windowattention2"}
+               "windowattention", "windowattention2", "partitionattention"}
 
 
 @pytest.mark.parametrize(("grid", "window", "shift"), [
@@ -304,6 +306,28 @@ def test_window_attention_is_torchvisions(torchvision, grid, window, shift, v2: 
         ours.train(training)
         theirs.train(training)
         assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(("size", "partition"), [(28, 7), (14, 7), (7, 7), (8, 4), (8, 2)])
+@pytest.mark.parametrize("grid", [False, True])
+def test_partition_attention_is_torchvisions(torchvision, size: int, partition: int, grid: bool) -> None:
+    # MaxViT's attention in torchvision's partitions (its PartitionAttentionLayer's partition and swap around its
+    # RelativePositionalMultiHeadAttention, random bias table) with the same state, in the same order and shapes.
+    from torchvision.models.maxvit import PartitionAttentionLayer
+
+    torch.manual_seed(0)
+    layer = PartitionAttentionLayer(64, 16, partition, "grid" if grid else "window", (size, size), 4, nn.GELU,
+                                    nn.LayerNorm, 0.0, 0.0, 0.0)
+    theirs = layer.attn_layer[1]
+    ours = torch_modules.PartitionAttention(64, 4, partition, grid, (size, size))
+    assert [tuple(t.shape) for t in ours.state_dict().values()] == [tuple(t.shape) for t in theirs.state_dict().values()]
+    ours.load_state_dict(dict(zip(ours.state_dict(), theirs.state_dict().values())), strict=True)
+    x = images(2, 64, size, size)
+    groups = size // layer.p
+    with torch.no_grad():
+        expected = layer.departition_swap(theirs(layer.partition_swap(layer.partition_op(x, layer.p))))
+        expected = layer.departition_op(expected, layer.p, groups, groups)
+        assert torch.allclose(ours(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -39,6 +39,7 @@ FAMILIES = {
                      "efficientnet_v2_l"],
     "googlenet": ["googlenet"],
     "inception_v3": ["inception_v3"],
+    "maxvit": ["maxvit_t"],
     "mnasnet": ["mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3"],
     "mobilenet_v2": ["mobilenet_v2"],
     "mobilenet_v3": ["mobilenet_v3_large", "mobilenet_v3_small"],
@@ -56,13 +57,15 @@ FAMILIES = {
 }
 BUILDERS = [name for names in FAMILIES.values() for name in names]
 # The member of each family that the fast tests build beside torchvision's model (the others are slow tests).
-FAST = {"alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "mnasnet0_5", "mobilenet_v2",
+FAST = {"alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "googlenet", "inception_v3", "maxvit_t", "mnasnet0_5",
+        "mobilenet_v2",
         "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "shufflenet_v2_x0_5", "squeezenet1_1", "swin_t", "swin_v2_t",
         "vgg11", "vit_b_32"}
 # Torchvision's weights copied in: where that is quick, the fast member of each family; in the slow tests the
 # rest of each family's kinds (a bottleneck, groups, a wide bottleneck, batch normalisation after VGG's
 # convolutions, the other stems and widths, Fused-MBConv) and the two families whose copy takes seconds.
-COPIED_FAST = FAST - {"vgg11", "inception_v3", "convnext_tiny"}  # ConvNeXt: through a key map, below
+# ConvNeXt through a key map, MaxViT in the order of torchvision's state: below.
+COPIED_FAST = FAST - {"vgg11", "inception_v3", "convnext_tiny", "maxvit_t"}
 COPIED_SLOW = {"vgg11_bn", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "squeezenet1_0", "mnasnet1_3",
                "mobilenet_v3_large", "inception_v3", "shufflenet_v2_x1_0", "efficientnet_v2_s", "regnet_x_400mf"}
 # torchvision documents Inception-v3's parameters with its auxiliary classifier (27,161,264); the model its
@@ -72,8 +75,9 @@ DOCUMENTED_WITH_AUX = {"inception_v3"}
 # 518 (its position embedding is 37² + 1 long there).
 AT_WEIGHTS = {"vit_h_14": {"image_size": 518}}
 # An input smaller than 224 for the built-module tests: a ViT's position embedding fixes its size, which a
-# parameter sets; Swin's windows tile its grids at 224 (and 448, ...) only, Swin V2's at 256 (and 512, ...).
-SMALL = {"vit_b_32": {"image_size": 96}, "swin_t": {}, "swin_v2_t": {}}
+# parameter sets; Swin's windows tile its grids at 224 (and 448, ...) only, Swin V2's at 256 (and 512, ...), and
+# MaxViT's partitions of 7x7 its grids at 224 (and 448, ...).
+SMALL = {"vit_b_32": {"image_size": 96}, "swin_t": {}, "swin_v2_t": {}, "maxvit_t": {}}
 ATOL = 1e-4
 
 
@@ -339,3 +343,36 @@ def test_swin_drops_both_branches_of_a_block_at_torchvisions_rate(torchvision, n
     expected = [m.stochastic_depth.p for m in reference.modules() if type(m).__name__ in blocks]
     rates = [layer.args["p"] for layer in archdsl.load(name).layers() if layer.kind == "droppath"]
     assert rates == pytest.approx([p for p in expected for _ in range(2)], abs=1e-12) and rates[-1] > 0
+
+
+def test_maxvit_drops_its_layers_branches_at_torchvisions_rate(torchvision) -> None:
+    # A MaxViT layer drops its MBConv's branch and the attention's and the MLP's branches of its two partition
+    # layers (each applies its one StochasticDepth twice) at one rate: five droppath layers; torchvision's MBConv
+    # holds an Identity where the rate is 0.
+    import torch
+
+    with torch.device("meta"):
+        reference = torchvision.models.get_model("maxvit_t")
+    expected = [layer.layers.window_attention.stochastic_dropout.p for layer in reference.modules()
+                if type(layer).__name__ == "MaxVitLayer"]
+    rates = [layer.args["p"] for layer in archdsl.load("maxvit_t").layers() if layer.kind == "droppath"]
+    assert rates == pytest.approx([p for p in expected for _ in range(5)], abs=1e-12) and rates[-1] == 0.2
+
+
+def test_maxvit_is_torchvisions_function_in_the_order_of_its_state(torchvision) -> None:
+    # torchvision's attention uses its to_qkv projection before its own bias table, so the pairing by order of use
+    # (test_same_function_as_torchvision_with_its_weights) would want the table after the projection; archdsl's
+    # PartitionAttention holds the table first, as torchvision's state_dict does, and so does every other tensor:
+    # the two states pair one to one, in order and by shape.
+    import torch
+    from torchvision_oracle import model
+
+    reference = model("maxvit_t")
+    net = archdsl.load("maxvit_t")
+    ours = net.build().eval()
+    mine, theirs = list(ours.state_dict().items()), list(reference.state_dict().items())
+    assert [tuple(t.shape) for _, t in mine] == [tuple(t.shape) for _, t in theirs]
+    ours.load_state_dict({key: tensor for (key, _), (_, tensor) in zip(mine, theirs)}, strict=True)
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x), atol=ATOL)

@@ -343,6 +343,14 @@ def _window_attention(kind, args, shape, call):
     return module, shape
 
 
+def _partition_attention(kind, args, shape, call):
+    _tokens(shape, call, grid=True)
+    h, w, c = shape.dims
+    module = _constructor("PartitionAttention", [c, args["heads"], args["partition"], args["grid"],
+                                                 pyexpr.tuple_of([h, w])])
+    return module, shape
+
+
 def _plain(cls: str | None = None) -> _Emitter:
     return _Emitter(lambda kind, args, shape, call: (f"nn.{cls or kind.torch_class}()", shape), needs_dims=False)
 
@@ -394,6 +402,7 @@ EMITTERS: dict[str, _Emitter] = {
     "attention": _Emitter(_attention),
     "windowattention": _Emitter(_window_attention),
     "windowattention2": _Emitter(_window_attention),
+    "partitionattention": _Emitter(_partition_attention),
 }
 
 

@@ -19,7 +19,7 @@ class there::
     channels.py        shuffle, chunk, slice
     scale.py           scale
     tokens.py          tokens, untokens, token, tokenmean, clstoken, posembed, patchmerge
-    attention.py       attention, windowattention, windowattention2
+    attention.py       attention, windowattention, windowattention2, partitionattention
 
 Names are looked up with ``lookup``: the key, an alias (``fc`` for ``linear``), or sugar
 (``conv3x3``, ``conv1x7``, ``maxpool2``, ``gap``) that presets some arguments. MACs follow torchvision's

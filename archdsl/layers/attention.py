@@ -1,6 +1,8 @@
 """Attention over tokens: ``attention heads=H`` (multi-head self-attention, ``nn.MultiheadAttention``), Swin's
-``windowattention heads=H window=7 shift=3`` (within windows of the grid, with a relative position bias) and Swin
-V2's ``windowattention2 heads=H window=8 shift=4`` (cosine attention, with a continuous position bias).
+``windowattention heads=H window=7 shift=3`` (within windows of the grid, with a relative position bias), Swin
+V2's ``windowattention2 heads=H window=8 shift=4`` (cosine attention, with a continuous position bias) and MaxViT's
+``partitionattention heads=H partition=7 grid=false`` (within windows, or with ``grid=true`` among tokens spread over
+the grid).
 
 MACs, as torchvision counts its transformers' GFLOPS: the query, key, value and output projections (4·L·D² over L
 tokens of D features) and the two matrix products, QKᵀ and the weighted sum of the values (L²·D each; within
@@ -39,6 +41,28 @@ def _check_heads(heads: int, features) -> None:
 def _projections(features: int, bias: bool) -> int:
     """The parameters of the query, key, value and output projections: 4·D² weights and 4·D biases."""
     return 4 * features * features + (4 * features if bias else 0)
+
+
+def _check_tiling(key: str, tokens, arg: str, window: tuple[int, int]) -> None:
+    """Windows (or partitions) of ``window`` tokens tile the grid of ``tokens``, which is known."""
+    for axis, size, side in zip(("height", "width"), tokens.grid, window):
+        if not isinstance(size, int):
+            raise LayerError(f"{key} needs a grid known before the input size, not {show(tokens.grid)}",
+                             hint="compile the network at a concrete input (--input)")
+        if size % side:
+            fits = [w for w in range(1, size + 1) if size % w == 0]
+            closest = min(fits, key=lambda w: (abs(w - side), w))
+            raise LayerError(f"{arg}s of {show(window)} do not tile the {show(tokens.grid)} grid: its {axis} "
+                             f"{size} is not a multiple of {side}",
+                             hint=f"a {arg} divides the grid: {arg}={closest} on this axis would, or an input "
+                                  f"whose grid is a multiple of the {arg}", arg=arg)
+
+
+def _windowed_macs(tokens, window: tuple[int, int]) -> int:
+    """The projections over L tokens of D features and the two matrix products within windows of N tokens:
+    4·L·D² + 2·L·N·D."""
+    length, features = tokens.length, tokens.features
+    return 4 * length * features * features + 2 * length * window[0] * window[1] * features
 
 
 @register
@@ -104,18 +128,7 @@ class WindowAttention(LayerKind):
     def infer(self, args, shape):
         tokens = require_tokens(shape, self.key, grid=True)
         _check_heads(args["heads"], tokens.features)
-        window = pair(args["window"])
-        for axis, size, side in zip(("height", "width"), tokens.grid, window):
-            if not isinstance(size, int):
-                raise LayerError(f"{self.key} needs a grid known before the input size, not {show(tokens.grid)}",
-                                 hint="compile the network at a concrete input (--input)")
-            if size % side:
-                fits = [w for w in range(1, size + 1) if size % w == 0]
-                closest = min(fits, key=lambda w: (abs(w - side), w))
-                raise LayerError(f"windows of {show(window)} do not tile the {show(tokens.grid)} grid: its {axis} "
-                                 f"{size} is not a multiple of {side}",
-                                 hint=f"a window divides the grid: window={closest} on this axis would, or an input "
-                                      "whose grid is a multiple of the window", arg="window")
+        _check_tiling(self.key, tokens, "window", pair(args["window"]))
         return shape
 
     def params(self, args, in_shape):
@@ -123,9 +136,7 @@ class WindowAttention(LayerKind):
         return _projections(in_shape.features, True) + (2 * height - 1) * (2 * width - 1) * args["heads"]
 
     def macs(self, args, in_shape, out_shape):
-        length, features = in_shape.length, in_shape.features
-        size = pair(args["window"])[0] * pair(args["window"])[1]
-        return 4 * length * features * features + 2 * length * size * features
+        return _windowed_macs(in_shape, pair(args["window"]))
 
     def build(self, args, in_shape):
         return archdsl_modules().WindowAttention(in_shape.features, args["heads"], args["window"], args["shift"],
@@ -179,3 +190,46 @@ class WindowAttention2(WindowAttention):
 
     def label(self, args):
         return "cosine " + super().label(args)
+
+
+@register
+class PartitionAttention(LayerKind):
+    """MaxViT's attention within partitions of tokens on a grid (torchvision's ``RelativePositionalMultiHeadAttention``
+    in the partitions of its ``PartitionAttentionLayer``): ``partitionattention heads=H partition=7`` attends within
+    windows of 7×7 tokens (block attention); with ``grid=true``, among the 7×7 tokens that lie H/7 and W/7 apart
+    (grid attention). A learned bias per head and relative offset within the partition, as ``windowattention``'s;
+    the keys are scaled by D^−0.5 over D features rather than by the head's features, as torchvision scales them.
+    Parameters and MACs are ``windowattention``'s with the partition as its window."""
+
+    key = "partitionattention"
+    known_elsewhere = ("relativepositionalmultiheadattention", "partition_attention", "maxvitattention",
+                       "gridattention", "grid_attention", "blockattention", "block_attention")
+    family = "attention"
+    doc = ("MaxViT's attention within partitions of tokens on a grid: partitionattention heads=H partition=7 "
+           "grid=false (windows of 7×7 tokens; grid=true: 7×7 tokens spread over the grid); the partition divides "
+           "the grid")
+    args = (
+        ArgSpec("heads", int, check=positive, doc="attention heads; they divide the features"),
+        ArgSpec("partition", Pair, check=positive, doc="tokens of a partition (height, width)"),
+        ArgSpec("grid", bool, False, doc="partition the grid into strided grids, not windows (grid attention)"),
+    )
+
+    def infer(self, args, shape):
+        tokens = require_tokens(shape, self.key, grid=True)
+        _check_heads(args["heads"], tokens.features)
+        _check_tiling(self.key, tokens, "partition", pair(args["partition"]))
+        return shape
+
+    def params(self, args, in_shape):
+        height, width = pair(args["partition"])
+        return _projections(in_shape.features, True) + (2 * height - 1) * (2 * width - 1) * args["heads"]
+
+    def macs(self, args, in_shape, out_shape):
+        return _windowed_macs(in_shape, pair(args["partition"]))
+
+    def build(self, args, in_shape):
+        return archdsl_modules().PartitionAttention(in_shape.features, args["heads"], args["partition"], args["grid"],
+                                                    in_shape.grid)
+
+    def label(self, args):
+        return f"{'grid' if args['grid'] else 'block'} attention {show(pair(args['partition']))}, {args['heads']} heads"
