@@ -287,6 +287,7 @@ def test_the_minimum_input_of_a_token_network_follows_its_grid():
     ("clstoken; posembed 17", "posembed 17 needs a number of tokens known before the input size"),
     ("windowattention heads=2 window=2", "windowattention needs a grid known before the input size"),
     ("windowattention2 heads=2 window=2", "windowattention2 needs a grid known before the input size"),
+    ("partitionattention heads=2 partition=2", "partitionattention needs a grid known before the input size"),
     ("token 3", "token: whether token 3 exists depends on the input size"),
     ("untokens 4 4", "untokens 4×4 needs a number of tokens known before the input size"),
 ])  # fmt: skip
