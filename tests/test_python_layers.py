@@ -144,16 +144,22 @@ def test_the_token_kinds_export_to_a_standalone_file_that_reproduces_them(tmp_pa
     reproduces(net, getattr(module, network_class_name(net))(), training)
 
 
-def test_swin_v2_attention_is_defined_with_the_class_it_derives_from(tmp_path: Path) -> None:
-    # WindowAttention2 is WindowAttention with cosine attention and a continuous position bias: the file defines
-    # both, the base first, and reproduces the built module.
-    net = archdsl.loads("network n : [8, 16, 16] =\n    conv 16 k=2 s=2; tokens; windowattention2 heads=4 window=4 "
-                        "shift=2; untokens\n")
+@pytest.mark.parametrize(("layers", "line", "derived"), [
+    # Swin V2's: WindowAttention with cosine attention and a continuous position bias.
+    ("windowattention2 heads=4 window=4 shift=2", "self.windowattention2_0 = WindowAttention2(16, 4, 4, 2, (8, 8))",
+     "WindowAttention2"),
+    # MaxViT's: WindowAttention in its partitions, block attention and grid attention.
+    ("partitionattention heads=4 partition=4; partitionattention heads=2 partition=(2, 4) grid=true",
+     "self.partitionattention_1 = PartitionAttention(16, 2, (2, 4), True, (8, 8))", "PartitionAttention"),
+])
+def test_an_attention_is_defined_with_the_class_it_derives_from(tmp_path: Path, layers: str, line: str,
+                                                                 derived: str) -> None:
+    # The file defines both classes, the base first, and reproduces the built module.
+    net = archdsl.loads(f"network n : [8, 16, 16] =\n    conv 16 k=2 s=2; tokens; {layers}; untokens\n")
     source = python_source(net)
-    assert "self.windowattention2_0 = WindowAttention2(16, 4, 4, 2, (8, 8))" in source
+    assert line in source
     classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
-    assert [name for name in classes if name in HELPERS] == ["ToTokens", "ToImage", "WindowAttention",
-                                                             "WindowAttention2"]
+    assert [name for name in classes if name in HELPERS] == ["ToTokens", "ToImage", "WindowAttention", derived]
     module = import_source(source, tmp_path)
     reproduces(net, getattr(module, network_class_name(net))())
 
@@ -164,17 +170,3 @@ def test_untokens_with_one_size_is_a_square(tmp_path: Path, text: str) -> None:
     source = python_source(net)
     assert "ToImage(3, 3, " in source
     reproduces(net, getattr(import_source(source, tmp_path), network_class_name(net))())
-
-
-def test_maxvit_attention_is_defined_with_the_class_it_derives_from(tmp_path: Path) -> None:
-    # PartitionAttention is WindowAttention in MaxViT's partitions: the file defines both, the base first, and
-    # reproduces the built module, block attention and grid attention.
-    net = archdsl.loads("network n : [8, 16, 16] =\n    conv 16 k=2 s=2; tokens; partitionattention heads=4 partition=4; "
-                        "partitionattention heads=2 partition=(2, 4) grid=true; untokens\n")
-    source = python_source(net)
-    assert "self.partitionattention_1 = PartitionAttention(16, 2, (2, 4), True, (8, 8))" in source
-    classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
-    assert [name for name in classes if name in HELPERS] == ["ToTokens", "ToImage", "WindowAttention",
-                                                             "PartitionAttention"]
-    module = import_source(source, tmp_path)
-    reproduces(net, getattr(module, network_class_name(net))())

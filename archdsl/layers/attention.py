@@ -118,6 +118,7 @@ class WindowAttention(LayerKind):
         ArgSpec("shift", Pair, 0, non_negative, "cyclic shift of the windows (height, width)"),
         ArgSpec("dropout", float, 0.0, probability, "dropout on the attention weights"),
     )
+    extent = "window"  # the argument that sizes the windows (PartitionAttention's is its partition)
 
     def validate(self, args):
         if any(s >= w for s, w in zip(pair(args["shift"]), pair(args["window"]))):
@@ -128,15 +129,15 @@ class WindowAttention(LayerKind):
     def infer(self, args, shape):
         tokens = require_tokens(shape, self.key, grid=True)
         _check_heads(args["heads"], tokens.features)
-        _check_tiling(self.key, tokens, "window", pair(args["window"]))
+        _check_tiling(self.key, tokens, self.extent, pair(args[self.extent]))
         return shape
 
     def params(self, args, in_shape):
-        height, width = pair(args["window"])
+        height, width = pair(args[self.extent])
         return _projections(in_shape.features, True) + (2 * height - 1) * (2 * width - 1) * args["heads"]
 
     def macs(self, args, in_shape, out_shape):
-        return _windowed_macs(in_shape, pair(args["window"]))
+        return _windowed_macs(in_shape, pair(args[self.extent]))
 
     def build(self, args, in_shape):
         return archdsl_modules().WindowAttention(in_shape.features, args["heads"], args["window"], args["shift"],
@@ -193,7 +194,7 @@ class WindowAttention2(WindowAttention):
 
 
 @register
-class PartitionAttention(LayerKind):
+class PartitionAttention(WindowAttention):
     """MaxViT's attention within partitions of tokens on a grid (torchvision's ``RelativePositionalMultiHeadAttention``
     in the partitions of its ``PartitionAttentionLayer``): ``partitionattention heads=H partition=7`` attends within
     windows of 7×7 tokens (block attention); with ``grid=true``, among the 7×7 tokens that lie H/7 and W/7 apart
@@ -214,18 +215,10 @@ class PartitionAttention(LayerKind):
         ArgSpec("grid", bool, False, doc="partition the grid into strided grids, not windows (grid attention)"),
     )
 
-    def infer(self, args, shape):
-        tokens = require_tokens(shape, self.key, grid=True)
-        _check_heads(args["heads"], tokens.features)
-        _check_tiling(self.key, tokens, "partition", pair(args["partition"]))
-        return shape
+    extent = "partition"
 
-    def params(self, args, in_shape):
-        height, width = pair(args["partition"])
-        return _projections(in_shape.features, True) + (2 * height - 1) * (2 * width - 1) * args["heads"]
-
-    def macs(self, args, in_shape, out_shape):
-        return _windowed_macs(in_shape, pair(args["partition"]))
+    def validate(self, args):
+        """No shift to check (WindowAttention's check)."""
 
     def build(self, args, in_shape):
         return archdsl_modules().PartitionAttention(in_shape.features, args["heads"], args["partition"], args["grid"],
