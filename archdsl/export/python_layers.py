@@ -337,8 +337,7 @@ def _attention(kind, args, shape, call):
 def _window_attention(kind, args, shape, call):
     _tokens(shape, call, grid=True)
     h, w, c = shape.dims
-    cls = "WindowAttention2" if kind.key == "windowattention2" else "WindowAttention"
-    module = _constructor(cls, [c, args["heads"], args["window"], args["shift"], pyexpr.tuple_of([h, w])],
+    module = _constructor(kind.module_class, [c, args["heads"], args["window"], args["shift"], pyexpr.tuple_of([h, w])],
                           [("dropout", args["dropout"], 0.0)])
     return module, shape
 

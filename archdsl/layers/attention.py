@@ -119,6 +119,7 @@ class WindowAttention(LayerKind):
         ArgSpec("dropout", float, 0.0, probability, "dropout on the attention weights"),
     )
     extent = "window"  # the argument that sizes the windows (PartitionAttention's is its partition)
+    module_class = "WindowAttention"  # of archdsl.torch_modules; the Python export names it too
 
     def validate(self, args):
         if any(s >= w for s, w in zip(pair(args["shift"]), pair(args["window"]))):
@@ -140,8 +141,8 @@ class WindowAttention(LayerKind):
         return _windowed_macs(in_shape, pair(args[self.extent]))
 
     def build(self, args, in_shape):
-        return archdsl_modules().WindowAttention(in_shape.features, args["heads"], args["window"], args["shift"],
-                                                 in_shape.grid, args["dropout"])
+        return getattr(archdsl_modules(), self.module_class)(in_shape.features, args["heads"], args["window"],
+                                                             args["shift"], in_shape.grid, args["dropout"])
 
     def label(self, args):
         window = pair(args["window"])
@@ -166,6 +167,7 @@ class WindowAttention2(WindowAttention):
                        "windowattentionv2", "swinv2attention")
     doc = ("Swin V2's (shifted) window attention over tokens on a grid, cosine attention with a continuous position "
            "bias: windowattention2 heads=H window=8 shift=0 dropout=0; the window divides the grid, at least 2×2")
+    module_class = "WindowAttention2"
 
     def validate(self, args):
         super().validate(args)
@@ -184,10 +186,6 @@ class WindowAttention2(WindowAttention):
         height, width = pair(args["window"])
         offsets = (2 * height - 1) * (2 * width - 1)
         return super().macs(args, in_shape, out_shape) + offsets * CPB_HIDDEN * (2 + args["heads"])
-
-    def build(self, args, in_shape):
-        return archdsl_modules().WindowAttention2(in_shape.features, args["heads"], args["window"], args["shift"],
-                                                  in_shape.grid, args["dropout"])
 
     def label(self, args):
         return "cosine " + super().label(args)
